@@ -1,0 +1,201 @@
+//! services.yaml → a validated, typed [`Plan`].
+//!
+//! Loading never has side effects beyond reading files (the YAML and its
+//! `env_file`s): a bad file is reported in full — every error, each with
+//! file, line, column and YAML path — and nothing is started.
+
+mod parse;
+pub mod units;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::Serialize;
+
+/// The resolved, validated contents of a services file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub file: PathBuf,
+    /// Directory of the services file: relative paths are resolved against it.
+    pub base_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// In declaration order, which is start order; stop order is the reverse.
+    pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Clone, Serialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub command: Command,
+    pub cwd: PathBuf,
+    /// Set on top of sentineld's own environment: `env_file` first, then `env`.
+    pub env: BTreeMap<String, String>,
+    pub user: Option<UserSpec>,
+    pub restart: RestartPolicy,
+    #[serde(serialize_with = "ser_duration")]
+    pub min_uptime: Duration,
+    pub stop: StopSpec,
+    pub logs: LogSpec,
+}
+
+impl fmt::Debug for ServiceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceSpec")
+            .field("name", &self.name)
+            .field("command", &self.command)
+            .field("cwd", &self.cwd)
+            .field("env", &"hidden")
+            .field("user", &self.user)
+            .field("restart", &self.restart)
+            .field("min_uptime", &self.min_uptime)
+            .field("stop", &self.stop)
+            .field("logs", &self.logs)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    /// A list: `argv[0]` is looked up in `PATH` and exec'd with no shell.
+    Exec(Vec<String>),
+    /// A string: run by `/bin/sh -c`.
+    Shell(String),
+}
+
+impl Command {
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserSpec {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// OTP's permanent / transient / temporary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StopSpec {
+    #[serde(serialize_with = "ser_signal")]
+    pub signal: Signal,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogSpec {
+    pub max_size: u64,
+    pub keep: u32,
+}
+
+pub const DEFAULT_MIN_UPTIME: Duration = Duration::from_secs(1);
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 << 20;
+pub const DEFAULT_LOG_KEEP: u32 = 5;
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn ser_signal<S: serde::Serializer>(sig: &Signal, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(sig.as_str())
+}
+
+/// One problem in a services file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    /// Dotted YAML path (`services.web.stop.timeout`); empty for the document.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.col)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_errors(.0))]
+    Invalid(Vec<ConfigError>),
+}
+
+fn render_errors(errors: &[ConfigError]) -> String {
+    let mut out = String::new();
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&e.to_string());
+    }
+    out
+}
+
+/// What validation may ask of the world. Production uses the process's
+/// environment and uid; tests pass their own.
+pub struct Context<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub euid: u32,
+}
+
+pub fn load(path: &Path) -> Result<Plan, LoadError> {
+    let env = |k: &str| std::env::var(k).ok();
+    let ctx = Context {
+        env: &env,
+        euid: nix::unistd::geteuid().as_raw(),
+    };
+    load_with(path, &ctx)
+}
+
+pub fn load_with(path: &Path, ctx: &Context<'_>) -> Result<Plan, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    parse::plan_from_str(&text, &abs, ctx).map_err(LoadError::Invalid)
+}
+
+/// The state dir a client should talk to: `--state-dir`, else
+/// `SENTINELD_STATE_DIR`, else `./.sentineld`.
+pub fn client_state_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("SENTINELD_STATE_DIR").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(".sentineld")
+}

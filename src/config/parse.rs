@@ -1,0 +1,659 @@
+//! Validation: the spanned YAML tree → [`Plan`], collecting every error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::units::{self, suggest};
+use super::yaml::{self, Node, NodeKind};
+use super::*;
+
+const TOP_KEYS: &[&str] = &["state_dir", "services"];
+const TOP_LATER: &[&str] = &["api", "supervisor", "groups", "exit_on_critical"];
+const SERVICE_KEYS: &[&str] = &[
+    "command",
+    "cwd",
+    "env",
+    "env_file",
+    "user",
+    "restart",
+    "min_uptime",
+    "stop",
+    "logs",
+];
+const SERVICE_LATER: &[&str] = &[
+    "liveness",
+    "readiness",
+    "startup",
+    "watchdog",
+    "start_timeout",
+    "classify",
+    "recovery",
+    "escalation",
+    "depends_on",
+    "on_event",
+];
+const STOP_KEYS: &[&str] = &["signal", "timeout"];
+const LOG_KEYS: &[&str] = &["max_size", "keep"];
+
+pub(super) fn plan_from_str(
+    text: &str,
+    file: &Path,
+    ctx: &Context<'_>,
+) -> Result<Plan, Vec<ConfigError>> {
+    let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut v = Validator {
+        file,
+        base: &base,
+        ctx,
+        errors: Vec::new(),
+    };
+    let doc = match yaml::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return Err(vec![ConfigError {
+                file: file.to_path_buf(),
+                line: e.line,
+                col: e.col,
+                path: String::new(),
+                message: format!("invalid YAML: {}", e.message),
+            }]);
+        }
+    };
+    let plan = v.plan(&doc);
+    match plan {
+        Some(plan) if v.errors.is_empty() => Ok(plan),
+        _ => Err(v.errors),
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    base: &'a Path,
+    ctx: &'a Context<'a>,
+    errors: Vec<ConfigError>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl<'a> Validator<'a> {
+    fn err(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line: node.line,
+            col: node.col,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// The entries of a mapping whose keys are all known, after reporting
+    /// unknown, duplicate and not-yet-supported keys.
+    fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        allowed: &[&str],
+        later: &[&str],
+    ) -> Option<Vec<(&'n str, &'n Node)>> {
+        let entries = match &node.kind {
+            NodeKind::Map(entries) => entries,
+            _ if node.is_null() => return Some(Vec::new()),
+            _ => {
+                let found = node.describe();
+                self.err(node, path, format!("expected a mapping, found {found}"));
+                return None;
+            }
+        };
+        let mut out: Vec<(&'n str, &'n Node)> = Vec::new();
+        for (k, val) in entries {
+            let NodeKind::Scalar { value: key, .. } = &k.kind else {
+                self.err(k, path, "keys must be plain strings");
+                continue;
+            };
+            let here = join(path, key);
+            if allowed.contains(&key.as_str()) {
+                if out.iter().any(|(seen, _)| seen == key) {
+                    self.err(k, &here, "duplicate key");
+                    continue;
+                }
+                out.push((key.as_str(), val));
+            } else if later.contains(&key.as_str()) {
+                self.err(k, &here, "not supported yet");
+            } else {
+                let hint = match suggest(key, allowed.iter().chain(later).copied()) {
+                    Some(s) => format!(" (did you mean {s:?}?)"),
+                    None => String::new(),
+                };
+                self.err(
+                    k,
+                    &here,
+                    format!(
+                        "unknown key {key:?}{hint}; allowed keys: {}",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+        Some(out)
+    }
+
+    /// A scalar as a string, with `${VAR}` expanded.
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.kind {
+            NodeKind::Scalar { value, .. } if !node.is_null() => {
+                match units::expand_env(value, self.ctx.env) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        self.err(node, path, e);
+                        None
+                    }
+                }
+            }
+            _ => {
+                let found = node.describe();
+                self.err(node, path, format!("expected a string, found {found}"));
+                None
+            }
+        }
+    }
+
+    fn parsed<T>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let s = self.string(node, path)?;
+        match f(&s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(node, path, e);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        self.parsed(node, path, units::parse_duration)
+    }
+
+    fn plan(&mut self, doc: &Node) -> Option<Plan> {
+        let top = self.fields(doc, "", TOP_KEYS, TOP_LATER)?;
+        let mut state_dir = self.base.join(".sentineld");
+        let mut services = Vec::new();
+        let mut saw_services = false;
+        for (key, node) in top {
+            match key {
+                "state_dir" => {
+                    if let Some(s) = self.string(node, key) {
+                        state_dir = self.base.join(s);
+                    }
+                }
+                "services" => {
+                    saw_services = true;
+                    services = self.services(node);
+                }
+                _ => unreachable!("fields() returns only allowed keys"),
+            }
+        }
+        if !saw_services {
+            self.err(doc, "services", "missing: declare at least one service");
+        }
+        Some(Plan {
+            file: self.file.to_path_buf(),
+            base_dir: self.base.to_path_buf(),
+            state_dir,
+            services,
+        })
+    }
+
+    fn services(&mut self, node: &Node) -> Vec<ServiceSpec> {
+        let NodeKind::Map(entries) = &node.kind else {
+            let found = node.describe();
+            self.err(
+                node,
+                "services",
+                format!("expected a mapping of service names to services, found {found}"),
+            );
+            return Vec::new();
+        };
+        if entries.is_empty() {
+            self.err(node, "services", "no services declared");
+        }
+        let mut out: Vec<ServiceSpec> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        for (k, val) in entries {
+            let NodeKind::Scalar { value: name, .. } = &k.kind else {
+                self.err(k, "services", "service names must be strings");
+                continue;
+            };
+            let path = format!("services.{name}");
+            if names.contains(&name.as_str()) {
+                self.err(k, &path, format!("duplicate service name {name:?}"));
+                continue;
+            }
+            names.push(name);
+            if let Err(e) = check_name(name) {
+                self.err(k, &path, e);
+                continue;
+            }
+            if let Some(spec) = self.service(name, val, &path) {
+                out.push(spec);
+            }
+        }
+        out
+    }
+
+    fn service(&mut self, name: &str, node: &Node, path: &str) -> Option<ServiceSpec> {
+        let fields = self.fields(node, path, SERVICE_KEYS, SERVICE_LATER)?;
+        let mut command = None;
+        let mut cwd = self.base.to_path_buf();
+        let mut env = BTreeMap::new();
+        let mut env_file_vars = Vec::new();
+        let mut user = None;
+        let mut restart = RestartPolicy::Always;
+        let mut min_uptime = DEFAULT_MIN_UPTIME;
+        let mut stop = StopSpec {
+            signal: Signal::SIGTERM,
+            timeout: DEFAULT_STOP_TIMEOUT,
+        };
+        let mut logs = LogSpec {
+            max_size: DEFAULT_LOG_MAX_SIZE,
+            keep: DEFAULT_LOG_KEEP,
+        };
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join(path, key);
+            let good = match key {
+                "command" => {
+                    command = self.command(val, &p);
+                    command.is_some()
+                }
+                "cwd" => self.cwd(val, &p).map(|d| cwd = d).is_some(),
+                "env" => self.env(val, &p).map(|e| env = e).is_some(),
+                "env_file" => self
+                    .env_file(val, &p)
+                    .map(|v| env_file_vars = v)
+                    .is_some(),
+                "user" => self.user(val, &p).map(|u| user = Some(u)).is_some(),
+                "restart" => self
+                    .parsed(val, &p, parse_restart)
+                    .map(|r| restart = r)
+                    .is_some(),
+                "min_uptime" => self.duration(val, &p).map(|d| min_uptime = d).is_some(),
+                "stop" => self.stop(val, &p).map(|s| stop = s).is_some(),
+                "logs" => self.logs(val, &p).map(|l| logs = l).is_some(),
+                _ => unreachable!("fields() returns only allowed keys"),
+            };
+            ok &= good;
+        }
+        if command.is_none() && !node_has_key(node, "command") {
+            self.err(node, &join(path, "command"), "missing: every service needs a command");
+            ok = false;
+        }
+        let mut merged: BTreeMap<String, String> = env_file_vars.into_iter().collect();
+        merged.extend(env);
+        ok.then(|| ServiceSpec {
+            name: name.to_string(),
+            command: command.expect("checked above"),
+            cwd,
+            env: merged,
+            user,
+            restart,
+            min_uptime,
+            stop,
+            logs,
+        })
+    }
+
+    fn command(&mut self, node: &Node, path: &str) -> Option<Command> {
+        match &node.kind {
+            NodeKind::Seq(items) => {
+                if items.is_empty() {
+                    self.err(node, path, "empty command: give the program and its arguments");
+                    return None;
+                }
+                let mut argv = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    argv.push(self.string(item, &format!("{path}[{i}]"))?);
+                }
+                if argv[0].trim().is_empty() {
+                    self.err(&items[0], &format!("{path}[0]"), "empty program name");
+                    return None;
+                }
+                if argv.iter().any(|a| a.contains('\0')) {
+                    self.err(node, path, "arguments cannot contain NUL bytes");
+                    return None;
+                }
+                Some(Command::Exec(argv))
+            }
+            _ => {
+                let s = self.string(node, path)?;
+                if s.trim().is_empty() {
+                    self.err(node, path, "empty command: give a shell command line or a list");
+                    return None;
+                }
+                if s.contains('\0') {
+                    self.err(node, path, "the command cannot contain NUL bytes");
+                    return None;
+                }
+                Some(Command::Shell(s))
+            }
+        }
+    }
+
+    fn cwd(&mut self, node: &Node, path: &str) -> Option<PathBuf> {
+        let s = self.string(node, path)?;
+        let dir = self.base.join(&s);
+        if !dir.is_dir() {
+            self.err(
+                node,
+                path,
+                format!("directory {} does not exist", dir.display()),
+            );
+            return None;
+        }
+        Some(dir)
+    }
+
+    fn env(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+        let NodeKind::Map(entries) = &node.kind else {
+            let found = node.describe();
+            self.err(node, path, format!("expected a mapping of NAME: value, found {found}"));
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (k, val) in entries {
+            let NodeKind::Scalar { value: key, .. } = &k.kind else {
+                self.err(k, path, "variable names must be strings");
+                ok = false;
+                continue;
+            };
+            let p = join(path, key);
+            if !units::valid_env_name(key) {
+                self.err(k, &p, format!("invalid variable name {key:?}: use letters, digits and _"));
+                ok = false;
+                continue;
+            }
+            if out.contains_key(key) {
+                self.err(k, &p, "duplicate key");
+                ok = false;
+                continue;
+            }
+            let value = if val.is_null() {
+                Some(String::new())
+            } else if matches!(val.kind, NodeKind::Scalar { .. }) {
+                self.string(val, &p)
+            } else {
+                let found = val.describe();
+                self.err(val, &p, format!("expected a string, found {found}"));
+                None
+            };
+            match value {
+                Some(v) if v.contains('\0') => {
+                    self.err(val, &p, "values cannot contain NUL bytes");
+                    ok = false;
+                }
+                Some(v) => {
+                    out.insert(key.clone(), v);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn env_file(&mut self, node: &Node, path: &str) -> Option<Vec<(String, String)>> {
+        let s = self.string(node, path)?;
+        let file = self.base.join(&s);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(node, path, format!("cannot read {}: {e}", file.display()));
+                return None;
+            }
+        };
+        match units::parse_env_file(&text) {
+            Ok(vars) => Some(vars),
+            Err((line, msg)) => {
+                self.err(node, path, format!("{}:{line}: {msg}", file.display()));
+                None
+            }
+        }
+    }
+
+    fn user(&mut self, node: &Node, path: &str) -> Option<UserSpec> {
+        let name = self.string(node, path)?;
+        if self.ctx.euid != 0 {
+            self.err(
+                node,
+                path,
+                format!(
+                    "running a service as another user needs root (sentineld runs as uid {})",
+                    self.ctx.euid
+                ),
+            );
+            return None;
+        }
+        let found = match name.parse::<u32>() {
+            Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+            Err(_) => nix::unistd::User::from_name(&name),
+        };
+        match found {
+            Ok(Some(u)) => Some(UserSpec {
+                name: u.name,
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+            }),
+            Ok(None) => {
+                self.err(node, path, format!("unknown user {name:?}"));
+                None
+            }
+            Err(e) => {
+                self.err(node, path, format!("cannot look up user {name:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn stop(&mut self, node: &Node, path: &str) -> Option<StopSpec> {
+        let fields = self.fields(node, path, STOP_KEYS, &[])?;
+        let mut spec = StopSpec {
+            signal: Signal::SIGTERM,
+            timeout: DEFAULT_STOP_TIMEOUT,
+        };
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join(path, key);
+            ok &= match key {
+                "signal" => self
+                    .parsed(val, &p, units::parse_signal)
+                    .map(|s| spec.signal = s)
+                    .is_some(),
+                "timeout" => self.duration(val, &p).map(|d| spec.timeout = d).is_some(),
+                _ => unreachable!(),
+            };
+        }
+        ok.then_some(spec)
+    }
+
+    fn logs(&mut self, node: &Node, path: &str) -> Option<LogSpec> {
+        let fields = self.fields(node, path, LOG_KEYS, &[])?;
+        let mut spec = LogSpec {
+            max_size: DEFAULT_LOG_MAX_SIZE,
+            keep: DEFAULT_LOG_KEEP,
+        };
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join(path, key);
+            ok &= match key {
+                "max_size" => self
+                    .parsed(val, &p, |s| {
+                        let n = units::parse_size(s)?;
+                        if n < 4096 {
+                            return Err(format!("{s} is too small: at least 4KiB"));
+                        }
+                        Ok(n)
+                    })
+                    .map(|n| spec.max_size = n)
+                    .is_some(),
+                "keep" => self
+                    .parsed(val, &p, |s| {
+                        s.parse::<u32>()
+                            .ok()
+                            .filter(|n| *n <= 1000)
+                            .ok_or_else(|| {
+                                format!("expected a number of files from 0 to 1000, found {s:?}")
+                            })
+                    })
+                    .map(|n| spec.keep = n)
+                    .is_some(),
+                _ => unreachable!(),
+            };
+        }
+        ok.then_some(spec)
+    }
+}
+
+fn node_has_key(node: &Node, key: &str) -> bool {
+    matches!(&node.kind, NodeKind::Map(entries)
+        if entries.iter().any(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if value == key)))
+}
+
+fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
+    match s {
+        "always" => Ok(RestartPolicy::Always),
+        "on-failure" => Ok(RestartPolicy::OnFailure),
+        "never" => Ok(RestartPolicy::Never),
+        other => {
+            let hint = suggest(other, ["always", "on-failure", "never"])
+                .map(|s| format!(" (did you mean {s:?}?)"))
+                .unwrap_or_default();
+            Err(format!(
+                "expected one of always, on-failure, never, found {other:?}{hint}"
+            ))
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid service name {name:?}: use 1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str) -> Result<Plan, Vec<ConfigError>> {
+        let env = |k: &str| match k {
+            "PORT" => Some("8080".to_string()),
+            _ => None,
+        };
+        let ctx = Context { env: &env, euid: 1000 };
+        plan_from_str(yaml, Path::new("/tmp/services.yaml"), &ctx)
+    }
+
+    fn messages(yaml: &str) -> Vec<String> {
+        check(yaml)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn minimal_service_gets_defaults() {
+        let plan = check("services:\n  web:\n    command: ./web --port ${PORT}\n").unwrap();
+        let web = &plan.services[0];
+        assert_eq!(web.command, Command::Shell("./web --port 8080".into()));
+        assert_eq!(web.restart, RestartPolicy::Always);
+        assert_eq!(web.min_uptime, DEFAULT_MIN_UPTIME);
+        assert_eq!(web.stop.signal, Signal::SIGTERM);
+        assert_eq!(plan.state_dir, Path::new("/tmp/.sentineld"));
+        assert_eq!(web.cwd, Path::new("/tmp"));
+    }
+
+    #[test]
+    fn list_command_and_every_key() {
+        let plan = check(
+            "state_dir: st\nservices:\n  a:\n    command: [sleep, '10']\n    env: {X: 1, Y: ~}\n    restart: on-failure\n    min_uptime: 2s\n    stop: {signal: INT, timeout: 3s}\n    logs: {max_size: 1MiB, keep: 2}\n",
+        )
+        .unwrap();
+        let a = &plan.services[0];
+        assert_eq!(a.command, Command::Exec(vec!["sleep".into(), "10".into()]));
+        assert_eq!(a.env["X"], "1");
+        assert_eq!(a.env["Y"], "");
+        assert_eq!(a.stop.signal, Signal::SIGINT);
+        assert_eq!(a.stop.timeout, Duration::from_secs(3));
+        assert_eq!(a.logs, LogSpec { max_size: 1 << 20, keep: 2 });
+        assert_eq!(plan.state_dir, Path::new("/tmp/st"));
+    }
+
+    #[test]
+    fn errors_carry_line_column_and_path() {
+        let m = messages("services:\n  web:\n    command: x\n    restrat: always\n");
+        assert_eq!(
+            m,
+            vec![
+                "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs"
+            ]
+        );
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let m = messages(
+            "services:\n  a:\n    command: ''\n  b:\n    command: x\n    min_uptime: fast\n  c:\n    command: x\n    stop: {signal: SIGNOPE}\n",
+        );
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert!(m[0].contains("services.a.command: empty command"));
+        assert!(m[1].contains("services.b.min_uptime"));
+        assert!(m[2].contains("services.c.stop.signal: unknown signal"));
+    }
+
+    #[test]
+    fn later_keys_are_rejected_not_ignored() {
+        let m = messages("services:\n  web:\n    command: x\n    liveness: {tcp: ':1'}\n");
+        assert_eq!(m, vec!["/tmp/services.yaml:4:5: services.web.liveness: not supported yet"]);
+    }
+
+    #[test]
+    fn user_needs_root() {
+        let m = messages("services:\n  web:\n    command: x\n    user: nobody\n");
+        assert!(m[0].contains("needs root (sentineld runs as uid 1000)"), "{m:?}");
+    }
+
+    #[test]
+    fn duplicate_service() {
+        let m = messages("services:\n  a:\n    command: x\n  a:\n    command: y\n");
+        assert!(m[0].contains("4:3: services.a: duplicate service name"), "{m:?}");
+    }
+
+    #[test]
+    fn missing_command_and_services() {
+        assert!(messages("services:\n  a:\n    restart: never\n")[0].contains("services.a.command: missing"));
+        assert!(messages("state_dir: x\n")[0].contains("services: missing"));
+    }
+}

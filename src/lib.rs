@@ -1,0 +1,10 @@
+//! sentineld: a process supervisor.
+//!
+//! - [`config`] turns services.yaml into a validated [`config::Plan`].
+//! - [`strategy`] holds the pure decisions (what to do after an exit, and when).
+//! - [`supervisor`] is the runtime: one event loop on the main thread that
+//!   forks, reaps, times and stops; a log thread that drains the children's pipes.
+//! - [`control`] is the Unix-socket protocol between the daemon and the CLI.
+//! - [`report`] renders status for people.
+
+pub mod config;
