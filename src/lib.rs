@@ -7,4 +7,10 @@
 //! - [`control`] is the Unix-socket protocol between the daemon and the CLI.
 //! - [`report`] renders status for people.
 
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod control;
+pub mod report;
+pub mod strategy;
+pub mod supervisor;

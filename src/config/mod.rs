@@ -92,6 +92,16 @@ pub enum RestartPolicy {
     Never,
 }
 
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "never",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StopSpec {
     #[serde(serialize_with = "ser_signal")]

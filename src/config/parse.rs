@@ -280,10 +280,7 @@ impl<'a> Validator<'a> {
                 }
                 "cwd" => self.cwd(val, &p).map(|d| cwd = d).is_some(),
                 "env" => self.env(val, &p).map(|e| env = e).is_some(),
-                "env_file" => self
-                    .env_file(val, &p)
-                    .map(|v| env_file_vars = v)
-                    .is_some(),
+                "env_file" => self.env_file(val, &p).map(|v| env_file_vars = v).is_some(),
                 "user" => self.user(val, &p).map(|u| user = Some(u)).is_some(),
                 "restart" => self
                     .parsed(val, &p, parse_restart)
@@ -297,7 +294,11 @@ impl<'a> Validator<'a> {
             ok &= good;
         }
         if command.is_none() && !node_has_key(node, "command") {
-            self.err(node, &join(path, "command"), "missing: every service needs a command");
+            self.err(
+                node,
+                &join(path, "command"),
+                "missing: every service needs a command",
+            );
             ok = false;
         }
         let mut merged: BTreeMap<String, String> = env_file_vars.into_iter().collect();
@@ -319,7 +320,11 @@ impl<'a> Validator<'a> {
         match &node.kind {
             NodeKind::Seq(items) => {
                 if items.is_empty() {
-                    self.err(node, path, "empty command: give the program and its arguments");
+                    self.err(
+                        node,
+                        path,
+                        "empty command: give the program and its arguments",
+                    );
                     return None;
                 }
                 let mut argv = Vec::with_capacity(items.len());
@@ -339,7 +344,11 @@ impl<'a> Validator<'a> {
             _ => {
                 let s = self.string(node, path)?;
                 if s.trim().is_empty() {
-                    self.err(node, path, "empty command: give a shell command line or a list");
+                    self.err(
+                        node,
+                        path,
+                        "empty command: give a shell command line or a list",
+                    );
                     return None;
                 }
                 if s.contains('\0') {
@@ -368,7 +377,11 @@ impl<'a> Validator<'a> {
     fn env(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
         let NodeKind::Map(entries) = &node.kind else {
             let found = node.describe();
-            self.err(node, path, format!("expected a mapping of NAME: value, found {found}"));
+            self.err(
+                node,
+                path,
+                format!("expected a mapping of NAME: value, found {found}"),
+            );
             return None;
         };
         let mut out = BTreeMap::new();
@@ -381,7 +394,11 @@ impl<'a> Validator<'a> {
             };
             let p = join(path, key);
             if !units::valid_env_name(key) {
-                self.err(k, &p, format!("invalid variable name {key:?}: use letters, digits and _"));
+                self.err(
+                    k,
+                    &p,
+                    format!("invalid variable name {key:?}: use letters, digits and _"),
+                );
                 ok = false;
                 continue;
             }
@@ -509,12 +526,9 @@ impl<'a> Validator<'a> {
                     .is_some(),
                 "keep" => self
                     .parsed(val, &p, |s| {
-                        s.parse::<u32>()
-                            .ok()
-                            .filter(|n| *n <= 1000)
-                            .ok_or_else(|| {
-                                format!("expected a number of files from 0 to 1000, found {s:?}")
-                            })
+                        s.parse::<u32>().ok().filter(|n| *n <= 1000).ok_or_else(|| {
+                            format!("expected a number of files from 0 to 1000, found {s:?}")
+                        })
                     })
                     .map(|n| spec.keep = n)
                     .is_some(),
@@ -571,7 +585,10 @@ mod tests {
             "PORT" => Some("8080".to_string()),
             _ => None,
         };
-        let ctx = Context { env: &env, euid: 1000 };
+        let ctx = Context {
+            env: &env,
+            euid: 1000,
+        };
         plan_from_str(yaml, Path::new("/tmp/services.yaml"), &ctx)
     }
 
@@ -607,7 +624,13 @@ mod tests {
         assert_eq!(a.env["Y"], "");
         assert_eq!(a.stop.signal, Signal::SIGINT);
         assert_eq!(a.stop.timeout, Duration::from_secs(3));
-        assert_eq!(a.logs, LogSpec { max_size: 1 << 20, keep: 2 });
+        assert_eq!(
+            a.logs,
+            LogSpec {
+                max_size: 1 << 20,
+                keep: 2
+            }
+        );
         assert_eq!(plan.state_dir, Path::new("/tmp/st"));
     }
 
@@ -636,24 +659,36 @@ mod tests {
     #[test]
     fn later_keys_are_rejected_not_ignored() {
         let m = messages("services:\n  web:\n    command: x\n    liveness: {tcp: ':1'}\n");
-        assert_eq!(m, vec!["/tmp/services.yaml:4:5: services.web.liveness: not supported yet"]);
+        assert_eq!(
+            m,
+            vec!["/tmp/services.yaml:4:5: services.web.liveness: not supported yet"]
+        );
     }
 
     #[test]
     fn user_needs_root() {
         let m = messages("services:\n  web:\n    command: x\n    user: nobody\n");
-        assert!(m[0].contains("needs root (sentineld runs as uid 1000)"), "{m:?}");
+        assert!(
+            m[0].contains("needs root (sentineld runs as uid 1000)"),
+            "{m:?}"
+        );
     }
 
     #[test]
     fn duplicate_service() {
         let m = messages("services:\n  a:\n    command: x\n  a:\n    command: y\n");
-        assert!(m[0].contains("4:3: services.a: duplicate service name"), "{m:?}");
+        assert!(
+            m[0].contains("4:3: services.a: duplicate service name"),
+            "{m:?}"
+        );
     }
 
     #[test]
     fn missing_command_and_services() {
-        assert!(messages("services:\n  a:\n    restart: never\n")[0].contains("services.a.command: missing"));
+        assert!(
+            messages("services:\n  a:\n    restart: never\n")[0]
+                .contains("services.a.command: missing")
+        );
         assert!(messages("state_dir: x\n")[0].contains("services: missing"));
     }
 }

@@ -24,9 +24,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// MiB, GiB) units; K/M/G alone are binary, as most people mean them.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let bad = || format!("expected a size like 10MiB, 512KiB or 4096, found {t:?}");
     if num.is_empty() {
@@ -93,7 +91,10 @@ pub fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name {name:?} in ${{{expr}}}"));
             }
-            match (lookup(name).filter(|v| !(default.is_some() && v.is_empty())), default) {
+            match (
+                lookup(name).filter(|v| !(default.is_some() && v.is_empty())),
+                default,
+            ) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
@@ -154,7 +155,12 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -222,8 +228,16 @@ mod tests {
         assert_eq!(expand_env("${HOME}/x", &env).unwrap(), "/root/x");
         assert_eq!(expand_env("${NOPE:-d}", &env).unwrap(), "d");
         assert_eq!(expand_env("$$HOME $1", &env).unwrap(), "$HOME $1");
-        assert!(expand_env("${NOPE}", &env).unwrap_err().contains("NOPE is not set"));
-        assert!(expand_env("${HOME", &env).unwrap_err().contains("unterminated"));
+        assert!(
+            expand_env("${NOPE}", &env)
+                .unwrap_err()
+                .contains("NOPE is not set")
+        );
+        assert!(
+            expand_env("${HOME", &env)
+                .unwrap_err()
+                .contains("unterminated")
+        );
     }
 
     #[test]

@@ -12,7 +12,10 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 pub enum NodeKind {
     /// A scalar as written. `plain` is false for quoted and block scalars,
     /// which are always strings.
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -127,8 +130,10 @@ impl MarkedEventReceiver for Builder {
                     .push((Open::Seq(at(&mark, NodeKind::Seq(Vec::new()))), anchor));
             }
             Event::MappingStart(anchor, _) => {
-                self.stack
-                    .push((Open::Map(at(&mark, NodeKind::Map(Vec::new())), None), anchor));
+                self.stack.push((
+                    Open::Map(at(&mark, NodeKind::Map(Vec::new())), None),
+                    anchor,
+                ));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((open, anchor)) = self.stack.pop() {

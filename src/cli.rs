@@ -1,0 +1,59 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sentineld",
+    version,
+    about = "A process supervisor: runs the services a YAML file declares, watches them and heals them."
+)]
+pub struct Cli {
+    /// State dir of the instance to talk to (default: ./.sentineld, or
+    /// $SENTINELD_STATE_DIR). For `up`, overrides the file's `state_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the services of FILE and supervise them until stopped (Ctrl-C, SIGTERM or `down`).
+    Up {
+        /// Detach: return once every service has been started.
+        #[arg(short, long)]
+        detach: bool,
+        /// The services file.
+        file: PathBuf,
+    },
+    /// Validate FILE and print the resolved plan; exit 2 on any error.
+    Check { file: PathBuf },
+    /// Show every service, or one with its recent events.
+    Status {
+        name: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a stopped service.
+    Start { name: String },
+    /// Stop a service (its stop signal, then SIGKILL to its process group).
+    Stop { name: String },
+    /// Stop and start a service.
+    Restart { name: String },
+    /// Print a service's captured stdout and stderr.
+    Logs {
+        name: String,
+        /// Keep printing as lines arrive.
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines from the end.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+    },
+    /// Stop every service and the daemon.
+    Down,
+}

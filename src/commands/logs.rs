@@ -1,0 +1,128 @@
+//! `sentineld logs NAME [-n N] [-f]`: read the log files directly, so logs
+//! stay readable after the daemon has gone.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use super::CommandError;
+use crate::control::client;
+use crate::control::protocol::{Request, Response};
+use crate::supervisor::logs::rotated;
+
+pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<i32, CommandError> {
+    let path = state_dir.join("logs").join(format!("{name}.log"));
+    if !path.exists() {
+        // Let the daemon say whether the name is wrong (with a suggestion).
+        if let Ok(Response::Error { message }) = client::request(
+            state_dir,
+            &Request::Status {
+                name: Some(name.into()),
+            },
+            None,
+        ) {
+            return Err(CommandError::Daemon(message));
+        }
+        if !follow {
+            return Err(CommandError::Failed(format!(
+                "no log for {name:?} in {}",
+                state_dir.join("logs").display()
+            )));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&tail(&path, lines));
+    let _ = out.flush();
+    if follow {
+        follow_file(&path, &mut out)?;
+    }
+    Ok(0)
+}
+
+/// The last `n` lines of the log, reaching into `NAME.log.1` if the current
+/// file is shorter.
+pub fn tail(path: &Path, n: usize) -> Vec<u8> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut data = std::fs::read(path).unwrap_or_default();
+    if count_lines(&data) < n
+        && let Ok(mut older) = std::fs::read(rotated(path, 1))
+    {
+        older.extend_from_slice(&data);
+        data = older;
+    }
+    let end = if data.last() == Some(&b'\n') {
+        data.len() - 1
+    } else {
+        data.len()
+    };
+    let mut seen = 0;
+    for i in (0..end).rev() {
+        if data[i] == b'\n' {
+            seen += 1;
+            if seen == n {
+                return data[i + 1..].to_vec();
+            }
+        }
+    }
+    data
+}
+
+fn count_lines(data: &[u8]) -> usize {
+    data.iter().filter(|b| **b == b'\n').count()
+}
+
+fn follow_file(path: &Path, out: &mut impl Write) -> Result<(), CommandError> {
+    let fail =
+        |e: nix::Error| CommandError::Failed(format!("cannot follow {}: {e}", path.display()));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(fail)?;
+    inotify
+        .add_watch(
+            dir,
+            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+        )
+        .map_err(fail)?;
+    let mut file = File::open(path).ok();
+    let mut ino = file
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map(|m| m.ino());
+    if let Some(f) = file.as_mut() {
+        let _ = f.seek(SeekFrom::End(0));
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        // Rotation renames the file away and a new one appears: finish the
+        // old one, then read the new one from its start.
+        let now_ino = std::fs::metadata(path).ok().map(|m| m.ino());
+        if now_ino != ino {
+            if let Some(f) = file.as_mut() {
+                copy_rest(f, &mut buf, out);
+            }
+            file = File::open(path).ok();
+            ino = now_ino;
+        }
+        if let Some(f) = file.as_mut() {
+            copy_rest(f, &mut buf, out);
+        }
+        let _ = out.flush();
+        inotify.read_events().map_err(fail)?;
+    }
+}
+
+fn copy_rest(f: &mut File, buf: &mut [u8], out: &mut impl Write) {
+    while let Ok(n) = f.read(buf) {
+        if n == 0 {
+            break;
+        }
+        if out.write_all(&buf[..n]).is_err() {
+            // The reader went away (`logs -f | head`).
+            std::process::exit(0);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! One function per CLI verb. Each returns the process exit code or an
+//! error whose message is printed as is.
+
+pub mod logs;
+pub mod up;
+
+use std::path::Path;
+
+use crate::control::client::{self, ClientError};
+use crate::control::protocol::{Request, Response};
+use crate::report::table::{self, Style};
+
+/// Exit codes: 0 ok, 1 runtime failure, 2 bad input (config or usage).
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Daemon(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::BadInput(_) => EXIT_BAD_INPUT,
+            _ => EXIT_FAILURE,
+        }
+    }
+}
+
+pub fn check(file: &Path) -> Result<i32, CommandError> {
+    let plan = crate::config::load(file).map_err(|e| CommandError::BadInput(e.to_string()))?;
+    let yaml = serde_yaml::to_string(&plan).expect("plans serialize");
+    print!("{yaml}");
+    eprintln!(
+        "{}: ok, {} service{}",
+        file.display(),
+        plan.services.len(),
+        if plan.services.len() == 1 { "" } else { "s" }
+    );
+    Ok(0)
+}
+
+pub fn status(state_dir: &Path, name: Option<String>, json: bool) -> Result<i32, CommandError> {
+    let resp = client::request(state_dir, &Request::Status { name: name.clone() }, None)?;
+    let report = match resp {
+        Response::Status(r) => r,
+        Response::Error { message } => return Err(CommandError::Daemon(message)),
+        other => return Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
+    };
+    let out = if json {
+        let mut s = serde_json::to_string(&report).expect("reports serialize");
+        s.push('\n');
+        s
+    } else if name.is_some() && report.services.len() == 1 {
+        table::render_one(&report.services[0], &report.events, &Style::detect())
+    } else {
+        table::render(&report.services, &Style::detect())
+    };
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    Ok(0)
+}
+
+/// start / stop / restart / down: send, wait for the outcome (a stop may
+/// take a whole stop timeout), print it.
+pub fn simple(state_dir: &Path, request: Request) -> Result<i32, CommandError> {
+    match client::request(state_dir, &request, None)? {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(0)
+        }
+        Response::Error { message } => Err(CommandError::Daemon(message)),
+        other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
+    }
+}

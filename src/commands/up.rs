@@ -1,0 +1,93 @@
+//! `sentineld up [-d] FILE`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::path::{Path, PathBuf};
+
+use super::CommandError;
+use crate::control::server;
+use crate::supervisor;
+
+pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, CommandError> {
+    let mut plan = crate::config::load(file).map_err(|e| CommandError::BadInput(e.to_string()))?;
+    if let Some(dir) = state_dir {
+        plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
+    }
+    let control = server::bind(&plan.state_dir).map_err(|e| CommandError::Failed(e.to_string()))?;
+    if !detach {
+        init_tracing(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        return supervisor::run(plan, control, None)
+            .map_err(|e| CommandError::Failed(e.to_string()));
+    }
+
+    let log_path = plan.state_dir.join("sentineld.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| CommandError::Failed(format!("cannot open {}: {e}", log_path.display())))?;
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| CommandError::Failed(format!("pipe: {e}")))?;
+    // SAFETY: no other thread exists yet (no runtime, no log thread), so the
+    // child may do anything after fork.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(CommandError::Failed(format!("fork: {e}"))),
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(ready_w);
+            // SAFETY: ready_r is an owned pipe read end.
+            let reader = unsafe { File::from_raw_fd(ready_r.into_raw_fd()) };
+            let mut line = String::new();
+            let _ = BufReader::new(reader).read_line(&mut line);
+            if line.starts_with("ready") {
+                println!(
+                    "sentineld running (pid {child}), {} service{}\n  control socket: {}\n  service logs:   {}\n  daemon log:     {}",
+                    plan.services.len(),
+                    if plan.services.len() == 1 { "" } else { "s" },
+                    control.path.display(),
+                    plan.state_dir.join("logs").display(),
+                    log_path.display()
+                );
+                Ok(0)
+            } else {
+                Err(CommandError::Failed(format!(
+                    "sentineld failed to start; see {}",
+                    log_path.display()
+                )))
+            }
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(ready_r);
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = File::open("/dev/null") {
+                // SAFETY: dup2 onto the standard descriptors.
+                unsafe { libc::dup2(null.as_raw_fd(), 0) };
+            }
+            // SAFETY: as above.
+            unsafe {
+                libc::dup2(log.as_raw_fd(), 1);
+                libc::dup2(log.as_raw_fd(), 2);
+            }
+            drop(log);
+            init_tracing(false);
+            // SAFETY: ready_w is an owned pipe write end.
+            let ready = unsafe { File::from_raw_fd(ready_w.into_raw_fd()) };
+            let code = match supervisor::run(plan, control, Some(ready)) {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+    }
+}
+
+fn init_tracing(ansi: bool) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .try_init();
+}

@@ -1,0 +1,67 @@
+//! The CLI's side of the control socket: blocking I/O, no async runtime, so
+//! `sentineld status` costs a connect, one write and one read.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::protocol::{Request, Response};
+use super::server::SOCKET_NAME;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no sentineld is running for {} (start one with `sentineld up services.yaml`, or pass --state-dir)",
+        .0.display()
+    )]
+    NotRunning(PathBuf),
+    #[error("control socket {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unexpected reply from the daemon: {0}")]
+    Protocol(String),
+}
+
+pub fn request(
+    state_dir: &Path,
+    request: &Request,
+    timeout: Option<Duration>,
+) -> Result<Response, ClientError> {
+    let path = state_dir.join(SOCKET_NAME);
+    let io = |source| ClientError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ClientError::NotRunning(state_dir.to_path_buf()));
+        }
+        Err(e) => return Err(io(e)),
+    };
+    stream.set_read_timeout(timeout).map_err(io)?;
+    stream.write_all(request.to_line().as_bytes()).map_err(io)?;
+    let mut reader = BufReader::with_capacity(64 << 10, stream);
+    let mut line = Vec::with_capacity(64 << 10);
+    reader.read_until(b'\n', &mut line).map_err(io)?;
+    if line.is_empty() {
+        return Err(ClientError::Protocol(
+            "the daemon closed the connection".into(),
+        ));
+    }
+    serde_json::from_slice(&line).map_err(|e| {
+        ClientError::Protocol(format!(
+            "{e}: {}",
+            String::from_utf8_lossy(&line[..line.len().min(200)])
+        ))
+    })
+}

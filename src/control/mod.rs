@@ -1,0 +1,6 @@
+//! The control socket: protocol types, the daemon's server and the CLI's
+//! blocking client.
+
+pub mod client;
+pub mod protocol;
+pub mod server;

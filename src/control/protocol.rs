@@ -1,0 +1,217 @@
+//! The control protocol: one JSON object per line, both ways.
+//!
+//! Every request carries `version`; a daemon that speaks another version
+//! says so instead of failing to parse. Lines are capped at
+//! [`MAX_LINE`] bytes. The types are shared by the server and the client.
+
+use serde::{Deserialize, Serialize};
+
+pub const VERSION: u32 = 1;
+pub const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Who is there: answered with the daemon's pid.
+    Ping,
+    Status {
+        name: Option<String>,
+    },
+    Start {
+        name: String,
+    },
+    Stop {
+        name: String,
+    },
+    Restart {
+        name: String,
+    },
+    /// Stop every service and exit.
+    Down,
+}
+
+impl Request {
+    pub fn to_line(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("requests serialize");
+        v["version"] = VERSION.into();
+        let mut s = v.to_string();
+        s.push('\n');
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Pong { pid: u32, version: String },
+    Status(StatusReport),
+    Done { message: String },
+    Error { message: String },
+}
+
+/// Parse one request line. Errors are the message sent back to the peer.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| format!("invalid request: not JSON ({e})"))?;
+    let Some(obj) = value.as_object() else {
+        return Err("invalid request: expected a JSON object".into());
+    };
+    match obj.get("version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "protocol version {v} is not supported: this daemon speaks version {VERSION}"
+            ));
+        }
+        None => return Err("invalid request: missing \"version\"".into()),
+    }
+    let mut obj = obj.clone();
+    obj.remove("version");
+    let ty = obj
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .to_string();
+    if ty.is_empty() {
+        return Err("invalid request: missing \"type\"".into());
+    }
+    const KNOWN: &[&str] = &["ping", "status", "start", "stop", "restart", "down"];
+    if !KNOWN.contains(&ty.as_str()) {
+        return Err(format!(
+            "unknown request type {ty:?}; known: {}",
+            KNOWN.join(", ")
+        ));
+    }
+    serde_json::from_value(serde_json::Value::Object(obj))
+        .map_err(|e| format!("invalid {ty:?} request: {e}"))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: u32,
+    pub pid: u32,
+    pub services: Vec<ServiceStatus>,
+    /// Recent events, filled when one service was asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Stopped,
+    Exited,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Backoff => "backoff",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Exited => "exited",
+            State::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Critical,
+    Quarantined,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Critical => "critical",
+            Health::Quarantined => "quarantined",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub state: State,
+    pub health: Health,
+    pub pid: Option<i32>,
+    /// RFC 3339, UTC.
+    pub started_at: Option<String>,
+    pub uptime_s: Option<f64>,
+    pub restarts: u64,
+    pub exit: Option<ExitInfo>,
+    /// Why the service is in its state, when that is not obvious
+    /// (`spawn failed: …`, `restarting in 400ms`).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    /// Signal name (`SIGKILL`) when a signal ended the process.
+    pub signal: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub at: String,
+    pub service: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for r in [
+            Request::Ping,
+            Request::Status { name: None },
+            Request::Stop { name: "web".into() },
+            Request::Down,
+        ] {
+            assert_eq!(parse_request(r.to_line().as_bytes()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        assert!(parse_request(b"garbage").unwrap_err().contains("not JSON"));
+        assert!(parse_request(b"[1]").unwrap_err().contains("JSON object"));
+        assert!(
+            parse_request(br#"{"type":"ping"}"#)
+                .unwrap_err()
+                .contains("missing \"version\"")
+        );
+        assert!(
+            parse_request(br#"{"version":7,"type":"ping"}"#)
+                .unwrap_err()
+                .contains("protocol version 7 is not supported")
+        );
+        assert!(
+            parse_request(br#"{"version":1,"type":"explode"}"#)
+                .unwrap_err()
+                .contains("unknown request type \"explode\"")
+        );
+        assert!(
+            parse_request(br#"{"version":1,"type":"stop"}"#)
+                .unwrap_err()
+                .contains("missing field `name`")
+        );
+    }
+}

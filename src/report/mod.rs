@@ -1,0 +1,2 @@
+//! Rendering of status for people.
+pub mod table;

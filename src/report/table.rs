@@ -1,0 +1,195 @@
+//! The `status` table. Colours only on a terminal and never with `NO_COLOR`.
+
+use std::fmt::Write;
+
+use crate::control::protocol::{EventRecord, Health, ServiceStatus, State};
+
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty.
+    pub fn detect() -> Style {
+        // SAFETY: isatty on fd 1 has no preconditions.
+        let tty = unsafe { libc::isatty(1) } == 1;
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style {
+            color: tty && !no_color,
+        }
+    }
+
+    fn paint(&self, text: &str, code: &str) -> String {
+        if self.color && !code.is_empty() {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+fn state_color(s: State) -> &'static str {
+    match s {
+        State::Running => "32",
+        State::Starting | State::Stopping | State::Backoff => "33",
+        State::Failed => "31",
+        State::Stopped | State::Exited => "",
+    }
+}
+
+fn health_color(h: Health) -> &'static str {
+    match h {
+        Health::Healthy => "32",
+        Health::Degraded => "33",
+        Health::Critical | Health::Quarantined => "31",
+    }
+}
+
+/// `3d4h`, `2h05m`, `4m30s`, `12s`.
+pub fn human_uptime(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// What the LAST column says: why the service is where it is, else how its
+/// last process ended.
+pub fn last(s: &ServiceStatus) -> String {
+    if let Some(r) = &s.reason {
+        return r.clone();
+    }
+    match &s.exit {
+        Some(e) => match (&e.code, &e.signal) {
+            (Some(c), _) => format!("exit {c} at {}", short_time(&e.at)),
+            (None, Some(sig)) => format!("{sig} at {}", short_time(&e.at)),
+            _ => "-".into(),
+        },
+        None => "-".into(),
+    }
+}
+
+fn short_time(rfc3339: &str) -> &str {
+    rfc3339.get(11..19).unwrap_or(rfc3339)
+}
+
+pub fn render(services: &[ServiceStatus], style: &Style) -> String {
+    let header = [
+        "NAME", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "LAST",
+    ];
+    let rows: Vec<[String; 7]> = services
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                s.state.as_str().to_string(),
+                s.health.as_str().to_string(),
+                s.pid.map_or("-".into(), |p| p.to_string()),
+                s.uptime_s.map_or("-".into(), human_uptime),
+                s.restarts.to_string(),
+                last(s),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::with_capacity(64 * (rows.len() + 1));
+    for (k, h) in header.iter().enumerate() {
+        if k + 1 == header.len() {
+            out.push_str(h);
+        } else {
+            let _ = write!(out, "{h:<w$}  ", w = widths[k]);
+        }
+    }
+    out.push('\n');
+    for (r, s) in rows.iter().zip(services) {
+        for (k, cell) in r.iter().enumerate() {
+            let pad = widths[k].saturating_sub(cell.len());
+            let text = match k {
+                1 => style.paint(cell, state_color(s.state)),
+                2 => style.paint(cell, health_color(s.health)),
+                _ => cell.clone(),
+            };
+            out.push_str(&text);
+            if k + 1 < r.len() {
+                out.extend(std::iter::repeat_n(' ', pad + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `status NAME`: every field, then the recent events.
+pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> String {
+    let mut out = render(std::slice::from_ref(s), style);
+    if let Some(at) = &s.started_at {
+        let _ = writeln!(out, "\nstarted at  {at}");
+    }
+    if let Some(e) = &s.exit {
+        let how = match (&e.code, &e.signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(sig)) => format!("killed by {sig}"),
+            _ => "?".into(),
+        };
+        let _ = writeln!(out, "last exit   {how} at {}", e.at);
+    }
+    if !events.is_empty() {
+        out.push_str("\nrecent events:\n");
+        for e in events {
+            let _ = writeln!(out, "  {}  {}", e.at, e.message);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(name: &str, state: State) -> ServiceStatus {
+        ServiceStatus {
+            name: name.into(),
+            state,
+            health: Health::Healthy,
+            pid: Some(42),
+            started_at: None,
+            uptime_s: Some(3725.0),
+            restarts: 2,
+            exit: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn columns_line_up_without_colour() {
+        let t = render(
+            &[svc("web", State::Running), svc("database", State::Running)],
+            &Style { color: false },
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME      STATE    HEALTH   PID  UPTIME  RESTARTS  LAST"
+        );
+        assert_eq!(
+            lines[1],
+            "web       running  healthy  42   1h02m   2         -"
+        );
+        assert!(!t.contains('\x1b'));
+    }
+
+    #[test]
+    fn uptimes() {
+        assert_eq!(human_uptime(5.2), "5s");
+        assert_eq!(human_uptime(270.0), "4m30s");
+        assert_eq!(human_uptime(90000.0), "1d1h");
+    }
+}

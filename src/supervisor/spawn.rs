@@ -1,0 +1,254 @@
+//! fork + exec of a service's process.
+//!
+//! Everything the child needs (argv, envp, paths, ids) is built before the
+//! fork; between fork and exec the child makes only async-signal-safe calls.
+//! Must be called from the main thread: `PR_SET_PDEATHSIG` fires when the
+//! thread that forked dies, and the main thread lives as long as sentineld.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::config::{Command, ServiceSpec};
+
+/// A service's process image, prepared once per service.
+pub struct SpawnSpec {
+    program: ProgramRef,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    path_var: Vec<u8>,
+}
+
+enum ProgramRef {
+    /// Contains a `/`: exec'd as given (relative to `cwd`).
+    Path(CString),
+    /// Looked up in `PATH` at each spawn, so a binary installed later is found.
+    Search(Vec<u8>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{program}: not found in PATH")]
+    NotFound { program: String },
+    #[error("fork failed: {0}")]
+    Fork(nix::Error),
+    #[error("pipe failed: {0}")]
+    Pipe(nix::Error),
+}
+
+impl SpawnSpec {
+    pub fn new(spec: &ServiceSpec, base_env: &[(Vec<u8>, Vec<u8>)]) -> SpawnSpec {
+        let argv_s = spec.command.argv();
+        let argv: Vec<CString> = argv_s
+            .iter()
+            .map(|a| CString::new(a.as_bytes()).expect("validated: no NUL"))
+            .collect();
+        let program = match &spec.command {
+            Command::Exec(v) if !v[0].contains('/') => ProgramRef::Search(v[0].as_bytes().to_vec()),
+            _ => ProgramRef::Path(argv[0].clone()),
+        };
+        let mut env: Vec<(Vec<u8>, Vec<u8>)> = base_env
+            .iter()
+            .filter(|(k, _)| {
+                !spec.env.contains_key(std::str::from_utf8(k).unwrap_or(""))
+                    && k != b"SENTINELD_SERVICE"
+            })
+            .cloned()
+            .collect();
+        for (k, v) in &spec.env {
+            env.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        }
+        env.push((b"SENTINELD_SERVICE".to_vec(), spec.name.as_bytes().to_vec()));
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == b"PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| {
+                b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec()
+            });
+        let envp = env
+            .into_iter()
+            .filter_map(|(mut k, v)| {
+                k.push(b'=');
+                k.extend_from_slice(&v);
+                CString::new(k).ok()
+            })
+            .collect();
+        let user = spec.user.as_ref().map(|u| {
+            let name = CString::new(u.name.as_bytes()).unwrap_or_default();
+            let groups = nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(u.gid))
+                .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_else(|_| vec![u.gid]);
+            (u.uid, u.gid, groups)
+        });
+        SpawnSpec {
+            program,
+            argv,
+            envp,
+            cwd: CString::new(spec.cwd.as_os_str().as_bytes()).expect("paths have no NUL"),
+            user,
+            path_var,
+        }
+    }
+
+    fn resolve(&self) -> Result<CString, SpawnError> {
+        match &self.program {
+            ProgramRef::Path(p) => Ok(p.clone()),
+            ProgramRef::Search(name) => {
+                for dir in self.path_var.split(|b| *b == b':') {
+                    let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+                    let mut full = dir.to_vec();
+                    full.push(b'/');
+                    full.extend_from_slice(name);
+                    let c = CString::new(full).expect("no NUL");
+                    // SAFETY: c is a valid NUL-terminated string.
+                    if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+                        let p = Path::new(OsStr::from_bytes(c.as_bytes()));
+                        if !p.is_dir() {
+                            return Ok(c);
+                        }
+                    }
+                }
+                Err(SpawnError::NotFound {
+                    program: String::from_utf8_lossy(name).into_owned(),
+                })
+            }
+        }
+    }
+}
+
+/// A freshly forked child.
+pub struct Spawned {
+    pub pid: i32,
+    /// Read end of a CLOEXEC pipe: empty at EOF when exec succeeded, else the
+    /// child wrote its `errno` before exiting 127.
+    pub exec_status: OwnedFd,
+}
+
+/// The descriptors a child gets as 0, 1 and 2.
+pub struct Stdio<'a> {
+    pub stdin: &'a OwnedFd,
+    pub stdout: &'a OwnedFd,
+    pub stderr: &'a OwnedFd,
+}
+
+pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError> {
+    let program = spec.resolve()?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let mut argv: Vec<*const libc::c_char> = spec.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = spec.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let fds = [
+        stdio.stdin.as_raw_fd(),
+        stdio.stdout.as_raw_fd(),
+        stdio.stderr.as_raw_fd(),
+    ];
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the child only runs `child_after_fork`, which makes
+    // async-signal-safe calls on data prepared above, then execs or _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SpawnError::Fork(nix::Error::last()));
+    }
+    if pid == 0 {
+        // SAFETY: we are the child of a fork; see child_after_fork.
+        unsafe {
+            child_after_fork(
+                parent,
+                &program,
+                &argv,
+                &envp,
+                &spec.cwd,
+                spec.user.as_ref(),
+                fds,
+                err_w.as_raw_fd(),
+            )
+        }
+    }
+    // Also set in the parent, so the group exists before we might signal it.
+    // SAFETY: plain syscall; EACCES after the child exec'd is harmless.
+    unsafe { libc::setpgid(pid, pid) };
+    drop(err_w);
+    Ok(Spawned {
+        pid,
+        exec_status: err_r,
+    })
+}
+
+/// Runs in the forked child. Only async-signal-safe libc calls.
+#[allow(clippy::too_many_arguments)]
+unsafe fn child_after_fork(
+    parent: libc::pid_t,
+    program: &CString,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    cwd: &CString,
+    user: Option<&(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    fds: [RawFd; 3],
+    err_w: RawFd,
+) -> ! {
+    unsafe {
+        let fail = |code: libc::c_int| -> ! {
+            let bytes = code.to_ne_bytes();
+            libc::write(err_w, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127)
+        };
+        libc::setpgid(0, 0);
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            fail(*libc::__errno_location());
+        }
+        // The parent may have died between fork and prctl.
+        if libc::getppid() != parent {
+            libc::_exit(1);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Handlers reset on exec by themselves; ignored signals (SIGPIPE, by
+        // Rust's runtime) would not.
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        for (target, fd) in fds.iter().enumerate() {
+            if libc::dup2(*fd, target as libc::c_int) < 0 {
+                fail(*libc::__errno_location());
+            }
+        }
+        if libc::chdir(cwd.as_ptr()) != 0 {
+            fail(*libc::__errno_location());
+        }
+        if let Some((uid, gid, groups)) = user
+            && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(*gid) != 0
+                || libc::setuid(*uid) != 0)
+        {
+            fail(*libc::__errno_location());
+        }
+        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        fail(*libc::__errno_location())
+    }
+}
+
+/// After the child is reaped: the errno it reported if exec failed.
+pub fn exec_error(exec_status: &OwnedFd) -> Option<std::io::Error> {
+    let mut buf = [0u8; 4];
+    match nix::unistd::read(exec_status, &mut buf) {
+        Ok(4) => Some(std::io::Error::from_raw_os_error(i32::from_ne_bytes(buf))),
+        _ => None,
+    }
+}
