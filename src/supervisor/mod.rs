@@ -180,6 +180,15 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// Signal the group led by `leader`, an unreaped child of ours. Right after
+/// the fork the child may not have called setsid yet, and the group does not
+/// exist; the leader itself is signalled then.
+fn signal_group(leader: i32, sig: libc::c_int) {
+    if !kill(-leader, sig) {
+        kill(leader, sig);
+    }
+}
+
 fn kill(target: i32, sig: libc::c_int) -> bool {
     // SAFETY: plain syscall; callers pass only pids/groups that are ours.
     unsafe { libc::kill(target, sig) == 0 }
@@ -334,8 +343,8 @@ impl Daemon {
                 let (pid, since, since_wall) = (*pid, *since, *since_wall);
                 let sig = svc.spec.stop.signal;
                 let timeout = svc.spec.stop.timeout;
-                kill(-pid, sig as libc::c_int);
-                kill(-pid, libc::SIGCONT);
+                signal_group(pid, sig as libc::c_int);
+                signal_group(pid, libc::SIGCONT);
                 svc.phase = Phase::Stopping {
                     pid: Some(pid),
                     pgid: pid,
@@ -383,7 +392,6 @@ impl Daemon {
             Phase::Running {
                 since, exec_status, ..
             } => {
-                self.services[i].last_exit = Some((status, wall));
                 let uptime = now.saturating_duration_since(since);
                 if let Some(err) = spawn::exec_error(&exec_status) {
                     let reason = format!("spawn failed: {err}");
@@ -395,6 +403,7 @@ impl Daemon {
                     return;
                 }
                 let svc = &mut self.services[i];
+                svc.last_exit = Some((status, wall));
                 let decision =
                     svc.history
                         .on_exit(svc.spec.restart, svc.spec.min_uptime, status, uptime);
@@ -822,6 +831,7 @@ impl Daemon {
 pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i32, RunError> {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    cloexec_inherited_fds();
     raise_fd_limit();
     for r in registry::kill_leftovers(&plan.state_dir) {
         tracing::warn!(
@@ -907,6 +917,34 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
     }
     tracing::info!("all services stopped");
     Ok(code)
+}
+
+/// Descriptors inherited from whoever started sentineld (a jobserver pipe,
+/// a shell's stray fd) must not reach the services.
+fn cloexec_inherited_fds() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect();
+        for fd in fds {
+            // SAFETY: setting FD_CLOEXEC on a descriptor number; a closed one fails harmlessly.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
 }
 
 fn raise_fd_limit() {

@@ -171,9 +171,6 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
             )
         }
     }
-    // Also set in the parent, so the group exists before we might signal it.
-    // SAFETY: plain syscall; EACCES after the child exec'd is harmless.
-    unsafe { libc::setpgid(pid, pid) };
     drop(err_w);
     Ok(Spawned {
         pid,
@@ -199,7 +196,9 @@ unsafe fn child_after_fork(
             libc::write(err_w, bytes.as_ptr().cast(), bytes.len());
             libc::_exit(127)
         };
-        libc::setpgid(0, 0);
+        // Its own session and process group: no controlling terminal, and a
+        // group id (= pid) that signals the whole service.
+        libc::setsid();
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,

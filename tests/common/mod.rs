@@ -1,0 +1,235 @@
+//! Test harness: runs the real `sentineld` binary in a temp dir and ends
+//! everything it started, by pid or process group, even when a test fails.
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sentineld");
+
+/// Poll `cond` until it holds or `timeout` passes; panics with `what`.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Field `n` (1-based) of /proc/PID/stat.
+pub fn stat_field(pid: i32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    stat[close + 1..]
+        .split_whitespace()
+        .nth(n - 3)
+        .map(str::to_string)
+}
+
+/// A process exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    matches!(stat_field(pid, 3).as_deref(), Some(s) if s != "Z")
+}
+
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Live members of process group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|p| stat_field(*p, 5).and_then(|g| g.parse().ok()) == Some(pgid) && alive(*p))
+        .collect()
+}
+
+pub fn children_of(ppid: i32) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|p| stat_field(*p, 4).and_then(|g| g.parse().ok()) == Some(ppid))
+        .collect()
+}
+
+pub fn kill(pid: i32, sig: i32) {
+    unsafe { libc::kill(pid, sig) };
+}
+
+pub struct Instance {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    /// Process groups seen in status, killed on drop if still there.
+    pub groups: std::cell::RefCell<Vec<i32>>,
+}
+
+impl Instance {
+    /// Write `yaml` as services.yaml in a fresh temp dir and run
+    /// `sentineld up services.yaml` there until its socket answers.
+    pub fn start(yaml: &str) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, yaml)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Instance {
+        std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
+        let mut inst = Instance {
+            dir,
+            child: None,
+            groups: Default::default(),
+        };
+        inst.launch();
+        inst
+    }
+
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("up.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["up", "services.yaml"])
+            .current_dir(self.dir.path())
+            .env_remove("SENTINELD_STATE_DIR")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_until(Duration::from_secs(10), "the control socket", || {
+            self.cli(&["status", "--json"]).status.success()
+        });
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("SENTINELD_STATE_DIR")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for s in v["services"].as_array().unwrap() {
+            if let Some(pid) = s["pid"].as_i64() {
+                let mut g = self.groups.borrow_mut();
+                if !g.contains(&(pid as i32)) {
+                    g.push(pid as i32);
+                }
+            }
+        }
+        v
+    }
+
+    pub fn service(&self, name: &str) -> Value {
+        self.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    pub fn pid_of(&self, name: &str) -> Option<i32> {
+        self.service(name)["pid"].as_i64().map(|p| p as i32)
+    }
+
+    /// Wait until `name` runs with a pid other than `not`; return it.
+    pub fn wait_running(&self, name: &str, not: Option<i32>) -> i32 {
+        let mut pid = None;
+        wait_until(Duration::from_secs(10), &format!("{name} running"), || {
+            let s = self.service(name);
+            pid = s["pid"].as_i64().map(|p| p as i32);
+            s["state"] == "running" && pid.is_some() && pid != not
+        });
+        pid.unwrap()
+    }
+
+    pub fn wait_state(&self, name: &str, state: &str) -> Value {
+        let mut last = Value::Null;
+        wait_until(Duration::from_secs(10), &format!("{name} {state}"), || {
+            last = self.service(name);
+            last["state"] == state
+        });
+        last
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!(".sentineld/logs/{name}.log")))
+            .unwrap_or_default()
+    }
+
+    /// `down`, and wait for the daemon to exit; returns its exit status.
+    pub fn down(&mut self) -> std::process::ExitStatus {
+        let out = self.cli(&["down"]);
+        assert!(out.status.success(), "down failed: {out:?}");
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return st;
+            }
+            assert!(Instant::now() < deadline, "sentineld did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill(child.id() as i32, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for g in self.groups.borrow().iter() {
+            if !group_members(*g).is_empty() {
+                kill(-*g, libc::SIGKILL);
+            }
+        }
+    }
+}
