@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{IoSlice, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -196,7 +196,7 @@ impl Pump {
                     if !t.streams[s].partial.is_empty() {
                         let mut rest = std::mem::take(&mut t.streams[s].partial);
                         rest.push(b'\n');
-                        t.write(&[&rest]);
+                        t.write(&rest);
                     }
                 }
             }
@@ -223,61 +223,87 @@ impl Pump {
                 Err(_) => return,
             };
             let chunk = &self.buf[..n];
+            let stream = &mut t.streams[s];
             match chunk.iter().rposition(|b| *b == b'\n') {
+                Some(last) if stream.partial.is_empty() => t.write(&chunk[..=last]),
                 Some(last) => {
-                    let partial = std::mem::take(&mut t.streams[s].partial);
-                    t.write(&[&partial, &chunk[..=last]]);
-                    t.streams[s].partial.extend_from_slice(&chunk[last + 1..]);
+                    let mut lines = std::mem::take(&mut stream.partial);
+                    lines.extend_from_slice(&chunk[..=last]);
+                    t.write(&lines);
                 }
-                None => {
-                    t.streams[s].partial.extend_from_slice(chunk);
-                    if t.streams[s].partial.len() >= MAX_LINE {
-                        let mut long = std::mem::take(&mut t.streams[s].partial);
-                        long.push(b'\n');
-                        t.write(&[&long]);
-                    }
-                }
+                None => {}
+            }
+            let stream = &mut t.streams[s];
+            let tail_start = chunk.iter().rposition(|b| *b == b'\n').map_or(0, |l| l + 1);
+            stream.partial.extend_from_slice(&chunk[tail_start..]);
+            if stream.partial.len() >= MAX_LINE {
+                let mut long = std::mem::take(&mut stream.partial);
+                long.push(b'\n');
+                t.write(&long);
             }
         }
     }
 }
 
 impl Target {
-    fn write(&mut self, parts: &[&[u8]]) {
-        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        if len == 0 {
-            return;
-        }
-        if self.file.is_some() && self.size > 0 && self.size + len > self.max_size {
-            self.rotate();
-        }
-        if self.file.is_none() {
-            match OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-            {
-                Ok(f) => {
-                    self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    self.file = Some(f);
-                    if self.size > 0 && self.size + len > self.max_size {
+    /// Append whole lines, rotating between lines so that no file grows past
+    /// `max_size` (a single line longer than that gets a file of its own).
+    fn write(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.file.is_none() && !self.open() {
+                return;
+            }
+            let room = self.max_size.saturating_sub(self.size) as usize;
+            let take = if data.len() <= room {
+                data.len()
+            } else {
+                match data[..room].iter().rposition(|b| *b == b'\n') {
+                    Some(k) => k + 1,
+                    None if self.size > 0 => {
                         self.rotate();
-                        return self.write(parts);
+                        continue;
                     }
+                    None => data
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(data.len(), |k| k + 1),
                 }
-                Err(e) => {
-                    tracing::error!("cannot open {}: {e}; output lost", self.path.display());
-                    return;
-                }
+            };
+            self.append(&data[..take]);
+            data = &data[take..];
+            if !data.is_empty() {
+                self.rotate();
             }
         }
-        let file = self.file.as_mut().expect("opened above");
-        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-        let mut slices = &mut slices[..];
-        while !slices.is_empty() {
-            match file.write_vectored(slices) {
+    }
+
+    fn open(&mut self) -> bool {
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            Ok(f) => {
+                self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                self.file = Some(f);
+                true
+            }
+            Err(e) => {
+                tracing::error!("cannot open {}: {e}; output lost", self.path.display());
+                false
+            }
+        }
+    }
+
+    fn append(&mut self, mut data: &[u8]) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        self.size += data.len() as u64;
+        while !data.is_empty() {
+            match file.write(data) {
                 Ok(0) => break,
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Ok(n) => data = &data[n..],
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::error!("writing {}: {e}", self.path.display());
@@ -285,7 +311,6 @@ impl Target {
                 }
             }
         }
-        self.size += len;
     }
 
     /// NAME.log → NAME.log.1 → … → NAME.log.KEEP (the oldest is removed).
@@ -300,13 +325,7 @@ impl Target {
             }
             let _ = std::fs::rename(&self.path, rotated(&self.path, 1));
         }
-        if let Ok(f) = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
-            self.file = Some(f);
-        }
+        self.open();
     }
 }
 
