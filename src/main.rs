@@ -26,6 +26,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
+        // Config errors start with file:line:col, like a compiler's.
+        Err(e @ CommandError::BadInput(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
         Err(e) => {
             eprintln!("sentineld: {e}");
             ExitCode::from(e.exit_code() as u8)

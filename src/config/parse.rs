@@ -187,6 +187,15 @@ impl<'a> Validator<'a> {
     }
 
     fn plan(&mut self, doc: &Node) -> Option<Plan> {
+        if !matches!(doc.kind, NodeKind::Map(_)) {
+            let found = doc.describe();
+            self.err(
+                doc,
+                "",
+                format!("expected a mapping with a `services:` key, found {found}"),
+            );
+            return None;
+        }
         let top = self.fields(doc, "", TOP_KEYS, TOP_LATER)?;
         let mut state_dir = self.base.join(".sentineld");
         let mut services = Vec::new();
@@ -206,7 +215,12 @@ impl<'a> Validator<'a> {
             }
         }
         if !saw_services {
-            self.err(doc, "services", "missing: declare at least one service");
+            let start = Node {
+                kind: NodeKind::Map(Vec::new()),
+                line: 1,
+                col: 1,
+            };
+            self.err(&start, "services", "missing: declare at least one service");
         }
         Some(Plan {
             file: self.file.to_path_buf(),
@@ -246,14 +260,14 @@ impl<'a> Validator<'a> {
                 self.err(k, &path, e);
                 continue;
             }
-            if let Some(spec) = self.service(name, val, &path) {
+            if let Some(spec) = self.service(name, k, val, &path) {
                 out.push(spec);
             }
         }
         out
     }
 
-    fn service(&mut self, name: &str, node: &Node, path: &str) -> Option<ServiceSpec> {
+    fn service(&mut self, name: &str, key: &Node, node: &Node, path: &str) -> Option<ServiceSpec> {
         let fields = self.fields(node, path, SERVICE_KEYS, SERVICE_LATER)?;
         let mut command = None;
         let mut cwd = self.base.to_path_buf();
@@ -295,7 +309,7 @@ impl<'a> Validator<'a> {
         }
         if command.is_none() && !node_has_key(node, "command") {
             self.err(
-                node,
+                key,
                 &join(path, "command"),
                 "missing: every service needs a command",
             );

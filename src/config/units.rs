@@ -17,7 +17,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     humantime::parse_duration(t)
-        .map_err(|e| format!("expected a duration like 500ms, 10s or 1m30s, found {t:?} ({e})"))
+        .map_err(|_| format!("expected a duration like 500ms, 10s or 1m30s, found {t:?}"))
 }
 
 /// `10MiB`, `512KiB`, `1G`, `4096`. Decimal (kB, MB, GB) and binary (KiB,

@@ -36,12 +36,15 @@ impl Node {
     }
 
     /// What the node is, for "expected X, found Y" messages.
-    pub fn describe(&self) -> &'static str {
+    pub fn describe(&self) -> String {
         match &self.kind {
-            _ if self.is_null() => "nothing (null)",
-            NodeKind::Scalar { .. } => "a scalar",
-            NodeKind::Seq(_) => "a list",
-            NodeKind::Map(_) => "a mapping",
+            _ if self.is_null() => "nothing (null)".into(),
+            NodeKind::Scalar { value, .. } => {
+                let short: String = value.chars().take(40).collect();
+                format!("{short:?}")
+            }
+            NodeKind::Seq(_) => "a list".into(),
+            NodeKind::Map(_) => "a mapping".into(),
         }
     }
 }

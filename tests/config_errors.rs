@@ -1,0 +1,317 @@
+//! Bad services files: exit 2, the exact message (file:line:col: path:
+//! what), and nothing started — neither by `check` nor by `up`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use common::BIN;
+
+/// `{f}` in `expected` stands for the services file's path.
+const CASES: &[(&str, &str, &str)] = &[
+    (
+        "malformed YAML",
+        "services:\n  web:\n    command: [touch, started\n",
+        "{f}:4:1: invalid YAML: while parsing a flow sequence, expected ',' or ']'",
+    ),
+    (
+        "top level is not a mapping",
+        "- touch started\n",
+        "{f}:1:1: expected a mapping with a `services:` key, found a list",
+    ),
+    (
+        "unknown top-level key",
+        "services:\n  web:\n    command: touch started\nstate_dri: x\n",
+        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services",
+    ),
+    (
+        "unknown service key",
+        "services:\n  web:\n    command: touch started\n    restrat: always\n",
+        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs",
+    ),
+    (
+        "wrong type",
+        "services:\n  web:\n    command: {touch: started}\n",
+        "{f}:3:14: services.web.command: expected a string, found a mapping",
+    ),
+    (
+        "service is not a mapping",
+        "services:\n  web: touch started\n",
+        "{f}:2:8: services.web: expected a mapping, found \"touch started\"",
+    ),
+    (
+        "bad duration",
+        "services:\n  web:\n    command: touch started\n    min_uptime: fast\n",
+        "{f}:4:17: services.web.min_uptime: expected a duration like 500ms, 10s or 1m30s, found \"fast\"",
+    ),
+    (
+        "duration without unit",
+        "services:\n  web:\n    command: touch started\n    stop: {timeout: 10}\n",
+        "{f}:4:21: services.web.stop.timeout: expected a duration with a unit like 10s or 10ms, found the bare number 10",
+    ),
+    (
+        "empty command string",
+        "services:\n  web:\n    command: '  '\n",
+        "{f}:3:14: services.web.command: empty command: give a shell command line or a list",
+    ),
+    (
+        "empty command list",
+        "services:\n  web:\n    command: []\n",
+        "{f}:3:14: services.web.command: empty command: give the program and its arguments",
+    ),
+    (
+        "missing command",
+        "services:\n  web:\n    restart: never\n",
+        "{f}:2:3: services.web.command: missing: every service needs a command",
+    ),
+    (
+        "missing env_file",
+        "services:\n  web:\n    command: touch started\n    env_file: missing.env\n",
+        "{f}:4:15: services.web.env_file: cannot read {d}/missing.env: No such file or directory (os error 2)",
+    ),
+    (
+        "unknown signal",
+        "services:\n  web:\n    command: touch started\n    stop: {signal: SIGTREM}\n",
+        "{f}:4:20: services.web.stop.signal: unknown signal \"SIGTREM\" (did you mean \"SIGTERM\"?)",
+    ),
+    (
+        "duplicate service name",
+        "services:\n  web:\n    command: touch started\n  web:\n    command: touch started\n",
+        "{f}:4:3: services.web: duplicate service name \"web\"",
+    ),
+    (
+        "unknown user",
+        "services:\n  web:\n    command: touch started\n    user: no-such-user-xyz\n",
+        "{f}:4:11: services.web.user: unknown user \"no-such-user-xyz\"",
+    ),
+    (
+        "key of a later issue",
+        "services:\n  web:\n    command: touch started\n    liveness: {tcp: '127.0.0.1:80'}\n",
+        "{f}:4:5: services.web.liveness: not supported yet",
+    ),
+    (
+        "top-level key of a later issue",
+        "api: {listen: '127.0.0.1:9700'}\nservices:\n  web:\n    command: touch started\n",
+        "{f}:1:1: api: not supported yet",
+    ),
+    (
+        "bad restart value",
+        "services:\n  web:\n    command: touch started\n    restart: on-failur\n",
+        "{f}:4:14: services.web.restart: expected one of always, on-failure, never, found \"on-failur\" (did you mean \"on-failure\"?)",
+    ),
+    (
+        "bad size",
+        "services:\n  web:\n    command: touch started\n    logs: {max_size: lots}\n",
+        "{f}:4:22: services.web.logs.max_size: expected a size like 10MiB, 512KiB or 4096, found \"lots\"",
+    ),
+    (
+        "negative keep",
+        "services:\n  web:\n    command: touch started\n    logs: {keep: -1}\n",
+        "{f}:4:18: services.web.logs.keep: expected a number of files from 0 to 1000, found \"-1\"",
+    ),
+    (
+        "unset variable",
+        "services:\n  web:\n    command: touch ${SENTINELD_TEST_UNSET_VAR}\n",
+        "{f}:3:14: services.web.command: environment variable SENTINELD_TEST_UNSET_VAR is not set (write ${SENTINELD_TEST_UNSET_VAR:-default} to give a default)",
+    ),
+    (
+        "unterminated variable",
+        "services:\n  web:\n    command: touch ${HOME\n",
+        "{f}:3:14: services.web.command: unterminated ${...} in \"touch ${HOME\"",
+    ),
+    (
+        "invalid service name",
+        "services:\n  we/b:\n    command: touch started\n",
+        "{f}:2:3: services.we/b: invalid service name \"we/b\": use 1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit",
+    ),
+    (
+        "no services",
+        "services: {}\n",
+        "{f}:1:11: services: no services declared",
+    ),
+    (
+        "missing services",
+        "state_dir: x\n",
+        "{f}:1:1: services: missing: declare at least one service",
+    ),
+    (
+        "missing cwd",
+        "services:\n  web:\n    command: touch started\n    cwd: nowhere\n",
+        "{f}:4:10: services.web.cwd: directory {d}/nowhere does not exist",
+    ),
+    (
+        "invalid env name",
+        "services:\n  web:\n    command: touch started\n    env: {'A=B': 1}\n",
+        "{f}:4:11: services.web.env.A=B: invalid variable name \"A=B\": use letters, digits and _",
+    ),
+    (
+        "env value is a list",
+        "services:\n  web:\n    command: touch started\n    env: {A: [1]}\n",
+        "{f}:4:14: services.web.env.A: expected a string, found a list",
+    ),
+    (
+        "argument is a mapping",
+        "services:\n  web:\n    command: [touch, {a: 1}]\n",
+        "{f}:3:22: services.web.command[1]: expected a string, found a mapping",
+    ),
+    (
+        "unknown nested key",
+        "services:\n  web:\n    command: touch started\n    stop: {signal: TERM, grace: 1s}\n",
+        "{f}:4:26: services.web.stop.grace: unknown key \"grace\"; allowed keys: signal, timeout",
+    ),
+    (
+        "every error at once",
+        "services:\n  a:\n    command: ''\n  b:\n    command: touch started\n    min_uptime: 1\n  c:\n    command: touch started\n    restart: maybe\n",
+        "{f}:3:14: services.a.command: empty command: give a shell command line or a list\n\
+         {f}:6:17: services.b.min_uptime: expected a duration with a unit like 1s or 1ms, found the bare number 1\n\
+         {f}:9:14: services.c.restart: expected one of always, on-failure, never, found \"maybe\"",
+    ),
+];
+
+fn expect_rejected(
+    dir: &std::path::Path,
+    args: &[&str],
+    expected: &str,
+    name: &str,
+    uid: Option<u32>,
+) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("SENTINELD_TEST_UNSET_VAR");
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{name}: {args:?}: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        expected,
+        "{name}: {args:?}"
+    );
+    assert!(out.stdout.is_empty(), "{name}");
+    assert!(!dir.join("started").exists(), "{name}: a service ran");
+    assert!(
+        !dir.join(".sentineld").exists(),
+        "{name}: up created its state dir"
+    );
+}
+
+#[test]
+fn every_bad_file_is_rejected_with_its_exact_message_and_starts_nothing() {
+    assert!(CASES.len() >= 20);
+    for (name, yaml, expected) in CASES {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("services.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let expected = expected
+            .replace("{f}", &file.display().to_string())
+            .replace("{d}", &dir.path().display().to_string());
+        expect_rejected(
+            dir.path(),
+            &["check", "services.yaml"],
+            &expected,
+            name,
+            None,
+        );
+        expect_rejected(dir.path(), &["up", "services.yaml"], &expected, name, None);
+        expect_rejected(
+            dir.path(),
+            &["up", "-d", "services.yaml"],
+            &expected,
+            name,
+            None,
+        );
+    }
+}
+
+#[test]
+fn user_needs_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let file = dir.path().join("services.yaml");
+    std::fs::write(
+        &file,
+        "services:\n  web:\n    command: touch started\n    user: root\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let (uid, shown) = if euid == 0 {
+        (Some(65534), 65534)
+    } else {
+        (None, euid)
+    };
+    let expected = format!(
+        "{}:4:11: services.web.user: running a service as another user needs root (sentineld runs as uid {shown})",
+        file.display()
+    );
+    expect_rejected(
+        dir.path(),
+        &["check", "services.yaml"],
+        &expected,
+        "user",
+        uid,
+    );
+    expect_rejected(dir.path(), &["up", "services.yaml"], &expected, "user", uid);
+}
+
+#[test]
+fn unreadable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "nope.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "cannot read nope.yaml: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn check_prints_the_resolved_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.yaml"),
+        "services:\n  web:\n    command: [sleep, '${SECS:-5}']\n    env: {A: 1}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "services.yaml"])
+        .current_dir(dir.path())
+        .env_remove("SECS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("- sleep\n"), "{plan}");
+    assert!(plan.contains("- '5'"), "{plan}");
+    assert!(plan.contains("restart: always"), "{plan}");
+    assert!(plan.contains("min_uptime: 1s"), "{plan}");
+    assert!(plan.contains("signal: SIGTERM"), "{plan}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ok, 1 service"));
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let out = Command::new(BIN)
+        .args(["status", "--jsn"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected argument '--jsn'"));
+    let out = Command::new(BIN)
+        .args(["logs", "web", "-n", "many"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'many'"));
+    let out = Command::new(BIN).arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
