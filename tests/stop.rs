@@ -103,7 +103,7 @@ fn services_stop_in_reverse_declaration_order() {
     wait_until(Duration::from_secs(5), "the loops", || {
         ["a", "b", "c"].iter().all(|n| {
             let pid = inst.pid_of(n).unwrap();
-            children_of(pid).len() >= 1
+            !children_of(pid).is_empty()
         })
     });
     assert!(inst.down().success());
