@@ -14,9 +14,9 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
     if let Some(dir) = state_dir {
         plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
     }
+    init_tracing(!detach && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let control = server::bind(&plan.state_dir).map_err(|e| CommandError::Failed(e.to_string()))?;
     if !detach {
-        init_tracing(std::io::IsTerminal::is_terminal(&std::io::stderr()));
         return supervisor::run(plan, control, None)
             .map_err(|e| CommandError::Failed(e.to_string()));
     }
@@ -69,7 +69,6 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
                 libc::dup2(log.as_raw_fd(), 2);
             }
             drop(log);
-            init_tracing(false);
             // SAFETY: ready_w is an owned pipe write end.
             let ready = unsafe { File::from_raw_fd(ready_w.into_raw_fd()) };
             let code = match supervisor::run(plan, control, Some(ready)) {

@@ -49,7 +49,12 @@ pub fn request(
         Err(e) => return Err(io(e)),
     };
     stream.set_read_timeout(timeout).map_err(io)?;
-    stream.write_all(request.to_line().as_bytes()).map_err(io)?;
+    // A daemon that refuses us may close early; its reply is still readable.
+    if let Err(e) = stream.write_all(request.to_line().as_bytes())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(io(e));
+    }
     let mut reader = BufReader::with_capacity(64 << 10, stream);
     let mut line = Vec::with_capacity(64 << 10);
     reader.read_until(b'\n', &mut line).map_err(io)?;

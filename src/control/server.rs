@@ -141,14 +141,7 @@ pub async fn serve(listener: tokio::net::UnixListener, tx: mpsc::Sender<Incoming
 async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, me: u32) {
     let (r, mut w) = stream.into_split();
     let peer_uid = w.as_ref().peer_cred().map(|c| c.uid()).ok();
-    if peer_uid != Some(me) && peer_uid != Some(0) {
-        let msg = format!(
-            "permission denied: uid {} may not control a sentineld run by uid {me}",
-            peer_uid.map_or("?".into(), |u| u.to_string())
-        );
-        let _ = write_response(&mut w, &Response::Error { message: msg }).await;
-        return;
-    }
+    let allowed = peer_uid == Some(me) || peer_uid == Some(0);
     let mut reader = BufReader::new(r);
     let mut line = Vec::with_capacity(256);
     loop {
@@ -172,6 +165,16 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
         let trimmed = line.trim_ascii();
         if trimmed.is_empty() {
             continue;
+        }
+        if !allowed {
+            // Refused after reading the request, so the peer's write does
+            // not fail before it can read why.
+            let message = format!(
+                "permission denied: uid {} may not control a sentineld run by uid {me}",
+                peer_uid.map_or("?".into(), |u| u.to_string())
+            );
+            let _ = write_response(&mut w, &Response::Error { message }).await;
+            return;
         }
         let response = match protocol::parse_request(trimmed) {
             Err(message) => Response::Error { message },
