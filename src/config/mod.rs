@@ -68,12 +68,49 @@ pub enum Command {
 }
 
 impl Command {
+    /// The argv to exec. A string with no shell syntax at all
+    /// (`./server --port 8080`) is split on whitespace and exec'd directly:
+    /// `sh -c` would do exactly that, but as one more process between
+    /// sentineld and the service, delaying every exit and restart.
     pub fn argv(&self) -> Vec<String> {
         match self {
             Command::Exec(v) => v.clone(),
-            Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+            Command::Shell(s) => plain_words(s)
+                .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), s.clone()]),
         }
     }
+
+    /// Whether the program is looked up in `PATH` (a bare name).
+    pub fn searches_path(&self) -> bool {
+        let argv = self.argv();
+        !argv[0].contains('/')
+    }
+}
+
+/// The words of a command line that the shell would only split on blanks:
+/// no quoting, expansion, redirection, operators, assignments, and a first
+/// word that is not a shell keyword or builtin.
+pub fn plain_words(line: &str) -> Option<Vec<String>> {
+    const SYNTAX: &[char] = &[
+        '$', '`', '\\', '"', '\'', '|', '&', ';', '<', '>', '(', ')', '{', '}', '*', '?', '[', ']',
+        '~', '#', '=', '!', '\n', '%',
+    ];
+    const SHELL_WORDS: &[&str] = &[
+        ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done", "echo",
+        "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fc", "fg", "fi", "for",
+        "getopts", "hash", "if", "in", "jobs", "kill", "local", "printf", "pwd", "read", "readonly",
+        "return", "set", "shift", "test", "then", "times", "trap", "true", "type", "ulimit",
+        "umask", "unalias", "unset", "until", "wait", "while",
+    ];
+    if line.contains(SYNTAX) {
+        return None;
+    }
+    let words: Vec<String> = line.split_ascii_whitespace().map(str::to_string).collect();
+    let first = words.first()?;
+    if SHELL_WORDS.contains(&first.as_str()) {
+        return None;
+    }
+    Some(words)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

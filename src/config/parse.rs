@@ -680,6 +680,33 @@ mod tests {
     }
 
     #[test]
+    fn plain_command_lines_skip_the_shell() {
+        let words = |s: &str| super::super::plain_words(s);
+        assert_eq!(words("./api --port 8080").unwrap(), vec!["./api", "--port", "8080"]);
+        assert_eq!(words("  sleep   10 ").unwrap(), vec!["sleep", "10"]);
+        for shell in [
+            "exit 3",
+            "echo hi",
+            "a | b",
+            "a && b",
+            "A=1 cmd",
+            "cmd $HOME",
+            "cmd 'quoted arg'",
+            "cmd > out",
+            "cmd &",
+            "trap '' TERM",
+            "x; y",
+            "ls *.txt",
+            "",
+        ] {
+            assert_eq!(words(shell), None, "{shell}");
+        }
+        let plan = check("services:\n  a:\n    command: sleep 5\n  b:\n    command: exit 5\n").unwrap();
+        assert_eq!(plan.services[0].command.argv(), vec!["sleep", "5"]);
+        assert_eq!(plan.services[1].command.argv(), vec!["/bin/sh", "-c", "exit 5"]);
+    }
+
+    #[test]
     fn user_needs_root() {
         let m = messages("services:\n  web:\n    command: x\n    user: nobody\n");
         assert!(

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::config::{Command, ServiceSpec};
+use crate::config::ServiceSpec;
 
 /// A service's process image, prepared once per service.
 pub struct SpawnSpec {
@@ -46,9 +46,10 @@ impl SpawnSpec {
             .iter()
             .map(|a| CString::new(a.as_bytes()).expect("validated: no NUL"))
             .collect();
-        let program = match &spec.command {
-            Command::Exec(v) if !v[0].contains('/') => ProgramRef::Search(v[0].as_bytes().to_vec()),
-            _ => ProgramRef::Path(argv[0].clone()),
+        let program = if spec.command.searches_path() {
+            ProgramRef::Search(argv[0].as_bytes().to_vec())
+        } else {
+            ProgramRef::Path(argv[0].clone())
         };
         let mut env: Vec<(Vec<u8>, Vec<u8>)> = base_env
             .iter()
