@@ -58,8 +58,8 @@ impl fmt::Debug for ServiceSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Shown by `check` as the argv that will be exec'd.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// A list: `argv[0]` is looked up in `PATH` and exec'd with no shell.
     Exec(Vec<String>),
@@ -75,8 +75,9 @@ impl Command {
     pub fn argv(&self) -> Vec<String> {
         match self {
             Command::Exec(v) => v.clone(),
-            Command::Shell(s) => plain_words(s)
-                .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+            Command::Shell(s) => {
+                plain_words(s).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into(), s.clone()])
+            }
         }
     }
 
@@ -84,6 +85,12 @@ impl Command {
     pub fn searches_path(&self) -> bool {
         let argv = self.argv();
         !argv[0].contains('/')
+    }
+}
+
+impl Serialize for Command {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.argv().serialize(s)
     }
 }
 
@@ -96,11 +103,11 @@ pub fn plain_words(line: &str) -> Option<Vec<String>> {
         '~', '#', '=', '!', '\n', '%',
     ];
     const SHELL_WORDS: &[&str] = &[
-        ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done", "echo",
-        "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fc", "fg", "fi", "for",
-        "getopts", "hash", "if", "in", "jobs", "kill", "local", "printf", "pwd", "read", "readonly",
-        "return", "set", "shift", "test", "then", "times", "trap", "true", "type", "ulimit",
-        "umask", "unalias", "unset", "until", "wait", "while",
+        ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done",
+        "echo", "elif", "else", "esac", "eval", "exec", "exit", "export", "false", "fc", "fg",
+        "fi", "for", "getopts", "hash", "if", "in", "jobs", "kill", "local", "printf", "pwd",
+        "read", "readonly", "return", "set", "shift", "test", "then", "times", "trap", "true",
+        "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
     ];
     if line.contains(SYNTAX) {
         return None;

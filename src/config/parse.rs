@@ -376,7 +376,12 @@ impl<'a> Validator<'a> {
 
     fn cwd(&mut self, node: &Node, path: &str) -> Option<PathBuf> {
         let s = self.string(node, path)?;
-        let dir = self.base.join(&s);
+        let dir: PathBuf = self
+            .base
+            .join(&s)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
         if !dir.is_dir() {
             self.err(
                 node,
@@ -682,7 +687,10 @@ mod tests {
     #[test]
     fn plain_command_lines_skip_the_shell() {
         let words = |s: &str| super::super::plain_words(s);
-        assert_eq!(words("./api --port 8080").unwrap(), vec!["./api", "--port", "8080"]);
+        assert_eq!(
+            words("./api --port 8080").unwrap(),
+            vec!["./api", "--port", "8080"]
+        );
         assert_eq!(words("  sleep   10 ").unwrap(), vec!["sleep", "10"]);
         for shell in [
             "exit 3",
@@ -701,9 +709,13 @@ mod tests {
         ] {
             assert_eq!(words(shell), None, "{shell}");
         }
-        let plan = check("services:\n  a:\n    command: sleep 5\n  b:\n    command: exit 5\n").unwrap();
+        let plan =
+            check("services:\n  a:\n    command: sleep 5\n  b:\n    command: exit 5\n").unwrap();
         assert_eq!(plan.services[0].command.argv(), vec!["sleep", "5"]);
-        assert_eq!(plan.services[1].command.argv(), vec!["/bin/sh", "-c", "exit 5"]);
+        assert_eq!(
+            plan.services[1].command.argv(),
+            vec!["/bin/sh", "-c", "exit 5"]
+        );
     }
 
     #[test]

@@ -716,10 +716,6 @@ impl Daemon {
                 "restarting in {}",
                 fmt_duration(until.saturating_duration_since(now))
             )),
-            Phase::Exited => Some(format!(
-                "not restarted (restart: {})",
-                svc.spec.restart.as_str()
-            )),
             _ => None,
         };
         ServiceStatus {
