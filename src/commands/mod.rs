@@ -73,7 +73,12 @@ pub fn status(state_dir: &Path, name: Option<String>, json: bool) -> Result<i32,
 /// start / stop / restart / down: send, wait for the outcome (a stop may
 /// take a whole stop timeout), print it.
 pub fn simple(state_dir: &Path, request: Request) -> Result<i32, CommandError> {
-    match client::request(state_dir, &request, None)? {
+    let response = if request == Request::Down {
+        client::request_until_closed(state_dir, &request)?
+    } else {
+        client::request(state_dir, &request, None)?
+    };
+    match response {
         Response::Done { message } => {
             println!("{message}");
             Ok(0)

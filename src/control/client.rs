@@ -31,6 +31,21 @@ pub fn request(
     request: &Request,
     timeout: Option<Duration>,
 ) -> Result<Response, ClientError> {
+    exchange(state_dir, request, timeout, false)
+}
+
+/// For `down`: the reply, then wait until the daemon closes the connection,
+/// which it does only by exiting, so the state dir is free on return.
+pub fn request_until_closed(state_dir: &Path, request: &Request) -> Result<Response, ClientError> {
+    exchange(state_dir, request, None, true)
+}
+
+fn exchange(
+    state_dir: &Path,
+    request: &Request,
+    timeout: Option<Duration>,
+    until_closed: bool,
+) -> Result<Response, ClientError> {
     let path = state_dir.join(SOCKET_NAME);
     let io = |source| ClientError::Io {
         path: path.clone(),
@@ -62,6 +77,10 @@ pub fn request(
         return Err(ClientError::Protocol(
             "the daemon closed the connection".into(),
         ));
+    }
+    if until_closed {
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut reader, &mut rest);
     }
     serde_json::from_slice(&line).map_err(|e| {
         ClientError::Protocol(format!(

@@ -1,5 +1,13 @@
 //! Pure decisions. Nothing in this module reads a clock, touches a process
-//! or draws a random number: time and history come in as arguments, a
-//! decision goes out, so every rule is unit-tested without sleeping.
+//! or draws a random number on its own: time, history and random draws come
+//! in as arguments and a decision goes out, so every rule is unit-tested
+//! without sleeping.
 
+pub mod backoff;
+pub mod breaker;
+pub mod classify;
+pub mod escalation;
+pub mod orchestrator;
 pub mod restart;
+pub mod risk;
+pub mod rng;

@@ -95,10 +95,11 @@ struct Service {
     spawns: u64,
     last_exit: Option<(ExitStatus, SystemTime)>,
     timer: Option<Instant>,
-    /// Write ends of the log pipes, kept for the life of the service so
-    /// output survives restarts and the log thread never sees EOF early.
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    /// Write ends of the log pipes (stdout, stderr), kept for the life of
+    /// the service so output survives restarts. Made at the first spawn: every
+    /// fork copies the whole fd table, so at start-up the early services
+    /// should not pay for the pipes of the later ones.
+    log_pipes: Option<(OwnedFd, OwnedFd)>,
     /// Start time of the current leader, for the pgid registry.
     start_time: Option<u64>,
 }
@@ -141,6 +142,7 @@ enum Want {
 }
 
 struct Daemon {
+    log_dir: std::path::PathBuf,
     plan_state_dir: std::path::PathBuf,
     services: Vec<Service>,
     by_pid: HashMap<i32, usize>,
@@ -212,23 +214,7 @@ impl Daemon {
             })?
             .into();
         let mut services = Vec::with_capacity(plan.services.len());
-        for (id, spec) in plan.services.iter().enumerate() {
-            let pipe = || {
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RunError::StateDir {
-                    path: "pipe".into(),
-                    source: e.into(),
-                })
-            };
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            logs.add(logs::LogSink {
-                id,
-                path: log_dir.join(format!("{}.log", spec.name)),
-                max_size: spec.logs.max_size,
-                keep: spec.logs.keep,
-                stdout: out_r,
-                stderr: err_r,
-            });
+        for spec in &plan.services {
             services.push(Service {
                 spawn: spawn::SpawnSpec::new(spec, &base_env),
                 spec: spec.clone(),
@@ -237,12 +223,12 @@ impl Daemon {
                 spawns: 0,
                 last_exit: None,
                 timer: None,
-                stdout: out_w,
-                stderr: err_w,
+                log_pipes: None,
                 start_time: None,
             });
         }
         Ok(Daemon {
+            log_dir,
             plan_state_dir: plan.state_dir.clone(),
             services,
             by_pid: HashMap::new(),
@@ -296,15 +282,44 @@ impl Daemon {
         }
     }
 
+    /// The service's log pipes, made and handed to the log thread on first use.
+    fn log_pipes(&mut self, i: usize) -> Result<(), nix::Error> {
+        if self.services[i].log_pipes.is_some() {
+            return Ok(());
+        }
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let spec = &self.services[i].spec;
+        if let Some(hub) = &self.logs {
+            hub.add(logs::LogSink {
+                id: i,
+                path: self.log_dir.join(format!("{}.log", spec.name)),
+                max_size: spec.logs.max_size,
+                keep: spec.logs.keep,
+                stdout: out_r,
+                stderr: err_r,
+            });
+        }
+        self.services[i].log_pipes = Some((out_w, err_w));
+        Ok(())
+    }
+
     fn spawn(&mut self, i: usize, now: Instant) {
         self.set_timer(i, None);
-        let svc = &self.services[i];
-        let stdio = spawn::Stdio {
-            stdin: &self.stdin,
-            stdout: &svc.stdout,
-            stderr: &svc.stderr,
+        let result = match self.log_pipes(i) {
+            Err(e) => Err(spawn::SpawnError::Pipe(e)),
+            Ok(()) => {
+                let svc = &self.services[i];
+                let (stdout, stderr) = svc.log_pipes.as_ref().expect("made above");
+                let stdio = spawn::Stdio {
+                    stdin: &self.stdin,
+                    stdout,
+                    stderr,
+                };
+                spawn::spawn(&svc.spawn, &stdio)
+            }
         };
-        match spawn::spawn(&svc.spawn, &stdio) {
+        match result {
             Ok(child) => {
                 let svc = &mut self.services[i];
                 svc.spawns += 1;
@@ -912,6 +927,10 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         hub.shutdown(Duration::from_secs(5));
     }
     tracing::info!("all services stopped");
+    // Release the state dir's lock before the last connections close, so a
+    // `down` that returns leaves the state dir free for the next `up`.
+    drop(control);
+    drop(runtime);
     Ok(code)
 }
 

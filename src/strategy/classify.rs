@@ -1,0 +1,235 @@
+//! Failure → severity: the service's `classify` rules (first match wins),
+//! then the default table of DESIGN §3.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// How bad a failure is; the order is the escalation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Retry in place.
+    Transient,
+    /// State is suspect: stop, clean up, start.
+    Recoverable,
+    /// Retrying cannot help: fallback or quarantine.
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 3] = [
+        Severity::Transient,
+        Severity::Recoverable,
+        Severity::Critical,
+    ];
+
+    /// One level up; CRITICAL stays CRITICAL.
+    pub fn raised(self) -> Severity {
+        match self {
+            Severity::Transient => Severity::Recoverable,
+            Severity::Recoverable | Severity::Critical => Severity::Critical,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Transient => "transient",
+            Severity::Recoverable => "recoverable",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// The main process exited with a non-zero code.
+    Exit(i32),
+    /// The main process was killed by a signal that sentineld did not send.
+    Signal(i32),
+    /// Killed by the kernel's OOM killer.
+    OomKill,
+    /// The liveness probe failed `failure_threshold` times.
+    Liveness,
+    /// Not ready within `start_timeout`.
+    ReadinessTimeout,
+    /// fork or exec failed (errno), e.g. ENOENT, EACCES.
+    Spawn(i32),
+}
+
+impl Cause {
+    /// `exit 1`, `SIGSEGV`, `spawn ENOENT`: for events, status and the
+    /// `SENTINELD_CAUSE` variable.
+    pub fn describe(&self) -> String {
+        match self {
+            Cause::Exit(c) => format!("exit {c}"),
+            Cause::Signal(s) => signal_name(*s),
+            Cause::OomKill => "oom kill".into(),
+            Cause::Liveness => "liveness probe failed".into(),
+            Cause::ReadinessTimeout => "readiness timeout".into(),
+            Cause::Spawn(errno) => format!(
+                "spawn failed: {}",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+        }
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+/// One `classify` rule. Every condition given must hold.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub exit_codes: Vec<i32>,
+    pub signals: Vec<i32>,
+    pub output_matches: Option<regex::bytes::Regex>,
+    pub severity: Severity,
+}
+
+impl Rule {
+    fn matches(&self, cause: &Cause, output: &[u8]) -> bool {
+        if !self.exit_codes.is_empty()
+            && !matches!(cause, Cause::Exit(c) if self.exit_codes.contains(c))
+        {
+            return false;
+        }
+        if !self.signals.is_empty()
+            && !matches!(cause, Cause::Signal(s) if self.signals.contains(s))
+        {
+            return false;
+        }
+        if let Some(re) = &self.output_matches
+            && !re.is_match(output)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// The severity of `cause` and the index of the rule that decided it
+/// (`None`: the default table). `output` is the tail of the service's output.
+pub fn classify(cause: &Cause, rules: &[Rule], output: &[u8]) -> (Severity, Option<usize>) {
+    match rules.iter().position(|r| r.matches(cause, output)) {
+        Some(i) => (rules[i].severity, Some(i)),
+        None => (default_severity(cause), None),
+    }
+}
+
+/// DESIGN §3's table.
+pub fn default_severity(cause: &Cause) -> Severity {
+    use libc::*;
+    match *cause {
+        Cause::Spawn(_) => Severity::Critical,
+        Cause::Exit(126 | 127) => Severity::Critical,
+        Cause::Exit(75) => Severity::Transient,
+        Cause::Exit(64..=78) => Severity::Critical,
+        Cause::Exit(_) => Severity::Transient,
+        Cause::Signal(SIGSEGV | SIGBUS | SIGABRT | SIGILL | SIGFPE) => Severity::Recoverable,
+        Cause::OomKill | Cause::Liveness => Severity::Recoverable,
+        Cause::ReadinessTimeout => Severity::Recoverable,
+        Cause::Signal(_) => Severity::Transient,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_table() {
+        let cases = [
+            (Cause::Spawn(libc::ENOENT), Severity::Critical),
+            (Cause::Spawn(libc::EACCES), Severity::Critical),
+            (Cause::Exit(126), Severity::Critical),
+            (Cause::Exit(127), Severity::Critical),
+            (Cause::Exit(64), Severity::Critical),
+            (Cause::Exit(78), Severity::Critical),
+            (Cause::Exit(75), Severity::Transient),
+            (Cause::Exit(1), Severity::Transient),
+            (Cause::Exit(2), Severity::Transient),
+            (Cause::Exit(63), Severity::Transient),
+            (Cause::Exit(79), Severity::Transient),
+            (Cause::Exit(255), Severity::Transient),
+            (Cause::Signal(libc::SIGSEGV), Severity::Recoverable),
+            (Cause::Signal(libc::SIGBUS), Severity::Recoverable),
+            (Cause::Signal(libc::SIGABRT), Severity::Recoverable),
+            (Cause::Signal(libc::SIGILL), Severity::Recoverable),
+            (Cause::Signal(libc::SIGFPE), Severity::Recoverable),
+            (Cause::OomKill, Severity::Recoverable),
+            (Cause::Liveness, Severity::Recoverable),
+            (Cause::Signal(libc::SIGKILL), Severity::Transient),
+            (Cause::Signal(libc::SIGTERM), Severity::Transient),
+        ];
+        for (cause, want) in cases {
+            assert_eq!(classify(&cause, &[], b""), (want, None), "{cause:?}");
+        }
+    }
+
+    fn rule(codes: &[i32], sigs: &[i32], re: Option<&str>, severity: Severity) -> Rule {
+        Rule {
+            exit_codes: codes.to_vec(),
+            signals: sigs.to_vec(),
+            output_matches: re.map(|r| regex::bytes::Regex::new(r).unwrap()),
+            severity,
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_wins() {
+        let rules = [
+            rule(
+                &[1],
+                &[],
+                Some("address already in use"),
+                Severity::Transient,
+            ),
+            rule(&[1], &[], None, Severity::Critical),
+            rule(&[], &[libc::SIGSEGV], None, Severity::Critical),
+        ];
+        let out = b"bind: address already in use\n";
+        assert_eq!(
+            classify(&Cause::Exit(1), &rules, out),
+            (Severity::Transient, Some(0))
+        );
+        assert_eq!(
+            classify(&Cause::Exit(1), &rules, b"other"),
+            (Severity::Critical, Some(1))
+        );
+        assert_eq!(
+            classify(&Cause::Signal(libc::SIGSEGV), &rules, b""),
+            (Severity::Critical, Some(2))
+        );
+        assert_eq!(
+            classify(&Cause::Exit(2), &rules, out),
+            (Severity::Transient, None)
+        );
+        // A signal rule never matches an exit, and the reverse.
+        assert_eq!(
+            classify(&Cause::Signal(1), &rules, out),
+            (Severity::Transient, None)
+        );
+    }
+
+    #[test]
+    fn raising() {
+        assert_eq!(Severity::Transient.raised(), Severity::Recoverable);
+        assert_eq!(Severity::Recoverable.raised(), Severity::Critical);
+        assert_eq!(Severity::Critical.raised(), Severity::Critical);
+        assert!(Severity::Transient < Severity::Critical);
+    }
+}
