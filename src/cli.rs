@@ -44,6 +44,21 @@ pub enum Command {
     Stop { name: String },
     /// Stop and start a service.
     Restart { name: String },
+    /// Close a service's circuit breaker and clear its failure history; a
+    /// service waiting on recovery (quarantined, retrying) starts at once.
+    Reset { name: String },
+    /// Print recent events: exits, failures with their severity and the
+    /// action taken, recoveries.
+    Events {
+        /// Only this service's events.
+        name: Option<String>,
+        /// Keep printing events as they happen.
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a service's captured stdout and stderr.
     Logs {
         name: String,

@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         Command::Start { name } => commands::simple(&dir, Request::Start { name }),
         Command::Stop { name } => commands::simple(&dir, Request::Stop { name }),
         Command::Restart { name } => commands::simple(&dir, Request::Restart { name }),
+        Command::Reset { name } => commands::simple(&dir, Request::Reset { name }),
+        Command::Events { name, follow, json } => commands::events(&dir, name, follow, json),
         Command::Logs {
             name,
             follow,

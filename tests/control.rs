@@ -95,7 +95,7 @@ fn bad_requests_get_an_error_and_the_daemon_keeps_serving() {
         ),
         (
             b"{\"version\":1,\"type\":\"explode\"}\n".to_vec(),
-            "unknown request type \"explode\"; known: ping, status, start, stop, restart, down",
+            "unknown request type \"explode\"; known: ping, status, start, stop, restart, reset, events, down",
         ),
         (
             b"{\"version\":1,\"type\":\"stop\"}\n".to_vec(),

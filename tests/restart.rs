@@ -102,11 +102,11 @@ fn restart_policies() {
 }
 
 #[test]
-fn young_deaths_back_off_and_the_first_retry_is_quick() {
-    let inst = Instance::start("services:\n  crash:\n    command: exit 1\n");
+fn exit_0_under_always_backs_off_when_young_and_is_not_a_failure() {
+    let inst = Instance::start("services:\n  quick:\n    command: exit 0\n");
     let t0 = Instant::now();
     wait_until(Duration::from_secs(5), "four starts", || {
-        inst.service("crash")["restarts"].as_u64().unwrap() >= 3
+        inst.service("quick")["restarts"].as_u64().unwrap() >= 3
     });
     // 100 + 200 + 400 ms of backoff before the fourth start.
     assert!(
@@ -114,13 +114,10 @@ fn young_deaths_back_off_and_the_first_retry_is_quick() {
         "{:?}",
         t0.elapsed()
     );
-    let s = inst.service("crash");
-    assert!(
-        matches!(s["state"].as_str(), Some("backoff" | "running")),
-        "{s}"
-    );
-    // The event log shows the schedule.
-    let out = inst.cli(&["status", "crash"]);
+    let s = inst.service("quick");
+    assert_eq!(s["failures"]["transient"], 0, "{s}");
+    assert_eq!(s["last_failure"], serde_json::Value::Null);
+    let out = inst.cli(&["status", "quick"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("restarting in 100ms"), "{text}");
     assert!(text.contains("restarting in 200ms"), "{text}");
@@ -137,6 +134,38 @@ fn a_missing_program_fails_with_a_clear_reason() {
         dir,
         "services:\n  ghost:\n    command: [definitely-not-a-program-xyz]\n  noexec:\n    command: [./notexec.sh]\n",
     );
+    // A missing or non-executable program is CRITICAL: retrying cannot help.
+    // Without a fallback the service is quarantined.
+    for (name, why) in [
+        ("ghost", "definitely-not-a-program-xyz: not found in PATH"),
+        ("noexec", "Permission denied"),
+    ] {
+        let s = inst.wait_state(name, "quarantined");
+        assert_eq!(s["health"], "quarantined", "{s}");
+        assert_eq!(s["last_failure"]["severity"], "critical", "{s}");
+        assert!(
+            s["last_failure"]["cause"]
+                .as_str()
+                .unwrap()
+                .starts_with("spawn failed"),
+            "{s}"
+        );
+        assert_eq!(
+            s["exit"],
+            serde_json::Value::Null,
+            "a failed exec is not an exit: {s}"
+        );
+        let out = inst.cli(&["status", name]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(why), "{text}");
+    }
+}
+
+#[test]
+fn a_missing_program_under_restart_never_fails_with_its_reason() {
+    let inst = Instance::start(
+        "services:\n  ghost:\n    command: [definitely-not-a-program-xyz]\n    restart: never\n",
+    );
     let s = inst.wait_state("ghost", "failed");
     assert_eq!(s["health"], "critical");
     assert!(
@@ -145,15 +174,5 @@ fn a_missing_program_fails_with_a_clear_reason() {
             .unwrap()
             .contains("definitely-not-a-program-xyz: not found in PATH"),
         "{s}"
-    );
-    let s = inst.wait_state("noexec", "failed");
-    assert!(
-        s["reason"].as_str().unwrap().contains("Permission denied"),
-        "{s}"
-    );
-    assert_eq!(
-        s["exit"],
-        serde_json::Value::Null,
-        "a failed exec is not an exit: {s}"
     );
 }

@@ -87,3 +87,35 @@ pub fn simple(state_dir: &Path, request: Request) -> Result<i32, CommandError> {
         other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
     }
 }
+
+/// `events [NAME] [-f] [--json]`.
+pub fn events(
+    state_dir: &Path,
+    name: Option<String>,
+    follow: bool,
+    json: bool,
+) -> Result<i32, CommandError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut print = |e: &crate::control::protocol::EventRecord| -> bool {
+        let line = if json {
+            serde_json::to_string(e).expect("events serialize")
+        } else if e.service.is_empty() {
+            format!("{}  {}", e.at, e.message)
+        } else {
+            format!("{}  {:<12} {}", e.at, e.service, e.message)
+        };
+        writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+    };
+    client::stream(
+        state_dir,
+        &Request::Events { name, follow },
+        |response| match response {
+            Response::Events { events } => Ok(events.iter().all(&mut print)),
+            Response::Event(e) => Ok(print(&e)),
+            Response::Error { message } => Err(CommandError::Daemon(message)),
+            other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
+        },
+    )?;
+    Ok(0)
+}

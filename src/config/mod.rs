@@ -40,6 +40,103 @@ pub struct ServiceSpec {
     pub min_uptime: Duration,
     pub stop: StopSpec,
     pub logs: LogSpec,
+    /// First matching rule wins, then DESIGN §3's table.
+    pub classify: Vec<ClassifyRule>,
+    pub recovery: RecoverySpec,
+    pub escalation: EscalationSpec,
+    /// Run on every event of this service, with `SENTINELD_*` in its environment.
+    pub on_event: Option<Command>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassifyRule {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exit_codes: Vec<i32>,
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "ser_signals")]
+    pub signals: Vec<Signal>,
+    /// A regular expression, matched against the last 64 KiB of output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_matches: Option<String>,
+    pub severity: crate::strategy::classify::Severity,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecoverySpec {
+    pub retry: RetrySpec,
+    pub restart: RestartSpec,
+    pub fallback: Option<FallbackSpec>,
+    /// Cooldown before a quarantined (or on-fallback) primary is tried again;
+    /// doubles after each failed trial, up to 1h.
+    #[serde(serialize_with = "ser_duration")]
+    pub retry_primary: Duration,
+    /// A run this long clears the retry and restart budgets.
+    #[serde(serialize_with = "ser_duration")]
+    pub reset_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetrySpec {
+    pub attempts: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub backoff: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub max_backoff: Duration,
+    pub jitter: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestartSpec {
+    pub attempts: u32,
+    pub cleanup: Option<Command>,
+    /// The cleanup command is killed (as a group) after this.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FallbackSpec {
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EscalationSpec {
+    pub failures: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub within: Duration,
+}
+
+impl Default for RecoverySpec {
+    fn default() -> Self {
+        RecoverySpec {
+            retry: RetrySpec {
+                attempts: 3,
+                backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(30),
+                jitter: 0.1,
+            },
+            restart: RestartSpec {
+                attempts: 3,
+                cleanup: None,
+                timeout: Duration::from_secs(30),
+            },
+            fallback: None,
+            retry_primary: Duration::from_secs(60),
+            reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for EscalationSpec {
+    fn default() -> Self {
+        EscalationSpec {
+            failures: 5,
+            within: Duration::from_secs(60),
+        }
+    }
+}
+
+fn ser_signals<S: serde::Serializer>(sigs: &[Signal], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(sigs.iter().map(|x| x.as_str()))
 }
 
 impl fmt::Debug for ServiceSpec {
@@ -54,6 +151,10 @@ impl fmt::Debug for ServiceSpec {
             .field("min_uptime", &self.min_uptime)
             .field("stop", &self.stop)
             .field("logs", &self.logs)
+            .field("classify", &self.classify)
+            .field("recovery", &self.recovery)
+            .field("escalation", &self.escalation)
+            .field("on_event", &self.on_event)
             .finish()
     }
 }

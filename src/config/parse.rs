@@ -22,6 +22,10 @@ const SERVICE_KEYS: &[&str] = &[
     "min_uptime",
     "stop",
     "logs",
+    "classify",
+    "recovery",
+    "escalation",
+    "on_event",
 ];
 const SERVICE_LATER: &[&str] = &[
     "liveness",
@@ -29,12 +33,14 @@ const SERVICE_LATER: &[&str] = &[
     "startup",
     "watchdog",
     "start_timeout",
-    "classify",
-    "recovery",
-    "escalation",
     "depends_on",
-    "on_event",
 ];
+const RULE_KEYS: &[&str] = &["exit_codes", "signals", "output_matches", "severity"];
+const RECOVERY_KEYS: &[&str] = &["retry", "restart", "fallback", "reset_after"];
+const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff", "jitter"];
+const RESTART_KEYS: &[&str] = &["attempts", "cleanup", "timeout"];
+const FALLBACK_KEYS: &[&str] = &["command", "retry_primary"];
+const ESCALATION_KEYS: &[&str] = &["failures", "within"];
 const STOP_KEYS: &[&str] = &["signal", "timeout"];
 const LOG_KEYS: &[&str] = &["max_size", "keep"];
 
@@ -284,10 +290,18 @@ impl<'a> Validator<'a> {
             max_size: DEFAULT_LOG_MAX_SIZE,
             keep: DEFAULT_LOG_KEEP,
         };
+        let mut classify = Vec::new();
+        let mut recovery = RecoverySpec::default();
+        let mut escalation = EscalationSpec::default();
+        let mut on_event = None;
         let mut ok = true;
         for (key, val) in fields {
             let p = join(path, key);
             let good = match key {
+                "classify" => self.classify(val, &p).map(|c| classify = c).is_some(),
+                "recovery" => self.recovery(val, &p).map(|r| recovery = r).is_some(),
+                "escalation" => self.escalation(val, &p).map(|e| escalation = e).is_some(),
+                "on_event" => self.command(val, &p).map(|c| on_event = Some(c)).is_some(),
                 "command" => {
                     command = self.command(val, &p);
                     command.is_some()
@@ -327,7 +341,257 @@ impl<'a> Validator<'a> {
             min_uptime,
             stop,
             logs,
+            classify,
+            recovery,
+            escalation,
+            on_event,
         })
+    }
+
+    fn number<T: std::str::FromStr>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        ok: impl Fn(&T) -> bool,
+    ) -> Option<T> {
+        self.parsed(node, path, |s| {
+            s.parse::<T>()
+                .ok()
+                .filter(|v| ok(v))
+                .ok_or_else(|| format!("expected {what}, found {s:?}"))
+        })
+    }
+
+    fn list<T>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        mut item: impl FnMut(&mut Self, &Node, &str) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let NodeKind::Seq(items) = &node.kind else {
+            let found = node.describe();
+            self.err(node, path, format!("expected a list, found {found}"));
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, it) in items.iter().enumerate() {
+            match item(self, it, &format!("{path}[{i}]")) {
+                Some(v) => out.push(v),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn classify(&mut self, node: &Node, path: &str) -> Option<Vec<ClassifyRule>> {
+        self.list(node, path, |v, n, p| v.rule(n, p))
+    }
+
+    fn rule(&mut self, node: &Node, path: &str) -> Option<ClassifyRule> {
+        let fields = self.fields(node, path, RULE_KEYS, &[])?;
+        let mut rule = ClassifyRule {
+            exit_codes: Vec::new(),
+            signals: Vec::new(),
+            output_matches: None,
+            severity: crate::strategy::classify::Severity::Transient,
+        };
+        let mut ok = true;
+        let mut severity = false;
+        for (key, val) in fields {
+            let p = join(path, key);
+            ok &= match key {
+                "exit_codes" => self
+                    .list(val, &p, |v, n, p| {
+                        v.number::<i32>(n, p, "an exit code from 1 to 255", |c| {
+                            (1..=255).contains(c)
+                        })
+                    })
+                    .map(|c| rule.exit_codes = c)
+                    .is_some(),
+                "signals" => self
+                    .list(val, &p, |v, n, p| v.parsed(n, p, units::parse_signal))
+                    .map(|s| rule.signals = s)
+                    .is_some(),
+                "output_matches" => self
+                    .parsed(val, &p, |s| {
+                        regex::bytes::Regex::new(s)
+                            .map(|_| s.to_string())
+                            .map_err(|e| format!("invalid regular expression: {e}"))
+                    })
+                    .map(|r| rule.output_matches = Some(r))
+                    .is_some(),
+                "severity" => {
+                    severity = true;
+                    self.parsed(val, &p, parse_severity)
+                        .map(|s| rule.severity = s)
+                        .is_some()
+                }
+                _ => unreachable!(),
+            };
+        }
+        if ok && !severity {
+            self.err(
+                node,
+                &join(path, "severity"),
+                "missing: transient, recoverable or critical",
+            );
+            ok = false;
+        }
+        if ok
+            && rule.exit_codes.is_empty()
+            && rule.signals.is_empty()
+            && rule.output_matches.is_none()
+        {
+            self.err(
+                node,
+                path,
+                "a rule needs at least one of exit_codes, signals, output_matches",
+            );
+            ok = false;
+        }
+        if ok && !rule.exit_codes.is_empty() && !rule.signals.is_empty() {
+            self.err(
+                node,
+                path,
+                "exit_codes and signals cannot both match one exit; write two rules",
+            );
+            ok = false;
+        }
+        ok.then_some(rule)
+    }
+
+    fn recovery(&mut self, node: &Node, path: &str) -> Option<RecoverySpec> {
+        let fields = self.fields(node, path, RECOVERY_KEYS, &[])?;
+        let mut spec = RecoverySpec::default();
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join(path, key);
+            ok &= match key {
+                "retry" => self.retry(val, &p, &mut spec.retry),
+                "restart" => self.restart_spec(val, &p, &mut spec.restart),
+                "fallback" => self.fallback(val, &p, &mut spec),
+                "reset_after" => self
+                    .duration(val, &p)
+                    .map(|d| spec.reset_after = d)
+                    .is_some(),
+                _ => unreachable!(),
+            };
+        }
+        if ok && spec.retry.backoff > spec.retry.max_backoff {
+            self.err(
+                node,
+                &join(path, "retry.max_backoff"),
+                "must not be shorter than retry.backoff",
+            );
+            ok = false;
+        }
+        ok.then_some(spec)
+    }
+
+    fn retry(&mut self, node: &Node, path: &str, spec: &mut RetrySpec) -> bool {
+        let Some(fields) = self.fields(node, path, RETRY_KEYS, &[]) else {
+            return false;
+        };
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join(path, key);
+            ok &= match key {
+                "attempts" => self
+                    .number::<u32>(val, &p, "a number of attempts from 0 to 1000", |n| {
+                        *n <= 1000
+                    })
+                    .map(|n| spec.attempts = n)
+                    .is_some(),
+                "backoff" => self.duration(val, &p).map(|d| spec.backoff = d).is_some(),
+                "max_backoff" => self
+                    .duration(val, &p)
+                    .map(|d| spec.max_backoff = d)
+                    .is_some(),
+                "jitter" => self
+                    .number::<f64>(val, &p, "a fraction from 0 to 0.9", |j| {
+                        (0.0..=0.9).contains(j)
+                    })
+                    .map(|j| spec.jitter = j)
+                    .is_some(),
+                _ => unreachable!(),
+            };
+        }
+        ok
+    }
+
+    fn restart_spec(&mut self, node: &Node, path: &str, spec: &mut RestartSpec) -> bool {
+        let Some(fields) = self.fields(node, path, RESTART_KEYS, &[]) else {
+            return false;
+        };
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join(path, key);
+            ok &= match key {
+                "attempts" => self
+                    .number::<u32>(val, &p, "a number of attempts from 0 to 1000", |n| {
+                        *n <= 1000
+                    })
+                    .map(|n| spec.attempts = n)
+                    .is_some(),
+                "cleanup" => self
+                    .command(val, &p)
+                    .map(|c| spec.cleanup = Some(c))
+                    .is_some(),
+                "timeout" => self.duration(val, &p).map(|d| spec.timeout = d).is_some(),
+                _ => unreachable!(),
+            };
+        }
+        ok
+    }
+
+    fn fallback(&mut self, node: &Node, path: &str, spec: &mut RecoverySpec) -> bool {
+        let Some(fields) = self.fields(node, path, FALLBACK_KEYS, &[]) else {
+            return false;
+        };
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join(path, key);
+            ok &= match key {
+                "command" => self
+                    .command(val, &p)
+                    .map(|c| spec.fallback = Some(FallbackSpec { command: c }))
+                    .is_some(),
+                "retry_primary" => self
+                    .parsed(val, &p, |s| {
+                        let d = units::parse_duration(s)?;
+                        if d < Duration::from_millis(100) {
+                            return Err(format!("{s} is too short: at least 100ms"));
+                        }
+                        Ok(d)
+                    })
+                    .map(|d| spec.retry_primary = d)
+                    .is_some(),
+                _ => unreachable!(),
+            };
+        }
+        ok
+    }
+
+    fn escalation(&mut self, node: &Node, path: &str) -> Option<EscalationSpec> {
+        let fields = self.fields(node, path, ESCALATION_KEYS, &[])?;
+        let mut spec = EscalationSpec::default();
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join(path, key);
+            ok &= match key {
+                "failures" => self
+                    .number::<u32>(val, &p, "a number of failures from 1 to 1000", |n| {
+                        (1..=1000).contains(n)
+                    })
+                    .map(|n| spec.failures = n)
+                    .is_some(),
+                "within" => self.duration(val, &p).map(|d| spec.within = d).is_some(),
+                _ => unreachable!(),
+            };
+        }
+        ok.then_some(spec)
     }
 
     fn command(&mut self, node: &Node, path: &str) -> Option<Command> {
@@ -579,6 +843,23 @@ fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
     }
 }
 
+fn parse_severity(s: &str) -> Result<crate::strategy::classify::Severity, String> {
+    use crate::strategy::classify::Severity;
+    match s {
+        "transient" => Ok(Severity::Transient),
+        "recoverable" => Ok(Severity::Recoverable),
+        "critical" => Ok(Severity::Critical),
+        other => {
+            let hint = suggest(other, ["transient", "recoverable", "critical"])
+                .map(|s| format!(" (did you mean {s:?}?)"))
+                .unwrap_or_default();
+            Err(format!(
+                "expected one of transient, recoverable, critical, found {other:?}{hint}"
+            ))
+        }
+    }
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -659,7 +940,7 @@ mod tests {
         assert_eq!(
             m,
             vec![
-                "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs"
+                "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs, classify, recovery, escalation, on_event"
             ]
         );
     }

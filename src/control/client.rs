@@ -89,3 +89,40 @@ fn exchange(
         ))
     })
 }
+
+/// Send `request`, then hand every response line to `each` until it returns
+/// `Ok(false)` or an error, or the daemon closes the connection.
+pub fn stream<E: From<ClientError>>(
+    state_dir: &Path,
+    request: &Request,
+    mut each: impl FnMut(Response) -> Result<bool, E>,
+) -> Result<(), E> {
+    let path = state_dir.join(SOCKET_NAME);
+    let io = |source| ClientError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ClientError::NotRunning(state_dir.to_path_buf()).into());
+        }
+        Err(e) => return Err(io(e).into()),
+    };
+    stream.write_all(request.to_line().as_bytes()).map_err(io)?;
+    let reader = BufReader::with_capacity(64 << 10, stream);
+    for line in reader.split(b'\n') {
+        let line = line.map_err(io)?;
+        let response: Response =
+            serde_json::from_slice(&line).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if !each(response)? {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -26,6 +26,17 @@ pub enum Request {
     Restart {
         name: String,
     },
+    /// Close a service's circuit breaker and clear its failure history.
+    Reset {
+        name: String,
+    },
+    /// Recent events (of one service or all); with `follow`, then every new
+    /// event as it happens, one `event` line each, until the peer hangs up.
+    Events {
+        name: Option<String>,
+        #[serde(default)]
+        follow: bool,
+    },
     /// Stop every service and exit.
     Down,
 }
@@ -45,6 +56,8 @@ impl Request {
 pub enum Response {
     Pong { pid: u32, version: String },
     Status(StatusReport),
+    Events { events: Vec<EventRecord> },
+    Event(EventRecord),
     Done { message: String },
     Error { message: String },
 }
@@ -75,7 +88,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     if ty.is_empty() {
         return Err("invalid request: missing \"type\"".into());
     }
-    const KNOWN: &[&str] = &["ping", "status", "start", "stop", "restart", "down"];
+    const KNOWN: &[&str] = &[
+        "ping", "status", "start", "stop", "restart", "reset", "events", "down",
+    ];
     if !KNOWN.contains(&ty.as_str()) {
         return Err(format!(
             "unknown request type {ty:?}; known: {}",
@@ -101,7 +116,16 @@ pub struct StatusReport {
 pub enum State {
     Starting,
     Running,
+    /// Waiting to respawn after an exit that was not a failure (young).
     Backoff,
+    /// Recovery: waiting to respawn the command.
+    Retrying,
+    /// Recovery: cleanup running, or waiting to start again.
+    Restarting,
+    /// The fallback command runs in the service's place.
+    Fallback,
+    /// Circuit breaker open: nothing runs until the next trial.
+    Quarantined,
     Stopping,
     Stopped,
     Exited,
@@ -114,6 +138,10 @@ impl State {
             State::Starting => "starting",
             State::Running => "running",
             State::Backoff => "backoff",
+            State::Retrying => "retrying",
+            State::Restarting => "restarting",
+            State::Fallback => "fallback",
+            State::Quarantined => "quarantined",
             State::Stopping => "stopping",
             State::Stopped => "stopped",
             State::Exited => "exited",
@@ -156,6 +184,74 @@ pub struct ServiceStatus {
     /// Why the service is in its state, when that is not obvious
     /// (`spawn failed: …`, `restarting in 400ms`).
     pub reason: Option<String>,
+    /// The last failure in one line, while it matters:
+    /// `exit 1: transient → retry 2/3 in 400ms`.
+    #[serde(default)]
+    pub last: Option<String>,
+    /// Failure momentum turned into [0, 1).
+    #[serde(default)]
+    pub risk: f64,
+    /// Where it is on the recovery ladder: `retry 2/3`, `restart 1/3`,
+    /// `fallback`, `quarantined`, `half-open`; null when nothing is pending.
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// What happens next and when (RFC 3339).
+    #[serde(default)]
+    pub next_action: Option<String>,
+    #[serde(default)]
+    pub next_at: Option<String>,
+    #[serde(default)]
+    pub last_failure: Option<FailureInfo>,
+    /// `closed`, `open` or `half-open`.
+    #[serde(default)]
+    pub breaker: String,
+    #[serde(default)]
+    pub fallback_pid: Option<i32>,
+    #[serde(default)]
+    pub failures: SeverityCounts,
+    #[serde(default)]
+    pub actions: ActionCounts,
+    #[serde(default)]
+    pub recovery: RecoveryStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureInfo {
+    pub at: String,
+    /// `exit 1`, `SIGSEGV`, `spawn failed: …`.
+    pub cause: String,
+    /// What the rules said, and the severity after escalation.
+    pub classified: String,
+    pub severity: String,
+    pub escalation: Option<String>,
+    pub action: String,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeverityCounts {
+    pub transient: u64,
+    pub recoverable: u64,
+    pub critical: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActionCounts {
+    pub retry: u64,
+    pub restart: u64,
+    pub fallback: u64,
+    pub quarantine: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryStats {
+    /// Retries and restarts taken.
+    pub attempts: u64,
+    /// Of those, how many ran `min_uptime` without failing again.
+    pub successes: u64,
+    pub success_rate: Option<f64>,
+    /// Mean time from a first failure to running healthy again.
+    pub mttr_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,7 +266,14 @@ pub struct ExitInfo {
 pub struct EventRecord {
     pub at: String,
     pub service: String,
+    /// `started`, `exited`, `failure`, `cleanup`, `fallback`, `quarantine`,
+    /// `trial`, `recovered`, `stopping`, `stopped`, `reset`, `hook`.
+    pub kind: String,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::protocol::{self, MAX_LINE, Request, Response};
+use super::protocol::{self, EventRecord, MAX_LINE, Request, Response};
 
 pub const SOCKET_NAME: &str = "control.sock";
 const LOCK_NAME: &str = "sentineld.lock";
@@ -118,7 +118,23 @@ fn own(fd: OwnedFd) -> i32 {
 /// A request from a peer, with the way back.
 pub struct Incoming {
     pub request: Request,
-    pub reply: oneshot::Sender<Response>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// The daemon's answer: one response line, then, for a following `events`
+/// request, every new event (of one service, if named).
+pub struct Reply {
+    pub response: Response,
+    pub stream: Option<(broadcast::Receiver<EventRecord>, Option<String>)>,
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply {
+            response,
+            stream: None,
+        }
+    }
 }
 
 /// Accept connections until the listener fails; each connection is served
@@ -176,8 +192,8 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
             let _ = write_response(&mut w, &Response::Error { message }).await;
             return;
         }
-        let response = match protocol::parse_request(trimmed) {
-            Err(message) => Response::Error { message },
+        let reply = match protocol::parse_request(trimmed) {
+            Err(message) => Reply::from(Response::Error { message }),
             Ok(request) => {
                 let (reply, rx) = oneshot::channel();
                 if tx.send(Incoming { request, reply }).await.is_err() {
@@ -189,8 +205,33 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
                 }
             }
         };
-        if write_response(&mut w, &response).await.is_err() {
+        if write_response(&mut w, &reply.response).await.is_err() {
             return;
+        }
+        if let Some((mut events, only)) = reply.stream {
+            loop {
+                let event = match events.recv().await {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(n)) => EventRecord {
+                        at: crate::supervisor::format_time(std::time::SystemTime::now()),
+                        service: String::new(),
+                        kind: "lagged".into(),
+                        message: format!("{n} events were dropped: this reader is too slow"),
+                        severity: None,
+                        action: None,
+                    },
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if only.as_ref().is_some_and(|n| *n != event.service) && event.kind != "lagged" {
+                    continue;
+                }
+                if write_response(&mut w, &Response::Event(event))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
         }
     }
 }

@@ -31,8 +31,13 @@ impl Style {
 fn state_color(s: State) -> &'static str {
     match s {
         State::Running => "32",
-        State::Starting | State::Stopping | State::Backoff => "33",
-        State::Failed => "31",
+        State::Starting
+        | State::Stopping
+        | State::Backoff
+        | State::Retrying
+        | State::Restarting
+        | State::Fallback => "33",
+        State::Failed | State::Quarantined => "31",
         State::Stopped | State::Exited => "",
     }
 }
@@ -59,7 +64,7 @@ pub fn human_uptime(secs: f64) -> String {
 /// What the LAST column says: why the service is where it is, else how its
 /// last process ended.
 pub fn last(s: &ServiceStatus) -> String {
-    if let Some(r) = &s.reason {
+    if let Some(r) = s.reason.as_ref().or(s.last.as_ref()) {
         return r.clone();
     }
     match &s.exit {
@@ -78,9 +83,9 @@ fn short_time(rfc3339: &str) -> &str {
 
 pub fn render(services: &[ServiceStatus], style: &Style) -> String {
     let header = [
-        "NAME", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "LAST",
+        "NAME", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "RISK", "LAST",
     ];
-    let rows: Vec<[String; 7]> = services
+    let rows: Vec<[String; 8]> = services
         .iter()
         .map(|s| {
             [
@@ -90,6 +95,7 @@ pub fn render(services: &[ServiceStatus], style: &Style) -> String {
                 s.pid.map_or("-".into(), |p| p.to_string()),
                 s.uptime_s.map_or("-".into(), human_uptime),
                 s.restarts.to_string(),
+                format!("{:.2}", s.risk),
                 last(s),
             ]
         })
@@ -133,6 +139,48 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
     if let Some(at) = &s.started_at {
         let _ = writeln!(out, "\nstarted at  {at}");
     }
+    if let Some(stage) = &s.stage {
+        let _ = writeln!(out, "stage       {stage} (breaker {})", s.breaker);
+    }
+    if let (Some(what), Some(at)) = (&s.next_action, &s.next_at) {
+        let _ = writeln!(out, "next        {what} at {at}");
+    }
+    if let Some(pid) = s.fallback_pid {
+        let _ = writeln!(out, "fallback    pid {pid}");
+    }
+    if let Some(f) = &s.last_failure {
+        let _ = writeln!(
+            out,
+            "last failure {} at {}: {} → {}{}",
+            f.cause,
+            f.at,
+            f.severity,
+            f.action,
+            f.escalation
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    let f = &s.failures;
+    if f.transient + f.recoverable + f.critical > 0 {
+        let a = &s.actions;
+        let _ = writeln!(
+            out,
+            "failures    {} transient, {} recoverable, {} critical; actions: {} retry, {} restart, {} fallback, {} quarantine",
+            f.transient, f.recoverable, f.critical, a.retry, a.restart, a.fallback, a.quarantine
+        );
+        let r = &s.recovery;
+        let _ = writeln!(
+            out,
+            "recovery    {}/{} attempts succeeded{}",
+            r.successes,
+            r.attempts,
+            r.mttr_s
+                .map(|m| format!(", mean time to recover {m:.1}s"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(e) = &s.exit {
         let how = match (&e.code, &e.signal) {
             (Some(c), _) => format!("exit code {c}"),
@@ -165,6 +213,17 @@ mod tests {
             restarts: 2,
             exit: None,
             reason: None,
+            last: None,
+            risk: 0.0,
+            stage: None,
+            next_action: None,
+            next_at: None,
+            last_failure: None,
+            breaker: "closed".into(),
+            fallback_pid: None,
+            failures: Default::default(),
+            actions: Default::default(),
+            recovery: Default::default(),
         }
     }
 
@@ -177,11 +236,11 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0],
-            "NAME      STATE    HEALTH   PID  UPTIME  RESTARTS  LAST"
+            "NAME      STATE    HEALTH   PID  UPTIME  RESTARTS  RISK  LAST"
         );
         assert_eq!(
             lines[1],
-            "web       running  healthy  42   1h02m   2         -"
+            "web       running  healthy  42   1h02m   2         0.00  -"
         );
         assert!(!t.contains('\x1b'));
     }

@@ -32,10 +32,17 @@ pub struct LogSink {
     pub keep: u32,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// Keep the last [`TAIL`] bytes in memory, for `output_matches` rules.
+    pub keep_tail: bool,
 }
+
+/// How much recent output `classify` rules can see.
+pub const TAIL: usize = 64 << 10;
 
 enum Cmd {
     Add(LogSink),
+    /// Drain the service's pipes, then send back its recent output.
+    Tail(usize, mpsc::Sender<Vec<u8>>),
     /// Drain what is buffered and stop.
     Shutdown(mpsc::Sender<()>),
 }
@@ -71,6 +78,18 @@ impl LogHub {
         }
     }
 
+    /// The last [`TAIL`] bytes the service wrote, including what is still in
+    /// its pipes (so output written just before an exit is seen). Empty if
+    /// the log thread does not answer within `timeout`.
+    pub fn tail(&self, id: usize, timeout: Duration) -> Vec<u8> {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Cmd::Tail(id, tx)).is_err() {
+            return Vec::new();
+        }
+        let _ = self.wake.write(1);
+        rx.recv_timeout(timeout).unwrap_or_default()
+    }
+
     /// Read what is left in the pipes, write it, and stop the thread.
     pub fn shutdown(mut self, timeout: Duration) {
         let (done_tx, done_rx) = mpsc::channel();
@@ -97,6 +116,7 @@ struct Target {
     size: u64,
     max_size: u64,
     keep: u32,
+    tail: Option<Vec<u8>>,
     streams: [Stream; 2],
 }
 
@@ -138,6 +158,19 @@ impl Pump {
                     while let Ok(cmd) = self.rx.try_recv() {
                         match cmd {
                             Cmd::Add(sink) => self.add(sink),
+                            Cmd::Tail(id, reply) => {
+                                self.drain(id, 0);
+                                self.drain(id, 1);
+                                let tail = self.targets.get(&id).map(|t| {
+                                    let mut v = t.tail.clone().unwrap_or_default();
+                                    for s in &t.streams {
+                                        v.extend_from_slice(&s.partial);
+                                    }
+                                    let cut = v.len().saturating_sub(TAIL);
+                                    v.split_off(cut)
+                                });
+                                let _ = reply.send(tail.unwrap_or_default());
+                            }
                             Cmd::Shutdown(done) => {
                                 self.drain_all();
                                 let _ = done.send(());
@@ -180,6 +213,7 @@ impl Pump {
                 size: 0,
                 max_size: sink.max_size,
                 keep: sink.keep,
+                tail: sink.keep_tail.then(Vec::new),
                 streams: [stream(sink.stdout), stream(sink.stderr)],
             },
         );
@@ -296,6 +330,12 @@ impl Target {
     }
 
     fn append(&mut self, mut data: &[u8]) {
+        if let Some(tail) = &mut self.tail {
+            tail.extend_from_slice(data);
+            if tail.len() > 2 * TAIL {
+                tail.drain(..tail.len() - TAIL);
+            }
+        }
         let Some(file) = self.file.as_mut() else {
             return;
         };

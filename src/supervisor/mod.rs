@@ -1,9 +1,11 @@
 //! The runtime: one event loop on the main thread owns every service's state.
 //!
-//! Inputs: SIGCHLD (→ the reaper), timers (backoff ends, stop deadlines),
-//! control requests, and SIGTERM/SIGINT (→ stop everything). Outputs: forks,
-//! signals to process groups, events. The loop never blocks on I/O other
-//! than its own sockets; logs are written by the log thread ([`logs`]).
+//! Inputs: SIGCHLD (→ the reaper), timers (backoff ends, stop deadlines,
+//! cooldowns), control requests, and SIGTERM/SIGINT (→ stop everything).
+//! Outputs: forks, signals to process groups, events. The loop never blocks
+//! on I/O other than its own sockets; logs are written by the log thread
+//! ([`logs`]). What to do about a failure is decided by [`crate::strategy`];
+//! [`recovery`] carries the decision out.
 //!
 //! Signals go only to processes that are provably ours: an unreaped child
 //! (its pid cannot be reused until we reap it) or a process group whose
@@ -12,8 +14,10 @@
 
 pub mod logs;
 pub mod reaper;
+mod recovery;
 pub mod registry;
 pub mod spawn;
+mod status;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
@@ -22,16 +26,17 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{Plan, ServiceSpec, units::suggest};
-use crate::control::protocol::{
-    EventRecord, ExitInfo, Health, Request, Response, ServiceStatus, State, StatusReport, VERSION,
-};
-use crate::control::server::{self, ControlSocket, Incoming};
-use crate::strategy::restart::{Decision, ExitStatus, RestartHistory};
+use crate::control::protocol::{EventRecord, Request, Response, State};
+use crate::control::server::{self, ControlSocket, Incoming, Reply};
+use crate::strategy::classify::Rule;
+use crate::strategy::orchestrator::{Decision, Ladder, RecoveryPolicy};
+use crate::strategy::restart::{ExitStatus, RestartHistory};
+use crate::strategy::risk::Level;
+use crate::strategy::rng::Rng;
 
 const EVENT_CAPACITY: usize = 1000;
 /// How long adopted orphans get after SIGTERM at shutdown before SIGKILL.
@@ -57,6 +62,8 @@ enum AfterStop {
     Start,
 }
 
+/// The primary process's lifecycle. The fallback and the cleanup command
+/// run beside it ([`Service::fallback`], [`Phase::Restarting`]).
 enum Phase {
     /// Declared, not yet started.
     Starting,
@@ -66,7 +73,21 @@ enum Phase {
         since_wall: SystemTime,
         exec_status: OwnedFd,
     },
+    /// Waiting to respawn after an exit that was not a failure.
     Backoff {
+        until: Instant,
+    },
+    /// Recovery: waiting to respawn the command.
+    Retrying {
+        until: Instant,
+    },
+    /// Recovery: the cleanup command runs (`cleanup`), then start at `start_at`.
+    Restarting {
+        cleanup: Option<i32>,
+        start_at: Instant,
+    },
+    /// The breaker is open until `until`; the fallback may run meanwhile.
+    Quarantined {
         until: Instant,
     },
     Stopping {
@@ -76,29 +97,82 @@ enum Phase {
         pgid: i32,
         since: Instant,
         since_wall: SystemTime,
-        killed: bool,
         then: AfterStop,
     },
     Stopped,
     /// Ended and, by its restart policy, not restarted.
     Exited,
+    /// Could not run and nothing will retry it (restart: never).
     Failed {
         reason: String,
     },
+}
+
+/// A process that runs beside the primary: the fallback.
+struct Aux {
+    pid: i32,
+    since: Instant,
+    exec_status: OwnedFd,
+    stopping: bool,
+}
+
+/// Timers a service can have pending, one of each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// Backoff, retry, restart or cooldown ends: start the primary.
+    Primary,
+    /// Stop timeout of the primary: SIGKILL its group.
+    Stop,
+    /// Respawn a crashed fallback.
+    Fallback,
+    /// Stop timeout of the fallback.
+    FallbackStop,
+    /// The cleanup command's timeout.
+    Cleanup,
+    /// The primary has run `min_uptime`: a trial passed, a recovery succeeded.
+    Settled,
+}
+
+const TIMER_KINDS: usize = 6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Role {
+    Primary,
+    Fallback,
+    Cleanup,
+    Hook,
 }
 
 struct Service {
     spec: ServiceSpec,
     spawn: spawn::SpawnSpec,
     phase: Phase,
+    /// Young-death backoff for exits that are not failures (exit 0 under
+    /// `restart: always`), and for a crashing fallback.
     history: RestartHistory,
+    fallback_history: RestartHistory,
+    ladder: Ladder,
+    policy: RecoveryPolicy,
+    rules: Vec<Rule>,
+    fallback: Option<Aux>,
+    hook_running: bool,
     spawns: u64,
     last_exit: Option<(ExitStatus, SystemTime)>,
-    timer: Option<Instant>,
-    /// Write ends of the log pipes (stdout, stderr), kept for the life of
-    /// the service so output survives restarts. Made at the first spawn: every
-    /// fork copies the whole fd table, so at start-up the early services
-    /// should not pay for the pipes of the later ones.
+    last_failure: Option<(Decision, SystemTime)>,
+    /// The LAST column: `exit 1: transient → retry 2/3 in 400ms`.
+    summary: Option<String>,
+    failures: [u64; 3],
+    actions: [u64; 4],
+    /// Since the first failure that is not yet recovered from.
+    episode: Option<Instant>,
+    recovered: u64,
+    recovery_time: Duration,
+    attempts: u64,
+    successes: u64,
+    /// A retry or restart whose outcome is not known yet.
+    attempt_pending: bool,
+    level: Level,
+    timers: [Option<Instant>; TIMER_KINDS],
     log_pipes: Option<(OwnedFd, OwnedFd)>,
     /// Start time of the current leader, for the pgid registry.
     start_time: Option<u64>,
@@ -107,9 +181,17 @@ struct Service {
 impl Service {
     fn state(&self) -> State {
         match self.phase {
+            _ if self.fallback.as_ref().is_some_and(|f| !f.stopping)
+                && !matches!(self.phase, Phase::Stopping { .. }) =>
+            {
+                State::Fallback
+            }
             Phase::Starting => State::Starting,
             Phase::Running { .. } => State::Running,
             Phase::Backoff { .. } => State::Backoff,
+            Phase::Retrying { .. } => State::Retrying,
+            Phase::Restarting { .. } => State::Restarting,
+            Phase::Quarantined { .. } => State::Quarantined,
             Phase::Stopping { .. } => State::Stopping,
             Phase::Stopped => State::Stopped,
             Phase::Exited => State::Exited,
@@ -117,21 +199,25 @@ impl Service {
         }
     }
 
-    fn health(&self) -> Health {
-        match &self.phase {
-            Phase::Running { .. } | Phase::Stopped => Health::Healthy,
-            Phase::Exited => match self.last_exit {
-                Some((s, _)) if !s.success() => Health::Critical,
-                _ => Health::Healthy,
-            },
-            Phase::Starting | Phase::Stopping { .. } => Health::Degraded,
-            Phase::Backoff { .. } | Phase::Failed { .. } => Health::Critical,
+    fn primary_pid(&self) -> Option<i32> {
+        match self.phase {
+            Phase::Running { pid, .. } => Some(pid),
+            Phase::Stopping { pid, .. } => pid,
+            _ => None,
         }
     }
 
     /// Down: no process of this service is left.
     fn is_down(&self) -> bool {
-        !matches!(self.phase, Phase::Running { .. } | Phase::Stopping { .. })
+        !matches!(
+            self.phase,
+            Phase::Running { .. }
+                | Phase::Stopping { .. }
+                | Phase::Restarting {
+                    cleanup: Some(_),
+                    ..
+                }
+        ) && self.fallback.is_none()
     }
 }
 
@@ -144,15 +230,22 @@ enum Want {
 struct Daemon {
     log_dir: std::path::PathBuf,
     plan_state_dir: std::path::PathBuf,
+    base_env: Vec<(Vec<u8>, Vec<u8>)>,
     services: Vec<Service>,
-    by_pid: HashMap<i32, usize>,
-    timers: BTreeSet<(Instant, usize)>,
+    by_pid: HashMap<i32, (usize, Role)>,
+    timers: BTreeSet<(Instant, usize, Timer)>,
     events: VecDeque<EventRecord>,
-    waiters: Vec<(usize, Want, oneshot::Sender<Response>)>,
+    event_tx: broadcast::Sender<EventRecord>,
+    waiters: Vec<(usize, Want, oneshot::Sender<Reply>)>,
     stdin: OwnedFd,
     logs: Option<logs::LogHub>,
+    rng: Rng,
+    /// Failures of the last second, for correlated-failure staggering.
+    recent_failures: VecDeque<(Instant, usize)>,
+    /// The kernel's OOM-kill count for our cgroup, when it can be read.
+    oom_kills: Option<u64>,
     shutting_down: bool,
-    down_waiters: Vec<oneshot::Sender<Response>>,
+    down_waiters: Vec<oneshot::Sender<Reply>>,
     /// Adopted orphans were sent SIGTERM at shutdown; SIGKILL after this.
     orphan_deadline: Option<Instant>,
     finished: bool,
@@ -163,6 +256,12 @@ pub fn format_time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// `Instant` in the future → wall-clock RFC 3339.
+fn wall(at: Instant, now: Instant) -> String {
+    let ahead = at.saturating_duration_since(now);
+    format_time(SystemTime::now() + ahead)
+}
+
 pub fn describe_exit(status: ExitStatus) -> String {
     match status {
         ExitStatus::Code(c) => format!("exit {c}"),
@@ -171,7 +270,7 @@ pub fn describe_exit(status: ExitStatus) -> String {
 }
 
 pub fn signal_name(sig: i32) -> String {
-    Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+    crate::strategy::classify::signal_name(sig)
 }
 
 fn fmt_duration(d: Duration) -> String {
@@ -196,8 +295,11 @@ fn kill(target: i32, sig: libc::c_int) -> bool {
     unsafe { libc::kill(target, sig) == 0 }
 }
 
+/// The event kinds that run a service's `on_event` hook.
+const HOOKED: &[&str] = &["failure", "fallback", "quarantine", "recovered", "reset"];
+
 impl Daemon {
-    fn new(plan: &Plan, logs: logs::LogHub) -> Result<Daemon, RunError> {
+    fn new(plan: &Plan, logs: logs::LogHub, seed: u64) -> Result<Daemon, RunError> {
         let base_env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
             .filter(|(k, _)| k != "NOTIFY_SOCKET" && k != "SENTINELD_STATE_DIR")
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
@@ -213,30 +315,54 @@ impl Daemon {
                 source,
             })?
             .into();
-        let mut services = Vec::with_capacity(plan.services.len());
-        for spec in &plan.services {
-            services.push(Service {
+        let services = plan
+            .services
+            .iter()
+            .map(|spec| Service {
                 spawn: spawn::SpawnSpec::new(spec, &base_env),
+                ladder: recovery::ladder(spec),
+                policy: recovery::policy(spec),
+                rules: recovery::rules(spec),
                 spec: spec.clone(),
                 phase: Phase::Starting,
                 history: RestartHistory::default(),
+                fallback_history: RestartHistory::default(),
+                fallback: None,
+                hook_running: false,
                 spawns: 0,
                 last_exit: None,
-                timer: None,
+                last_failure: None,
+                summary: None,
+                failures: [0; 3],
+                actions: [0; 4],
+                episode: None,
+                recovered: 0,
+                recovery_time: Duration::ZERO,
+                attempts: 0,
+                successes: 0,
+                attempt_pending: false,
+                level: Level::Healthy,
+                timers: [None; TIMER_KINDS],
                 log_pipes: None,
                 start_time: None,
-            });
-        }
+            })
+            .collect();
+        let (event_tx, _) = broadcast::channel(1024);
         Ok(Daemon {
             log_dir,
             plan_state_dir: plan.state_dir.clone(),
+            base_env,
             services,
             by_pid: HashMap::new(),
             timers: BTreeSet::new(),
             events: VecDeque::with_capacity(64),
+            event_tx,
             waiters: Vec::new(),
             stdin,
             logs: Some(logs),
+            rng: Rng::new(seed),
+            recent_failures: VecDeque::new(),
+            oom_kills: recovery::read_oom_kills(),
             shutting_down: false,
             down_waiters: Vec::new(),
             orphan_deadline: None,
@@ -245,31 +371,57 @@ impl Daemon {
         })
     }
 
-    fn event(&mut self, i: usize, message: String) {
+    fn event(&mut self, i: usize, kind: &str, message: String) {
+        self.event_full(i, kind, message, None, None);
+    }
+
+    fn event_full(
+        &mut self,
+        i: usize,
+        kind: &str,
+        message: String,
+        severity: Option<String>,
+        action: Option<String>,
+    ) {
         let service = self.services[i].spec.name.clone();
         tracing::info!("{service}: {message}");
         if self.events.len() == EVENT_CAPACITY {
             self.events.pop_front();
         }
-        self.events.push_back(EventRecord {
+        let record = EventRecord {
             at: format_time(SystemTime::now()),
             service,
+            kind: kind.to_string(),
             message,
-        });
+            severity,
+            action,
+        };
+        let _ = self.event_tx.send(record.clone());
+        if HOOKED.contains(&kind) {
+            self.run_hook(i, &record);
+        }
+        self.events.push_back(record);
     }
 
-    fn set_timer(&mut self, i: usize, at: Option<Instant>) {
-        if let Some(old) = self.services[i].timer.take() {
-            self.timers.remove(&(old, i));
+    fn set_timer(&mut self, i: usize, kind: Timer, at: Option<Instant>) {
+        let slot = kind as usize;
+        if let Some(old) = self.services[i].timers[slot].take() {
+            self.timers.remove(&(old, i, kind));
         }
         if let Some(at) = at {
-            self.timers.insert((at, i));
-            self.services[i].timer = Some(at);
+            self.timers.insert((at, i, kind));
+            self.services[i].timers[slot] = Some(at);
+        }
+    }
+
+    fn clear_timers(&mut self, i: usize, kinds: &[Timer]) {
+        for k in kinds {
+            self.set_timer(i, *k, None);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let t = self.timers.first().map(|(t, _)| *t);
+        let t = self.timers.first().map(|(t, _, _)| *t);
         match (t, self.orphan_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -278,48 +430,58 @@ impl Daemon {
 
     fn start_all(&mut self, now: Instant) {
         for i in 0..self.services.len() {
-            self.spawn(i, now);
+            self.spawn_primary(i, now);
         }
     }
 
-    /// The service's log pipes, made and handed to the log thread on first use.
+    /// The service's log pipes, made and handed to the log thread on first
+    /// use: every fork copies the whole fd table, so at start-up the early
+    /// services should not pay for the pipes of the later ones.
     fn log_pipes(&mut self, i: usize) -> Result<(), nix::Error> {
         if self.services[i].log_pipes.is_some() {
             return Ok(());
         }
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let spec = &self.services[i].spec;
+        let svc = &self.services[i];
         if let Some(hub) = &self.logs {
             hub.add(logs::LogSink {
                 id: i,
-                path: self.log_dir.join(format!("{}.log", spec.name)),
-                max_size: spec.logs.max_size,
-                keep: spec.logs.keep,
+                path: self.log_dir.join(format!("{}.log", svc.spec.name)),
+                max_size: svc.spec.logs.max_size,
+                keep: svc.spec.logs.keep,
                 stdout: out_r,
                 stderr: err_r,
+                keep_tail: svc.rules.iter().any(|r| r.output_matches.is_some()),
             });
         }
         self.services[i].log_pipes = Some((out_w, err_w));
         Ok(())
     }
 
-    fn spawn(&mut self, i: usize, now: Instant) {
-        self.set_timer(i, None);
-        let result = match self.log_pipes(i) {
-            Err(e) => Err(spawn::SpawnError::Pipe(e)),
-            Ok(()) => {
-                let svc = &self.services[i];
-                let (stdout, stderr) = svc.log_pipes.as_ref().expect("made above");
-                let stdio = spawn::Stdio {
-                    stdin: &self.stdin,
-                    stdout,
-                    stderr,
-                };
-                spawn::spawn(&svc.spawn, &stdio)
-            }
+    /// Fork `spec` with the service's stdio; registers the pid under `role`.
+    fn fork(
+        &mut self,
+        i: usize,
+        spec: Option<&spawn::SpawnSpec>,
+        role: Role,
+    ) -> Result<spawn::Spawned, spawn::SpawnError> {
+        self.log_pipes(i).map_err(spawn::SpawnError::Pipe)?;
+        let svc = &self.services[i];
+        let (stdout, stderr) = svc.log_pipes.as_ref().expect("made above");
+        let stdio = spawn::Stdio {
+            stdin: &self.stdin,
+            stdout,
+            stderr,
         };
-        match result {
+        let child = spawn::spawn(spec.unwrap_or(&svc.spawn), &stdio)?;
+        self.by_pid.insert(child.pid, (i, role));
+        Ok(child)
+    }
+
+    fn spawn_primary(&mut self, i: usize, now: Instant) {
+        self.clear_timers(i, &[Timer::Primary, Timer::Stop]);
+        match self.fork(i, None, Role::Primary) {
             Ok(child) => {
                 let svc = &mut self.services[i];
                 svc.spawns += 1;
@@ -330,16 +492,30 @@ impl Daemon {
                     since_wall: SystemTime::now(),
                     exec_status: child.exec_status,
                 };
-                self.by_pid.insert(child.pid, i);
                 self.registry_dirty = true;
-                self.event(i, format!("started (pid {})", child.pid));
+                let min_uptime = svc.spec.min_uptime;
+                let watch = svc.episode.is_some()
+                    || svc.attempt_pending
+                    || svc.fallback.is_some()
+                    || !svc.ladder.breaker.is_closed();
+                if watch {
+                    self.set_timer(i, Timer::Settled, Some(now + min_uptime));
+                }
+                self.event(i, "started", format!("started (pid {})", child.pid));
             }
             Err(e) => {
-                let reason = format!("spawn failed: {e}");
-                self.services[i].phase = Phase::Failed {
-                    reason: reason.clone(),
+                let errno = match &e {
+                    spawn::SpawnError::NotFound { .. } => libc::ENOENT,
+                    spawn::SpawnError::Fork(e) | spawn::SpawnError::Pipe(e) => *e as i32,
                 };
-                self.event(i, reason);
+                self.services[i].phase = Phase::Stopped;
+                self.on_failure(
+                    i,
+                    crate::strategy::classify::Cause::Spawn(errno),
+                    Some(e.to_string()),
+                    Duration::ZERO,
+                    now,
+                );
             }
         }
         self.settle(i);
@@ -347,6 +523,22 @@ impl Daemon {
 
     /// Signal a service to stop; `then` says what follows once it is down.
     fn stop(&mut self, i: usize, then: AfterStop, now: Instant) {
+        self.clear_timers(
+            i,
+            &[
+                Timer::Primary,
+                Timer::Settled,
+                Timer::Fallback,
+                Timer::Cleanup,
+            ],
+        );
+        self.stop_fallback(i, now);
+        if let Phase::Restarting {
+            cleanup: Some(pid), ..
+        } = self.services[i].phase
+        {
+            signal_group(pid, libc::SIGKILL);
+        }
         let svc = &mut self.services[i];
         match &mut svc.phase {
             Phase::Running {
@@ -365,12 +557,12 @@ impl Daemon {
                     pgid: pid,
                     since,
                     since_wall,
-                    killed: false,
                     then,
                 };
-                self.set_timer(i, Some(now + timeout));
+                self.set_timer(i, Timer::Stop, Some(now + timeout));
                 self.event(
                     i,
+                    "stopping",
                     format!(
                         "stopping: {} to process group {pid}, SIGKILL in {}",
                         sig.as_str(),
@@ -379,27 +571,43 @@ impl Daemon {
                 );
             }
             Phase::Stopping { then: t, .. } => *t = then,
-            Phase::Starting | Phase::Backoff { .. } => {
-                self.set_timer(i, None);
-                self.services[i].phase = Phase::Stopped;
+            Phase::Restarting {
+                cleanup: Some(_), ..
+            } => {
+                // The cleanup was just killed; its exit finishes the stop.
+                svc.phase = Phase::Stopped;
+            }
+            _ => {
+                svc.phase = Phase::Stopped;
                 self.after_down(i, then, now);
             }
-            Phase::Stopped | Phase::Exited | Phase::Failed { .. } => self.after_down(i, then, now),
         }
         self.settle(i);
     }
 
     fn after_down(&mut self, i: usize, then: AfterStop, now: Instant) {
         if then == AfterStop::Start && !self.shutting_down {
-            self.spawn(i, now);
+            self.spawn_primary(i, now);
         } else {
             self.settle(i);
         }
     }
 
-    /// A child of ours was reaped: `i` owns it if it is a service leader.
-    fn on_exit(&mut self, i: usize, pid: i32, status: ExitStatus, now: Instant) {
-        self.by_pid.remove(&pid);
+    /// A child of ours was reaped.
+    fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Instant) {
+        let Some((i, role)) = self.by_pid.remove(&pid) else {
+            return;
+        };
+        match role {
+            Role::Primary => self.on_primary_exit(i, status, now),
+            Role::Fallback => self.on_fallback_exit(i, pid, status, now),
+            Role::Cleanup => self.on_cleanup_exit(i, pid, status, now),
+            Role::Hook => self.services[i].hook_running = false,
+        }
+        self.settle(i);
+    }
+
+    fn on_primary_exit(&mut self, i: usize, status: ExitStatus, now: Instant) {
         self.registry_dirty = true;
         let wall = SystemTime::now();
         let phase = std::mem::replace(&mut self.services[i].phase, Phase::Stopped);
@@ -407,54 +615,26 @@ impl Daemon {
             Phase::Running {
                 since, exec_status, ..
             } => {
+                self.set_timer(i, Timer::Settled, None);
                 let uptime = now.saturating_duration_since(since);
                 if let Some(err) = spawn::exec_error(&exec_status) {
-                    let reason = format!("spawn failed: {err}");
-                    self.services[i].phase = Phase::Failed {
-                        reason: reason.clone(),
-                    };
-                    self.event(i, reason);
-                    self.settle(i);
+                    let errno = err.raw_os_error().unwrap_or(libc::ENOEXEC);
+                    self.on_failure(
+                        i,
+                        crate::strategy::classify::Cause::Spawn(errno),
+                        Some(format!("exec failed: {err}")),
+                        uptime,
+                        now,
+                    );
                     return;
                 }
-                let svc = &mut self.services[i];
-                svc.last_exit = Some((status, wall));
-                let decision =
-                    svc.history
-                        .on_exit(svc.spec.restart, svc.spec.min_uptime, status, uptime);
-                let what = format!("{} after {}", describe_exit(status), fmt_duration(uptime));
-                match decision {
-                    Decision::Respawn { delay } if delay.is_zero() && !self.shutting_down => {
-                        self.event(i, format!("{what}; restarting now"));
-                        self.spawn(i, now);
-                    }
-                    Decision::Respawn { delay } if !self.shutting_down => {
-                        self.services[i].phase = Phase::Backoff { until: now + delay };
-                        self.set_timer(i, Some(now + delay));
-                        let young = self.services[i].history.young_deaths;
-                        self.event(
-                            i,
-                            format!(
-                                "{what}; restarting in {} ({young} short runs in a row)",
-                                fmt_duration(delay)
-                            ),
-                        );
-                    }
-                    _ => {
-                        self.services[i].phase = Phase::Exited;
-                        let policy = self.services[i].spec.restart;
-                        self.event(
-                            i,
-                            format!("{what}; not restarted (restart: {})", policy.as_str()),
-                        );
-                    }
-                }
+                self.services[i].last_exit = Some((status, wall));
+                self.on_ended(i, status, uptime, now);
             }
             Phase::Stopping {
                 pgid,
                 since,
                 since_wall,
-                killed,
                 then,
                 ..
             } => {
@@ -466,11 +646,11 @@ impl Daemon {
                         pgid,
                         since,
                         since_wall,
-                        killed,
                         then,
                     };
                     self.event(
                         i,
+                        "stopping",
                         format!(
                             "main process {}; waiting for the rest of group {pgid}",
                             describe_exit(status)
@@ -480,16 +660,14 @@ impl Daemon {
                     self.stopped(i, then, status, now);
                 }
             }
-            other => {
-                self.services[i].phase = other;
-            }
+            other => self.services[i].phase = other,
         }
     }
 
     fn stopped(&mut self, i: usize, then: AfterStop, status: ExitStatus, now: Instant) {
-        self.set_timer(i, None);
+        self.set_timer(i, Timer::Stop, None);
         self.services[i].phase = Phase::Stopped;
-        self.event(i, format!("stopped ({})", describe_exit(status)));
+        self.event(i, "stopped", format!("stopped ({})", describe_exit(status)));
         self.after_down(i, then, now);
     }
 
@@ -513,36 +691,43 @@ impl Daemon {
     }
 
     fn on_timer(&mut self, now: Instant) {
-        while let Some(&(at, i)) = self.timers.first() {
+        while let Some(&(at, i, kind)) = self.timers.first() {
             if at > now {
                 break;
             }
-            self.timers.remove(&(at, i));
-            self.services[i].timer = None;
-            match &mut self.services[i].phase {
-                Phase::Backoff { .. } => self.spawn(i, now),
-                Phase::Stopping {
-                    pid,
-                    pgid,
-                    killed,
-                    then,
-                    ..
-                } => {
-                    let (pid, pgid, then) = (*pid, *pgid, *then);
-                    *killed = true;
-                    // With the leader unreaped the group is certainly ours.
-                    // Without it, the group's surviving members keep its
-                    // number from being reused, so a group that is still
-                    // non-empty is still ours.
-                    kill(-pgid, libc::SIGKILL);
-                    self.event(i, format!("stop timeout: SIGKILL to process group {pgid}"));
-                    if pid.is_none() {
-                        let status = ExitStatus::Signal(libc::SIGKILL);
-                        self.stopped(i, then, status, now);
+            self.timers.remove(&(at, i, kind));
+            self.services[i].timers[kind as usize] = None;
+            match kind {
+                Timer::Primary => self.on_primary_timer(i, now),
+                Timer::Stop => self.on_stop_timeout(i, now),
+                Timer::Fallback => self.spawn_fallback(i, now),
+                Timer::FallbackStop => {
+                    if let Some(f) = &self.services[i].fallback {
+                        let pid = f.pid;
+                        signal_group(pid, libc::SIGKILL);
+                        self.event(
+                            i,
+                            "stopping",
+                            format!("fallback stop timeout: SIGKILL to process group {pid}"),
+                        );
                     }
                 }
-                _ => {}
+                Timer::Cleanup => {
+                    if let Phase::Restarting {
+                        cleanup: Some(pid), ..
+                    } = self.services[i].phase
+                    {
+                        signal_group(pid, libc::SIGKILL);
+                        self.event(
+                            i,
+                            "cleanup",
+                            format!("cleanup timed out: SIGKILL to process group {pid}"),
+                        );
+                    }
+                }
+                Timer::Settled => self.on_settled(i, now),
             }
+            self.settle(i);
         }
         if self.orphan_deadline.is_some_and(|d| d <= now) {
             self.orphan_deadline = None;
@@ -551,6 +736,41 @@ impl Daemon {
             }
         }
         self.advance_shutdown(now);
+    }
+
+    fn on_primary_timer(&mut self, i: usize, now: Instant) {
+        match self.services[i].phase {
+            Phase::Backoff { .. }
+            | Phase::Retrying { .. }
+            | Phase::Restarting { cleanup: None, .. } => self.spawn_primary(i, now),
+            Phase::Quarantined { .. } => {
+                if self.services[i].ladder.breaker.poll(now) {
+                    self.event(i, "trial", "half-open: trying the primary again".into());
+                }
+                self.spawn_primary(i, now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_stop_timeout(&mut self, i: usize, now: Instant) {
+        if let Phase::Stopping {
+            pid, pgid, then, ..
+        } = self.services[i].phase
+        {
+            // With the leader unreaped the group is certainly ours. Without
+            // it, the group's surviving members keep its number from being
+            // reused, so a group that is still non-empty is still ours.
+            kill(-pgid, libc::SIGKILL);
+            self.event(
+                i,
+                "stopping",
+                format!("stop timeout: SIGKILL to process group {pgid}"),
+            );
+            if pid.is_none() {
+                self.stopped(i, then, ExitStatus::Signal(libc::SIGKILL), now);
+            }
+        }
     }
 
     fn settle(&mut self, i: usize) {
@@ -563,7 +783,11 @@ impl Daemon {
         let settled_up = up
             || matches!(
                 svc.phase,
-                Phase::Failed { .. } | Phase::Exited | Phase::Backoff { .. }
+                Phase::Failed { .. }
+                    | Phase::Exited
+                    | Phase::Backoff { .. }
+                    | Phase::Retrying { .. }
+                    | Phase::Quarantined { .. }
             );
         let mut k = 0;
         while k < self.waiters.len() {
@@ -575,7 +799,7 @@ impl Daemon {
                 };
             if done {
                 let (_, want, tx) = self.waiters.swap_remove(k);
-                let _ = tx.send(self.outcome(i, want));
+                let _ = tx.send(Reply::from(self.outcome(i, want)));
             } else {
                 k += 1;
             }
@@ -596,60 +820,95 @@ impl Daemon {
                 message: format!("{name} stopped"),
             },
             (_, Want::Up) => Response::Error {
-                message: format!("{name} did not stay up: {}", svc.state().as_str()),
+                message: format!(
+                    "{name} did not stay up: {}{}",
+                    svc.state().as_str(),
+                    svc.summary
+                        .as_ref()
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default()
+                ),
             },
         }
     }
 
-    fn find(&self, name: &str) -> Result<usize, Response> {
+    fn find(&self, name: &str) -> Result<usize, Box<Response>> {
         self.services
             .iter()
             .position(|s| s.spec.name == name)
-            .ok_or_else(|| {
-                let hint = suggest(name, self.services.iter().map(|s| s.spec.name.as_str()))
-                    .map(|s| format!(" (did you mean {s:?}?)"))
-                    .unwrap_or_default();
-                Response::Error {
-                    message: format!("unknown service {name:?}{hint}"),
-                }
-            })
+            .ok_or_else(|| Box::new(self.unknown(name)))
+    }
+
+    #[cold]
+    fn unknown(&self, name: &str) -> Response {
+        let hint = suggest(name, self.services.iter().map(|s| s.spec.name.as_str()))
+            .map(|s| format!(" (did you mean {s:?}?)"))
+            .unwrap_or_default();
+        Response::Error {
+            message: format!("unknown service {name:?}{hint}"),
+        }
     }
 
     fn handle(&mut self, incoming: Incoming, now: Instant) {
         let Incoming { request, reply } = incoming;
         let named = match &request {
-            Request::Start { name } | Request::Stop { name } | Request::Restart { name } => {
-                match self.find(name) {
-                    Ok(i) => Some(i),
-                    Err(e) => {
-                        let _ = reply.send(e);
-                        return;
-                    }
+            Request::Start { name }
+            | Request::Stop { name }
+            | Request::Restart { name }
+            | Request::Reset { name } => match self.find(name) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    let _ = reply.send((*e).into());
+                    return;
                 }
-            }
+            },
             _ => None,
         };
         if self.shutting_down && named.is_some() {
-            let _ = reply.send(Response::Error {
-                message: "sentineld is shutting down".into(),
-            });
+            let _ = reply.send(
+                Response::Error {
+                    message: "sentineld is shutting down".into(),
+                }
+                .into(),
+            );
             return;
         }
         match request {
             Request::Ping => {
-                let _ = reply.send(Response::Pong {
-                    pid: std::process::id(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                });
+                let _ = reply.send(
+                    Response::Pong {
+                        pid: std::process::id(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                    }
+                    .into(),
+                );
             }
             Request::Status { name } => {
-                let _ = reply.send(self.status(name.as_deref(), now));
+                let _ = reply.send(self.status(name.as_deref(), now).into());
+            }
+            Request::Events { name, follow } => {
+                if let Some(n) = &name
+                    && let Err(e) = self.find(n)
+                {
+                    let _ = reply.send((*e).into());
+                    return;
+                }
+                let events = self
+                    .events
+                    .iter()
+                    .filter(|e| name.as_ref().is_none_or(|n| &e.service == n))
+                    .cloned()
+                    .collect();
+                let _ = reply.send(Reply {
+                    response: Response::Events { events },
+                    stream: follow.then(|| (self.event_tx.subscribe(), name)),
+                });
             }
             Request::Start { .. } => {
                 let i = named.expect("named");
                 match &mut self.services[i].phase {
                     Phase::Running { .. } => {
-                        let _ = reply.send(self.outcome(i, Want::Up));
+                        let _ = reply.send(self.outcome(i, Want::Up).into());
                     }
                     Phase::Stopping { then, .. } => {
                         *then = AfterStop::Start;
@@ -658,7 +917,7 @@ impl Daemon {
                     _ => {
                         self.services[i].history = RestartHistory::default();
                         self.waiters.push((i, Want::Up, reply));
-                        self.spawn(i, now);
+                        self.spawn_primary(i, now);
                     }
                 }
             }
@@ -673,88 +932,15 @@ impl Daemon {
                 self.waiters.push((i, Want::Up, reply));
                 self.stop(i, AfterStop::Start, now);
             }
+            Request::Reset { .. } => {
+                let i = named.expect("named");
+                let message = self.reset(i, now);
+                let _ = reply.send(Response::Done { message }.into());
+            }
             Request::Down => {
                 self.down_waiters.push(reply);
                 self.begin_shutdown(now);
             }
-        }
-    }
-
-    fn status(&self, name: Option<&str>, now: Instant) -> Response {
-        let pick: Vec<usize> = match name {
-            None => (0..self.services.len()).collect(),
-            Some(n) => match self.find(n) {
-                Ok(i) => vec![i],
-                Err(e) => return e,
-            },
-        };
-        let services = pick.iter().map(|&i| self.service_status(i, now)).collect();
-        let events = match name {
-            None => Vec::new(),
-            Some(n) => {
-                let mine: Vec<&EventRecord> =
-                    self.events.iter().filter(|e| e.service == n).collect();
-                mine[mine.len().saturating_sub(20)..]
-                    .iter()
-                    .map(|e| (*e).clone())
-                    .collect()
-            }
-        };
-        Response::Status(StatusReport {
-            version: VERSION,
-            pid: std::process::id(),
-            services,
-            events,
-        })
-    }
-
-    fn service_status(&self, i: usize, now: Instant) -> ServiceStatus {
-        let svc = &self.services[i];
-        let (pid, started) = match &svc.phase {
-            Phase::Running {
-                pid,
-                since,
-                since_wall,
-                ..
-            } => (Some(*pid), Some((*since, *since_wall))),
-            Phase::Stopping {
-                pid,
-                since,
-                since_wall,
-                ..
-            } => (*pid, Some((*since, *since_wall))),
-            _ => (None, None),
-        };
-        let reason = match &svc.phase {
-            Phase::Failed { reason } => Some(reason.clone()),
-            Phase::Backoff { until } => Some(format!(
-                "restarting in {}",
-                fmt_duration(until.saturating_duration_since(now))
-            )),
-            _ => None,
-        };
-        ServiceStatus {
-            name: svc.spec.name.clone(),
-            state: svc.state(),
-            health: svc.health(),
-            pid,
-            started_at: started.map(|(_, w)| format_time(w)),
-            uptime_s: started.map(|(s, _)| {
-                (now.saturating_duration_since(s).as_secs_f64() * 1000.0).round() / 1000.0
-            }),
-            restarts: svc.spawns.saturating_sub(1),
-            exit: svc.last_exit.map(|(status, at)| ExitInfo {
-                code: match status {
-                    ExitStatus::Code(c) => Some(c),
-                    ExitStatus::Signal(_) => None,
-                },
-                signal: match status {
-                    ExitStatus::Signal(s) => Some(signal_name(s)),
-                    ExitStatus::Code(_) => None,
-                },
-                at: format_time(at),
-            }),
-            reason,
         }
     }
 
@@ -773,20 +959,30 @@ impl Daemon {
             return;
         }
         for i in (0..self.services.len()).rev() {
-            match self.services[i].phase {
-                Phase::Running { .. } => {
-                    self.stop(i, AfterStop::Stay, now);
+            let svc = &mut self.services[i];
+            if let Phase::Stopping { then, .. } = &mut svc.phase {
+                *then = AfterStop::Stay;
+                return;
+            }
+            if !svc.is_down() {
+                if svc.fallback.as_ref().is_some_and(|f| f.stopping) && svc.primary_pid().is_none()
+                {
                     return;
                 }
-                Phase::Stopping { ref mut then, .. } => {
-                    *then = AfterStop::Stay;
+                self.stop(i, AfterStop::Stay, now);
+                if !self.services[i].is_down() {
                     return;
                 }
-                Phase::Starting | Phase::Backoff { .. } => {
-                    self.set_timer(i, None);
-                    self.services[i].phase = Phase::Stopped;
-                }
-                _ => {}
+            } else if matches!(
+                svc.phase,
+                Phase::Starting
+                    | Phase::Backoff { .. }
+                    | Phase::Retrying { .. }
+                    | Phase::Restarting { .. }
+                    | Phase::Quarantined { .. }
+            ) {
+                self.clear_timers(i, &[Timer::Primary, Timer::Settled]);
+                self.services[i].phase = Phase::Stopped;
             }
         }
         let orphans = reaper::adopted_children(&self.by_pid);
@@ -826,6 +1022,15 @@ impl Daemon {
                     start_time,
                 });
             }
+            if let Some(f) = &svc.fallback
+                && let Some(start_time) = registry::start_time(f.pid)
+            {
+                records.push(registry::Record {
+                    name: format!("{}.fallback", svc.spec.name),
+                    pgid: f.pid,
+                    start_time,
+                });
+            }
         }
         if let Err(e) = registry::write(&self.plan_state_dir, &records) {
             tracing::warn!(
@@ -857,7 +1062,11 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         .build()
         .map_err(RunError::Runtime)?;
     let hub = logs::LogHub::start().map_err(RunError::Logs)?;
-    let mut daemon = Daemon::new(&plan, hub)?;
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
+    let mut daemon = Daemon::new(&plan, hub, seed)?;
     let code = runtime.block_on(async {
         let mut sigchld = signal(SignalKind::child()).map_err(RunError::Runtime)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Runtime)?;
@@ -909,9 +1118,12 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         let _ = std::fs::remove_file(&control.path);
         let _ = std::fs::remove_file(registry::path(&daemon.plan_state_dir));
         for tx in daemon.down_waiters.drain(..) {
-            let _ = tx.send(Response::Done {
-                message: "all services stopped".into(),
-            });
+            let _ = tx.send(
+                Response::Done {
+                    message: "all services stopped".into(),
+                }
+                .into(),
+            );
         }
         // Let the connection tasks deliver the last replies.
         for _ in 0..4 {

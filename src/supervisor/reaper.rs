@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::{Daemon, Phase, kill};
+use super::{Daemon, Phase, Role, kill};
 use crate::strategy::restart::ExitStatus;
 
 pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
@@ -37,18 +37,25 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
             ExitStatus::Signal(status)
         };
         let owner = daemon.by_pid.get(&pid).copied();
-        if let Some(i) = owner
-            && matches!(daemon.services[i].phase, Phase::Running { .. })
-        {
-            // The main process died on its own: the rest of its group goes
-            // with it, while the zombie leader still pins the group id.
+        let leader_died_on_its_own = match owner {
+            Some((i, Role::Primary)) => matches!(daemon.services[i].phase, Phase::Running { .. }),
+            Some((i, Role::Fallback)) => daemon.services[i]
+                .fallback
+                .as_ref()
+                .is_some_and(|f| !f.stopping),
+            Some((_, Role::Cleanup | Role::Hook)) => true,
+            None => false,
+        };
+        if leader_died_on_its_own {
+            // The rest of its group goes with it, while the zombie leader
+            // still pins the group id.
             kill(-pid, libc::SIGKILL);
         }
         let mut raw = 0;
         // SAFETY: reaping a child we just saw exit.
         unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
         match owner {
-            Some(i) => daemon.on_exit(i, pid, status, now),
+            Some(_) => daemon.on_exit(pid, status, now),
             None => orphans_reaped = true,
         }
     }
@@ -60,7 +67,7 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
 
 /// Children of ours that are not service leaders: orphans re-parented to us
 /// because we are a subreaper (a daemonizing grandchild, say).
-pub(super) fn adopted_children(leaders: &HashMap<i32, usize>) -> Vec<i32> {
+pub(super) fn adopted_children(leaders: &HashMap<i32, (usize, Role)>) -> Vec<i32> {
     let me = std::process::id();
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{me}/task")) else {

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::config::ServiceSpec;
+use crate::config::{Command, ServiceSpec};
 
 /// A service's process image, prepared once per service.
 pub struct SpawnSpec {
@@ -40,26 +40,41 @@ pub enum SpawnError {
 }
 
 impl SpawnSpec {
+    /// The service's own command.
     pub fn new(spec: &ServiceSpec, base_env: &[(Vec<u8>, Vec<u8>)]) -> SpawnSpec {
-        let argv_s = spec.command.argv();
+        SpawnSpec::for_command(&spec.command, spec, base_env, &[])
+    }
+
+    /// Another command of the service (fallback, cleanup, hook): same cwd,
+    /// user and environment, plus `extra` variables (the failure context).
+    pub fn for_command(
+        command: &Command,
+        spec: &ServiceSpec,
+        base_env: &[(Vec<u8>, Vec<u8>)],
+        extra: &[(String, String)],
+    ) -> SpawnSpec {
+        let argv_s = command.argv();
         let argv: Vec<CString> = argv_s
             .iter()
             .map(|a| CString::new(a.as_bytes()).expect("validated: no NUL"))
             .collect();
-        let program = if spec.command.searches_path() {
+        let program = if command.searches_path() {
             ProgramRef::Search(argv[0].as_bytes().to_vec())
         } else {
             ProgramRef::Path(argv[0].clone())
         };
+        let overridden = |k: &[u8]| {
+            let k = std::str::from_utf8(k).unwrap_or("");
+            spec.env.contains_key(k)
+                || k == "SENTINELD_SERVICE"
+                || extra.iter().any(|(e, _)| e == k)
+        };
         let mut env: Vec<(Vec<u8>, Vec<u8>)> = base_env
             .iter()
-            .filter(|(k, _)| {
-                !spec.env.contains_key(std::str::from_utf8(k).unwrap_or(""))
-                    && k != b"SENTINELD_SERVICE"
-            })
+            .filter(|(k, _)| !overridden(k))
             .cloned()
             .collect();
-        for (k, v) in &spec.env {
+        for (k, v) in spec.env.iter().chain(extra.iter().map(|(k, v)| (k, v))) {
             env.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
         }
         env.push((b"SENTINELD_SERVICE".to_vec(), spec.name.as_bytes().to_vec()));

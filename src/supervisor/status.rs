@@ -1,0 +1,175 @@
+//! Building `status` answers from the runtime state.
+
+use std::time::Instant;
+
+use crate::control::protocol::{
+    ActionCounts, EventRecord, ExitInfo, FailureInfo, Health, RecoveryStats, Response,
+    ServiceStatus, SeverityCounts, StatusReport, VERSION,
+};
+use crate::strategy::breaker::Breaker;
+use crate::strategy::restart::ExitStatus;
+use crate::strategy::risk::{Conditions, Level, next_level};
+
+use super::{Daemon, Phase, format_time, signal_name};
+
+fn health(level: Level) -> Health {
+    match level {
+        Level::Healthy => Health::Healthy,
+        Level::Degraded => Health::Degraded,
+        Level::Critical => Health::Critical,
+        Level::Quarantined => Health::Quarantined,
+    }
+}
+
+impl Daemon {
+    pub(super) fn status(&mut self, name: Option<&str>, now: Instant) -> Response {
+        let pick: Vec<usize> = match name {
+            None => (0..self.services.len()).collect(),
+            Some(n) => match self.find(n) {
+                Ok(i) => vec![i],
+                Err(e) => return *e,
+            },
+        };
+        let services = pick.iter().map(|&i| self.service_status(i, now)).collect();
+        let events = match name {
+            None => Vec::new(),
+            Some(n) => {
+                let mine: Vec<&EventRecord> =
+                    self.events.iter().filter(|e| e.service == n).collect();
+                mine[mine.len().saturating_sub(20)..]
+                    .iter()
+                    .map(|e| (*e).clone())
+                    .collect()
+            }
+        };
+        Response::Status(StatusReport {
+            version: VERSION,
+            pid: std::process::id(),
+            services,
+            events,
+        })
+    }
+
+    /// The health level now, with hysteresis against the last one reported.
+    fn level(&mut self, i: usize, risk: f64) -> Level {
+        let svc = &self.services[i];
+        let failed_exit = matches!(svc.last_exit, Some((s, _)) if !s.success());
+        let c = Conditions {
+            quarantined: matches!(svc.phase, Phase::Quarantined { .. }) && svc.fallback.is_none(),
+            degraded: svc.fallback.is_some()
+                || matches!(
+                    svc.phase,
+                    Phase::Starting | Phase::Stopping { .. } | Phase::Backoff { .. }
+                ),
+            down_after_failure: matches!(
+                svc.phase,
+                Phase::Retrying { .. } | Phase::Restarting { .. } | Phase::Failed { .. }
+            ) || (matches!(svc.phase, Phase::Exited) && failed_exit),
+        };
+        let level = next_level(svc.level, risk, c);
+        self.services[i].level = level;
+        level
+    }
+
+    fn service_status(&mut self, i: usize, now: Instant) -> ServiceStatus {
+        let risk = self.services[i].ladder.risk.value(now);
+        let level = self.level(i, risk);
+        let next = self.next_step(i, now);
+        let svc = &self.services[i];
+        let (pid, started) = match &svc.phase {
+            Phase::Running {
+                pid,
+                since,
+                since_wall,
+                ..
+            } => (Some(*pid), Some((*since, *since_wall))),
+            Phase::Stopping {
+                pid,
+                since,
+                since_wall,
+                ..
+            } => (*pid, Some((*since, *since_wall))),
+            _ => (None, None),
+        };
+        let stage = match (&svc.phase, svc.ladder.breaker) {
+            (Phase::Retrying { .. }, _) => Some(format!(
+                "retry {}/{}",
+                svc.ladder.retries, svc.policy.retry_attempts
+            )),
+            (Phase::Restarting { .. }, _) => Some(format!(
+                "restart {}/{}",
+                svc.ladder.restarts, svc.policy.restart_attempts
+            )),
+            (Phase::Running { .. }, Breaker::HalfOpen { .. }) => Some("half-open".into()),
+            (Phase::Quarantined { .. }, _) if svc.fallback.is_some() => Some("fallback".into()),
+            (Phase::Quarantined { .. }, _) => Some("quarantined".into()),
+            _ => None,
+        };
+        let reason = match &svc.phase {
+            Phase::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        let last_failure = svc.last_failure.as_ref().map(|(d, at)| FailureInfo {
+            at: format_time(*at),
+            cause: d.cause.describe(),
+            classified: d.classified.as_str().into(),
+            severity: d.severity.as_str().into(),
+            escalation: d.escalation.clone(),
+            action: d.action.name().into(),
+            notes: d.notes.clone(),
+        });
+        ServiceStatus {
+            name: svc.spec.name.clone(),
+            state: svc.state(),
+            health: health(level),
+            pid,
+            started_at: started.map(|(_, w)| format_time(w)),
+            uptime_s: started.map(|(s, _)| {
+                (now.saturating_duration_since(s).as_secs_f64() * 1000.0).round() / 1000.0
+            }),
+            restarts: svc.spawns.saturating_sub(1),
+            exit: svc.last_exit.map(|(status, at)| ExitInfo {
+                code: match status {
+                    ExitStatus::Code(c) => Some(c),
+                    ExitStatus::Signal(_) => None,
+                },
+                signal: match status {
+                    ExitStatus::Signal(s) => Some(signal_name(s)),
+                    ExitStatus::Code(_) => None,
+                },
+                at: format_time(at),
+            }),
+            reason,
+            last: svc.summary.clone(),
+            risk: (risk * 1000.0).round() / 1000.0,
+            stage,
+            next_action: next.as_ref().map(|(w, _)| w.clone()),
+            next_at: next.map(|(_, at)| at),
+            last_failure,
+            breaker: svc.ladder.breaker.as_str().into(),
+            fallback_pid: svc.fallback.as_ref().filter(|f| !f.stopping).map(|f| f.pid),
+            failures: SeverityCounts {
+                transient: svc.failures[0],
+                recoverable: svc.failures[1],
+                critical: svc.failures[2],
+            },
+            actions: ActionCounts {
+                retry: svc.actions[0],
+                restart: svc.actions[1],
+                fallback: svc.actions[2],
+                quarantine: svc.actions[3],
+            },
+            recovery: RecoveryStats {
+                attempts: svc.attempts,
+                successes: svc.successes,
+                success_rate: (svc.attempts > 0).then(|| {
+                    ((svc.successes as f64 / svc.attempts as f64) * 1000.0).round() / 1000.0
+                }),
+                mttr_s: (svc.recovered > 0).then(|| {
+                    ((svc.recovery_time.as_secs_f64() / svc.recovered as f64) * 1000.0).round()
+                        / 1000.0
+                }),
+            },
+        }
+    }
+}
