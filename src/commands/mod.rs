@@ -111,7 +111,8 @@ pub fn events(
         state_dir,
         &Request::Events { name, follow },
         |response| match response {
-            Response::Events { events } => Ok(events.iter().all(&mut print)),
+            // Without --follow the backlog is all there is.
+            Response::Events { events } => Ok(events.iter().all(&mut print) && follow),
             Response::Event(e) => Ok(print(&e)),
             Response::Error { message } => Err(CommandError::Daemon(message)),
             other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),

@@ -7,8 +7,9 @@
 //! CRITICAL    → fallback, or quarantine when there is none (circuit breaker)
 //! ```
 //!
-//! A TRANSIENT failure is retried only with probability `(1 − risk)²`;
-//! otherwise it is handled as RECOVERABLE. A run of at least `reset_after`
+//! A TRANSIENT failure is retried only with probability `(1 − risk)²`, risk
+//! being what the service's history carried just before this failure (so a
+//! first failure is always retried); otherwise it is handled as RECOVERABLE. A run of at least `reset_after`
 //! clears the stage budgets; a passed half-open trial clears everything.
 
 use std::time::{Duration, Instant};
@@ -132,13 +133,16 @@ impl Ladder {
             self.young = self.young.saturating_add(1);
             Some(self.young - 1)
         };
+        // The lottery and the backoff look at the risk the history carried
+        // before this failure: a first failure is always retried.
+        let prior = self.risk.value(now);
         let esc = self.escalation.record(now, classified);
         self.risk.on_failure(now, esc.severity);
         self.risk.on_exit(uptime);
         let risk = self.risk.value(now);
         let delay = match k {
             None => Duration::ZERO,
-            Some(k) => policy.backoff.delay(k, risk, draws[1]),
+            Some(k) => policy.backoff.delay(k, prior, draws[1]),
         };
         let mut notes = Vec::new();
         let mut sev = esc.severity;
@@ -157,9 +161,9 @@ impl Ladder {
             risk,
         };
         if sev == Severity::Transient {
-            let p = (1.0 - risk).powi(2);
+            let p = (1.0 - prior).powi(2);
             if draws[0] >= p {
-                notes.push(format!("risk {risk:.2}: retry skipped (p = {p:.2})"));
+                notes.push(format!("risk {prior:.2}: retry skipped (p = {p:.2})"));
                 sev = Severity::Recoverable;
             } else if self.retries >= policy.retry_attempts {
                 notes.push(format!("{} retries used", policy.retry_attempts));
@@ -331,10 +335,26 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        // Each failure adds momentum 0.2 right then: risk ≈ 0.18 → × 1.22.
-        assert!((120..125).contains(&delays[0]), "{delays:?}");
-        assert!((240..250).contains(&delays[1]), "{delays:?}");
-        assert!((480..500).contains(&delays[2]), "{delays:?}");
+        // Failures 1000 s apart: the prior risk has decayed to ~0.
+        assert_eq!(delays, vec![100, 200, 400, 800]);
+    }
+
+    #[test]
+    fn a_first_failure_is_always_retried() {
+        let p = policy(false);
+        let mut l = ladder();
+        let d = l.on_failure(
+            &p,
+            Cause::Exit(1),
+            Severity::Transient,
+            OLD,
+            Instant::now(),
+            [0.999, 0.5],
+        );
+        assert!(
+            matches!(d.action, Action::Retry { attempt: 1, .. }),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -461,7 +481,7 @@ mod tests {
         for _ in 0..3 {
             l.risk.on_failure(t0, Severity::Critical);
         }
-        // risk ≈ 0.95+: p = (1 − risk)² is tiny; a draw of 0.5 loses.
+        // Prior risk ≈ 0.95: p = (1 − risk)² is tiny; a draw of 0.5 loses.
         let d = l.on_failure(&p, Cause::Exit(1), Severity::Transient, OLD, t0, [0.5, 0.5]);
         assert!(matches!(d.action, Action::Restart { .. }), "{d:?}");
         assert!(d.notes[0].starts_with("risk 0.9"), "{:?}", d.notes);

@@ -239,6 +239,10 @@ struct Daemon {
     waiters: Vec<(usize, Want, oneshot::Sender<Reply>)>,
     stdin: OwnedFd,
     logs: Option<logs::LogHub>,
+    /// Draws for the retry lottery, apart from those for jitter and
+    /// staggering, so the lottery's sequence does not depend on which
+    /// actions came before.
+    lottery: Rng,
     rng: Rng,
     /// Failures of the last second, for correlated-failure staggering.
     recent_failures: VecDeque<(Instant, usize)>,
@@ -301,7 +305,9 @@ const HOOKED: &[&str] = &["failure", "fallback", "quarantine", "recovered", "res
 impl Daemon {
     fn new(plan: &Plan, logs: logs::LogHub, seed: u64) -> Result<Daemon, RunError> {
         let base_env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
-            .filter(|(k, _)| k != "NOTIFY_SOCKET" && k != "SENTINELD_STATE_DIR")
+            .filter(|(k, _)| {
+                k != "NOTIFY_SOCKET" && k != "SENTINELD_STATE_DIR" && k != "SENTINELD_SEED"
+            })
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect();
         let log_dir = plan.state_dir.join("logs");
@@ -360,7 +366,8 @@ impl Daemon {
             waiters: Vec::new(),
             stdin,
             logs: Some(logs),
-            rng: Rng::new(seed),
+            lottery: Rng::new(seed),
+            rng: Rng::new(seed ^ 0x5DEE_CE66_D1CE_5EED),
             recent_failures: VecDeque::new(),
             oom_kills: recovery::read_oom_kills(),
             shutting_down: false,
@@ -1062,10 +1069,17 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         .build()
         .map_err(RunError::Runtime)?;
     let hub = logs::LogHub::start().map_err(RunError::Logs)?;
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id());
+    // SENTINELD_SEED fixes the random source (jitter, retry lottery,
+    // staggering) for reproducible runs and tests.
+    let seed = std::env::var("SENTINELD_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id())
+        });
     let mut daemon = Daemon::new(&plan, hub, seed)?;
     let code = runtime.block_on(async {
         let mut sigchld = signal(SignalKind::child()).map_err(RunError::Runtime)?;

@@ -208,7 +208,7 @@ impl Daemon {
             _ => Vec::new(),
         };
         let (classified, rule) = classify::classify(&cause, &self.services[i].rules, &output);
-        let draws = [self.rng.next_f64(), self.rng.next_f64()];
+        let draws = [self.lottery.next_f64(), self.rng.next_f64()];
         let svc = &mut self.services[i];
         let decision =
             svc.ladder
