@@ -162,6 +162,56 @@ const CASES: &[(&str, &str, &str)] = &[
         "{f}:4:26: services.web.stop.grace: unknown key \"grace\"; allowed keys: signal, timeout",
     ),
     (
+        "classify rule without a condition",
+        "services:\n  web:\n    command: touch started\n    classify:\n      - { severity: transient }\n",
+        "{f}:5:9: services.web.classify[0]: a rule needs at least one of exit_codes, signals, output_matches",
+    ),
+    (
+        "bad severity",
+        "services:\n  web:\n    command: touch started\n    classify:\n      - { exit_codes: [1], severity: fatal }\n",
+        "{f}:5:38: services.web.classify[0].severity: expected one of transient, recoverable, critical, found \"fatal\"",
+    ),
+    (
+        "bad regular expression",
+        "services:\n  web:\n    command: touch started\n    classify:\n      - { output_matches: '(', severity: transient }\n",
+        "{f}:5:27: services.web.classify[0].output_matches: invalid regular expression \"(\": unclosed group",
+    ),
+    (
+        "exit code out of range",
+        "services:\n  web:\n    command: touch started\n    classify:\n      - { exit_codes: [0], severity: transient }\n",
+        "{f}:5:24: services.web.classify[0].exit_codes[0]: expected an exit code from 1 to 255, found \"0\"",
+    ),
+    (
+        "exit codes and signals in one rule",
+        "services:\n  web:\n    command: touch started\n    classify:\n      - { exit_codes: [1], signals: [SEGV], severity: critical }\n",
+        "{f}:5:9: services.web.classify[0]: exit_codes and signals cannot both match one exit; write two rules",
+    ),
+    (
+        "classify is not a list",
+        "services:\n  web:\n    command: touch started\n    classify: { exit_codes: [1] }\n",
+        "{f}:4:15: services.web.classify: expected a list, found a mapping",
+    ),
+    (
+        "unknown recovery key",
+        "services:\n  web:\n    command: touch started\n    recovery: { retyr: {attempts: 2} }\n",
+        "{f}:4:17: services.web.recovery.retyr: unknown key \"retyr\" (did you mean \"retry\"?); allowed keys: retry, restart, fallback, reset_after",
+    ),
+    (
+        "jitter out of range",
+        "services:\n  web:\n    command: touch started\n    recovery: { retry: {jitter: 2} }\n",
+        "{f}:4:33: services.web.recovery.retry.jitter: expected a fraction from 0 to 0.9, found \"2\"",
+    ),
+    (
+        "zero escalation failures",
+        "services:\n  web:\n    command: touch started\n    escalation: { failures: 0 }\n",
+        "{f}:4:29: services.web.escalation.failures: expected a number of failures from 1 to 1000, found \"0\"",
+    ),
+    (
+        "empty fallback command",
+        "services:\n  web:\n    command: touch started\n    recovery: { fallback: { command: '' } }\n",
+        "{f}:4:38: services.web.recovery.fallback.command: empty command: give a shell command line or a list",
+    ),
+    (
         "every error at once",
         "services:\n  a:\n    command: ''\n  b:\n    command: touch started\n    min_uptime: 1\n  c:\n    command: touch started\n    restart: maybe\n",
         "{f}:3:14: services.a.command: empty command: give a shell command line or a list\n\

@@ -421,3 +421,58 @@ fn events_follow_streams_new_events() {
     assert_eq!(kinds, ["started", "failure", "started"], "{lines:#?}");
     assert!(lines[1].contains("SIGKILL after"), "{}", lines[1]);
 }
+
+#[test]
+fn correlated_failures_are_staggered_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("upstream"), "").unwrap();
+    let mut yaml = String::from("services:\n");
+    for k in 0..6 {
+        yaml += &format!(
+            "  dep{k}:\n    command: while [ -f upstream ]; do sleep 0.02; done; exit 1\n    min_uptime: 100ms\n"
+        );
+    }
+    let inst = Instance::start_in(dir, &yaml);
+    for k in 0..6 {
+        inst.wait_running(&format!("dep{k}"), None);
+    }
+    wait_until(Duration::from_secs(5), "uptime past min_uptime", || {
+        inst.service("dep5")["uptime_s"].as_f64().unwrap_or(0.0) > 0.3
+    });
+    // The upstream goes away: all six fail within a few tens of ms.
+    std::fs::remove_file(inst.path("upstream")).unwrap();
+    wait_until(Duration::from_secs(10), "six failures", || {
+        (0..6).all(|k| !failures(&inst, &format!("dep{k}")).is_empty())
+    });
+    let staggered: Vec<String> = (0..6)
+        .map(|k| failures(&inst, &format!("dep{k}"))[0].2.clone())
+        .filter(|m| m.contains("other services failed within 1s, start staggered by"))
+        .collect();
+    // The first two failures have fewer than two others before them.
+    assert!(staggered.len() >= 3, "{staggered:#?}");
+}
+
+#[test]
+fn on_event_hooks_get_the_failure_context() {
+    let inst = Instance::start(&format!(
+        "services:
+  hooked:
+    command: {}
+    min_uptime: 200ms
+    on_event: echo \"$$SENTINELD_SERVICE|$$SENTINELD_EVENT|$$SENTINELD_SEVERITY|$$SENTINELD_CAUSE|$$SENTINELD_EXIT_CODE|$$SENTINELD_ATTEMPT|$$SENTINELD_ACTION\" >> hook.log
+",
+        runs("3:0.3 forever")
+    ));
+    wait_until(
+        Duration::from_secs(10),
+        "the failure and the recovery hooks",
+        || std::fs::read_to_string(inst.path("hook.log")).is_ok_and(|s| s.lines().count() >= 2),
+    );
+    let log = std::fs::read_to_string(inst.path("hook.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines[0], "hooked|failure|transient|exit 3|3|1|retry",
+        "{log}"
+    );
+    assert!(lines[1].starts_with("hooked|recovered|"), "{log}");
+}

@@ -418,7 +418,17 @@ impl<'a> Validator<'a> {
                     .parsed(val, &p, |s| {
                         regex::bytes::Regex::new(s)
                             .map(|_| s.to_string())
-                            .map_err(|e| format!("invalid regular expression: {e}"))
+                            .map_err(|e| {
+                                // The syntax error's last line says what is wrong;
+                                // the lines above draw a caret diagram.
+                                let text = e.to_string();
+                                let what = text
+                                    .lines()
+                                    .last()
+                                    .unwrap_or("")
+                                    .trim_start_matches("error: ");
+                                format!("invalid regular expression {s:?}: {what}")
+                            })
                     })
                     .map(|r| rule.output_matches = Some(r))
                     .is_some(),
