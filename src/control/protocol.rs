@@ -207,6 +207,12 @@ pub struct ServiceStatus {
     pub breaker: String,
     #[serde(default)]
     pub fallback_pid: Option<i32>,
+    /// EWMA (α = 0.2) of failures per minute, from the gaps between failures.
+    #[serde(default)]
+    pub failure_rate_per_min: Option<f64>,
+    /// EWMA of how long the service's processes ran before they ended.
+    #[serde(default)]
+    pub uptime_ewma_s: Option<f64>,
     #[serde(default)]
     pub failures: SeverityCounts,
     #[serde(default)]

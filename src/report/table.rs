@@ -221,6 +221,8 @@ mod tests {
             last_failure: None,
             breaker: "closed".into(),
             fallback_pid: None,
+            failure_rate_per_min: None,
+            uptime_ewma_s: None,
             failures: Default::default(),
             actions: Default::default(),
             recovery: Default::default(),

@@ -404,6 +404,10 @@ impl Daemon {
             action,
         };
         let _ = self.event_tx.send(record.clone());
+        // Keep the health level current between status queries, so its
+        // hysteresis compares against what it was at the last event.
+        let risk = self.services[i].ladder.risk.value(Instant::now());
+        self.level(i, risk);
         if HOOKED.contains(&kind) {
             self.run_hook(i, &record);
         }

@@ -51,7 +51,7 @@ impl Daemon {
     }
 
     /// The health level now, with hysteresis against the last one reported.
-    fn level(&mut self, i: usize, risk: f64) -> Level {
+    pub(super) fn level(&mut self, i: usize, risk: f64) -> Level {
         let svc = &self.services[i];
         let failed_exit = matches!(svc.last_exit, Some((s, _)) if !s.success());
         let c = Conditions {
@@ -147,6 +147,18 @@ impl Daemon {
             next_at: next.map(|(_, at)| at),
             last_failure,
             breaker: svc.ladder.breaker.as_str().into(),
+            failure_rate_per_min: svc
+                .ladder
+                .risk
+                .failure_rate
+                .get()
+                .map(|r| (r * 1000.0).round() / 1000.0),
+            uptime_ewma_s: svc
+                .ladder
+                .risk
+                .uptime
+                .get()
+                .map(|u| (u * 1000.0).round() / 1000.0),
             fallback_pid: svc.fallback.as_ref().filter(|f| !f.stopping).map(|f| f.pid),
             failures: SeverityCounts {
                 transient: svc.failures[0],
