@@ -29,7 +29,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown service key",
         "services:\n  web:\n    command: touch started\n    restrat: always\n",
-        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs, classify, recovery, escalation, on_event",
+        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs, classify, recovery, escalation, on_event, liveness, readiness, startup, watchdog, start_timeout",
     ),
     (
         "wrong type",
@@ -88,8 +88,8 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "key of a later issue",
-        "services:\n  web:\n    command: touch started\n    liveness: {tcp: '127.0.0.1:80'}\n",
-        "{f}:4:5: services.web.liveness: not supported yet",
+        "services:\n  web:\n    command: touch started\n    depends_on: {db: ready}\n",
+        "{f}:4:5: services.web.depends_on: not supported yet",
     ),
     (
         "top-level key of a later issue",
@@ -210,6 +210,51 @@ const CASES: &[(&str, &str, &str)] = &[
         "empty fallback command",
         "services:\n  web:\n    command: touch started\n    recovery: { fallback: { command: '' } }\n",
         "{f}:4:38: services.web.recovery.fallback.command: empty command: give a shell command line or a list",
+    ),
+    (
+        "probe without a kind",
+        "services:\n  web:\n    command: touch started\n    liveness: { interval: 1s }\n",
+        "{f}:4:15: services.web.liveness: a probe needs one of exec, http, tcp",
+    ),
+    (
+        "probe with two kinds",
+        "services:\n  web:\n    command: touch started\n    liveness: { exec: 'true', tcp: '127.0.0.1:80' }\n",
+        "{f}:4:15: services.web.liveness: a probe has exactly one of exec, http, tcp",
+    ),
+    (
+        "bad probe URL",
+        "services:\n  web:\n    command: touch started\n    liveness: { http: 'ftp://x/y' }\n",
+        "{f}:4:23: services.web.liveness.http: expected a URL like http://127.0.0.1:8080/health, found \"ftp://x/y\"",
+    ),
+    (
+        "https probe",
+        "services:\n  web:\n    command: touch started\n    liveness: { http: 'https://x/y' }\n",
+        "{f}:4:23: services.web.liveness.http: \"https://x/y\": https is not supported by probes; use http:// or a tcp probe",
+    ),
+    (
+        "zero probe interval",
+        "services:\n  web:\n    command: touch started\n    readiness: { tcp: '127.0.0.1:80', interval: 0s }\n",
+        "{f}:4:49: services.web.readiness.interval: 0s is too short: at least 10ms",
+    ),
+    (
+        "notify for liveness",
+        "services:\n  web:\n    command: touch started\n    liveness: notify\n",
+        "{f}:4:15: services.web.liveness: expected a mapping with one of exec, http, tcp, found \"notify\"",
+    ),
+    (
+        "bad expected status",
+        "services:\n  web:\n    command: touch started\n    liveness: { http: { url: 'http://127.0.0.1:1/', expect: '600' } }\n",
+        "{f}:4:61: services.web.liveness.http.expect: expected a status code or a range like 200-399, found \"600\"",
+    ),
+    (
+        "tcp probe without a port",
+        "services:\n  web:\n    command: touch started\n    readiness: { tcp: localhost }\n",
+        "{f}:4:23: services.web.readiness.tcp: expected host:port with a port from 1 to 65535, found \"localhost\"",
+    ),
+    (
+        "probe timeout longer than its interval",
+        "services:\n  web:\n    command: touch started\n    liveness: { tcp: '127.0.0.1:80', timeout: 5s, interval: 1s }\n",
+        "{f}:4:15: services.web.liveness.timeout: must not be longer than interval",
     ),
     (
         "every error at once",

@@ -46,6 +46,67 @@ pub struct ServiceSpec {
     pub escalation: EscalationSpec,
     /// Run on every event of this service, with `SENTINELD_*` in its environment.
     pub on_event: Option<Command>,
+    pub liveness: Option<ProbeSpec>,
+    pub readiness: Option<ProbeSpec>,
+    pub startup: Option<ProbeSpec>,
+    /// sd_notify watchdog: a `WATCHDOG=1` is expected at least this often.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub watchdog: Option<Duration>,
+    /// Not ready (readiness probe or `READY=1`) this long after a start: a
+    /// `readiness timeout` failure.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub start_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeSpec {
+    pub check: Check,
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    pub timeout: ProbeTimeout,
+    #[serde(serialize_with = "ser_duration")]
+    pub initial_delay: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// A command; exit 0 passes.
+    Exec(Command),
+    Http(HttpCheck),
+    /// `host:port`; a completed connect passes.
+    Tcp(String),
+    /// sd_notify `READY=1` (readiness only).
+    Notify,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpCheck {
+    pub url: String,
+    /// `host:port` to connect to.
+    pub authority: String,
+    pub path: String,
+    pub method: String,
+    /// Inclusive range of passing status codes.
+    pub expect: (u16, u16),
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeTimeout {
+    Fixed(#[serde(serialize_with = "ser_duration")] Duration),
+    /// clamp(3 × p99 estimate of recent latency, 100ms, interval).
+    Adaptive,
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -155,6 +216,11 @@ impl fmt::Debug for ServiceSpec {
             .field("recovery", &self.recovery)
             .field("escalation", &self.escalation)
             .field("on_event", &self.on_event)
+            .field("liveness", &self.liveness)
+            .field("readiness", &self.readiness)
+            .field("startup", &self.startup)
+            .field("watchdog", &self.watchdog)
+            .field("start_timeout", &self.start_timeout)
             .finish()
     }
 }

@@ -219,6 +219,43 @@ pub struct ServiceStatus {
     pub actions: ActionCounts,
     #[serde(default)]
     pub recovery: RecoveryStats,
+    /// Whether the readiness probe (or `READY=1`) passes; null without one.
+    #[serde(default)]
+    pub ready: Option<bool>,
+    /// The last result of each configured probe.
+    #[serde(default)]
+    pub probes: ProbeReports,
+    /// EWMA of probe latency (liveness, else readiness, else startup).
+    #[serde(default)]
+    pub probe_latency_ewma_ms: Option<f64>,
+    /// The service's last sd_notify `STATUS=`.
+    #[serde(default)]
+    pub notify_status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReports {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<ProbeReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<ProbeReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<ProbeReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReport {
+    /// `exec`, `http`, `tcp` or `notify`.
+    pub kind: String,
+    /// Passing by its thresholds; null until a threshold was reached.
+    pub passing: Option<bool>,
+    pub consecutive_failures: u32,
+    pub last_ok: Option<bool>,
+    pub last_at: Option<String>,
+    pub last_latency_ms: Option<f64>,
+    /// What the last run said (truncated): output, HTTP status, error.
+    pub last_output: Option<String>,
+    pub latency_ewma_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -145,6 +145,30 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
     if let (Some(what), Some(at)) = (&s.next_action, &s.next_at) {
         let _ = writeln!(out, "next        {what} at {at}");
     }
+    if let Some(ready) = s.ready {
+        let _ = writeln!(out, "ready       {}", if ready { "yes" } else { "no" });
+    }
+    for (name, p) in [
+        ("startup", &s.probes.startup),
+        ("liveness", &s.probes.liveness),
+        ("readiness", &s.probes.readiness),
+    ] {
+        if let Some(p) = p {
+            let last = match (p.last_ok, &p.last_at) {
+                (Some(ok), Some(at)) => format!(
+                    "last {} at {at} in {:.1}ms: {}",
+                    if ok { "passed" } else { "failed" },
+                    p.last_latency_ms.unwrap_or(0.0),
+                    p.last_output.as_deref().unwrap_or("")
+                ),
+                _ => "not run yet".into(),
+            };
+            let _ = writeln!(out, "{name:<11} {} probe, {last}", p.kind);
+        }
+    }
+    if let Some(st) = &s.notify_status {
+        let _ = writeln!(out, "status      {st}");
+    }
     if let Some(pid) = s.fallback_pid {
         let _ = writeln!(out, "fallback    pid {pid}");
     }
@@ -223,6 +247,10 @@ mod tests {
             fallback_pid: None,
             failure_rate_per_min: None,
             uptime_ewma_s: None,
+            ready: None,
+            probes: Default::default(),
+            probe_latency_ewma_ms: None,
+            notify_status: None,
             failures: Default::default(),
             actions: Default::default(),
             recovery: Default::default(),

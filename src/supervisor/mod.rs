@@ -13,6 +13,7 @@
 //! exited while other members of its group still run; see [`Daemon::on_timer`].
 
 pub mod logs;
+mod probes;
 pub mod reaper;
 mod recovery;
 pub mod registry;
@@ -131,9 +132,19 @@ enum Timer {
     Cleanup,
     /// The primary has run `min_uptime`: a trial passed, a recovery succeeded.
     Settled,
+    ProbeLiveness,
+    ProbeReadiness,
+    ProbeStartup,
+    TimeoutLiveness,
+    TimeoutReadiness,
+    TimeoutStartup,
+    /// No `WATCHDOG=1` in time.
+    Watchdog,
+    /// Not ready within `start_timeout`.
+    StartTimeout,
 }
 
-const TIMER_KINDS: usize = 6;
+const TIMER_KINDS: usize = 14;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Role {
@@ -141,6 +152,7 @@ enum Role {
     Fallback,
     Cleanup,
     Hook,
+    Probe(probes::ProbeKind),
 }
 
 struct Service {
@@ -176,6 +188,17 @@ struct Service {
     log_pipes: Option<(OwnedFd, OwnedFd)>,
     /// Start time of the current leader, for the pgid registry.
     start_time: Option<u64>,
+    /// Liveness, readiness, startup (by `ProbeKind`).
+    probes: [Option<probes::ProbeState>; 3],
+    /// `None` without a readiness probe; else whether it passes now.
+    ready: Option<bool>,
+    /// The startup probe passed (or there is none).
+    started_ok: bool,
+    /// The primary was killed by us because a probe judged it dead: its
+    /// exit is this failure, not whatever status the kill produced.
+    pending_cause: Option<(crate::strategy::classify::Cause, String)>,
+    /// The last sd_notify `STATUS=`.
+    notify_status: Option<String>,
 }
 
 impl Service {
@@ -248,6 +271,8 @@ struct Daemon {
     recent_failures: VecDeque<(Instant, usize)>,
     /// The kernel's OOM-kill count for our cgroup, when it can be read.
     oom_kills: Option<u64>,
+    probe_tx: mpsc::UnboundedSender<probes::AsyncResult>,
+    notify: Option<std::os::unix::net::UnixDatagram>,
     shutting_down: bool,
     down_waiters: Vec<oneshot::Sender<Reply>>,
     /// Adopted orphans were sent SIGTERM at shutdown; SIGKILL after this.
@@ -303,13 +328,33 @@ fn kill(target: i32, sig: libc::c_int) -> bool {
 const HOOKED: &[&str] = &["failure", "fallback", "quarantine", "recovered", "reset"];
 
 impl Daemon {
-    fn new(plan: &Plan, logs: logs::LogHub, seed: u64) -> Result<Daemon, RunError> {
-        let base_env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
+    fn new(
+        plan: &Plan,
+        logs: logs::LogHub,
+        seed: u64,
+    ) -> Result<(Daemon, probes::AsyncResults), RunError> {
+        let notify_path = plan.state_dir.join("notify.sock");
+        let notify = match probes::bind_notify(&notify_path) {
+            // sun_path holds 108 bytes with the NUL.
+            Ok(sock) if notify_path.as_os_str().len() < 108 => Some(sock),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("no sd_notify socket at {}: {e}", notify_path.display());
+                None
+            }
+        };
+        let mut base_env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
             .filter(|(k, _)| {
                 k != "NOTIFY_SOCKET" && k != "SENTINELD_STATE_DIR" && k != "SENTINELD_SEED"
             })
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect();
+        if notify.is_some() {
+            base_env.push((
+                b"NOTIFY_SOCKET".to_vec(),
+                notify_path.as_os_str().as_bytes().to_vec(),
+            ));
+        }
         let log_dir = plan.state_dir.join("logs");
         std::fs::create_dir_all(&log_dir).map_err(|source| RunError::StateDir {
             path: log_dir.display().to_string(),
@@ -351,10 +396,17 @@ impl Daemon {
                 timers: [None; TIMER_KINDS],
                 log_pipes: None,
                 start_time: None,
+                probes: [&spec.liveness, &spec.readiness, &spec.startup]
+                    .map(|p| p.as_ref().map(probes::ProbeState::new)),
+                ready: None,
+                started_ok: true,
+                pending_cause: None,
+                notify_status: None,
             })
             .collect();
         let (event_tx, _) = broadcast::channel(1024);
-        Ok(Daemon {
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        let daemon = Daemon {
             log_dir,
             plan_state_dir: plan.state_dir.clone(),
             base_env,
@@ -370,12 +422,15 @@ impl Daemon {
             rng: Rng::new(seed ^ 0x5DEE_CE66_D1CE_5EED),
             recent_failures: VecDeque::new(),
             oom_kills: recovery::read_oom_kills(),
+            probe_tx,
+            notify,
             shutting_down: false,
             down_waiters: Vec::new(),
             orphan_deadline: None,
             finished: false,
             registry_dirty: false,
-        })
+        };
+        Ok((daemon, probe_rx))
     }
 
     fn event(&mut self, i: usize, kind: &str, message: String) {
@@ -513,6 +568,7 @@ impl Daemon {
                     self.set_timer(i, Timer::Settled, Some(now + min_uptime));
                 }
                 self.event(i, "started", format!("started (pid {})", child.pid));
+                self.start_probes(i, now);
             }
             Err(e) => {
                 let errno = match &e {
@@ -534,6 +590,8 @@ impl Daemon {
 
     /// Signal a service to stop; `then` says what follows once it is down.
     fn stop(&mut self, i: usize, then: AfterStop, now: Instant) {
+        self.stop_probes(i);
+        self.services[i].pending_cause = None;
         self.clear_timers(
             i,
             &[
@@ -614,6 +672,7 @@ impl Daemon {
             Role::Fallback => self.on_fallback_exit(i, pid, status, now),
             Role::Cleanup => self.on_cleanup_exit(i, pid, status, now),
             Role::Hook => self.services[i].hook_running = false,
+            Role::Probe(kind) => self.on_probe_exit(i, kind, pid, status, now),
         }
         self.settle(i);
     }
@@ -627,6 +686,7 @@ impl Daemon {
                 since, exec_status, ..
             } => {
                 self.set_timer(i, Timer::Settled, None);
+                self.stop_probes(i);
                 let uptime = now.saturating_duration_since(since);
                 if let Some(err) = spawn::exec_error(&exec_status) {
                     let errno = err.raw_os_error().unwrap_or(libc::ENOEXEC);
@@ -640,6 +700,10 @@ impl Daemon {
                     return;
                 }
                 self.services[i].last_exit = Some((status, wall));
+                if let Some((cause, why)) = self.services[i].pending_cause.take() {
+                    self.on_failure(i, cause, Some(format!("({why})")), uptime, now);
+                    return;
+                }
                 self.on_ended(i, status, uptime, now);
             }
             Phase::Stopping {
@@ -737,6 +801,14 @@ impl Daemon {
                     }
                 }
                 Timer::Settled => self.on_settled(i, now),
+                Timer::ProbeLiveness => self.run_probe(i, probes::ProbeKind::Liveness, now),
+                Timer::ProbeReadiness => self.run_probe(i, probes::ProbeKind::Readiness, now),
+                Timer::ProbeStartup => self.run_probe(i, probes::ProbeKind::Startup, now),
+                Timer::TimeoutLiveness => self.probe_timeout(i, probes::ProbeKind::Liveness),
+                Timer::TimeoutReadiness => self.probe_timeout(i, probes::ProbeKind::Readiness),
+                Timer::TimeoutStartup => self.probe_timeout(i, probes::ProbeKind::Startup),
+                Timer::Watchdog => self.on_watchdog(i),
+                Timer::StartTimeout => self.on_start_timeout(i),
             }
             self.settle(i);
         }
@@ -958,6 +1030,7 @@ impl Daemon {
     fn begin_shutdown(&mut self, now: Instant) {
         if !self.shutting_down {
             tracing::info!("stopping all services");
+            probes::notify_self("STOPPING=1");
             self.shutting_down = true;
         }
         self.advance_shutdown(now);
@@ -1084,7 +1157,7 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
                 .map_or(0, |d| d.as_nanos() as u64)
                 ^ u64::from(std::process::id())
         });
-    let mut daemon = Daemon::new(&plan, hub, seed)?;
+    let (mut daemon, mut probe_rx) = Daemon::new(&plan, hub, seed)?;
     let code = runtime.block_on(async {
         let mut sigchld = signal(SignalKind::child()).map_err(RunError::Runtime)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Runtime)?;
@@ -1099,6 +1172,15 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         )
         .map_err(RunError::Runtime)?;
         let (tx, mut rx) = mpsc::channel::<Incoming>(1024);
+        let notify = match daemon.notify.as_ref().map(|s| s.try_clone()) {
+            // SAFETY: the AsyncFd owns the socket, so the fd stays valid
+            // for as long as it is registered.
+            Some(Ok(sock)) => Some(
+                unsafe { tokio::io::unix::AsyncFd::register(sock) }
+                    .map_err(|e| RunError::Runtime(std::io::Error::other(e.to_string())))?,
+            ),
+            _ => None,
+        };
         let server = tokio::spawn(server::serve(listener, tx));
 
         let now = Instant::now();
@@ -1112,6 +1194,7 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         if let Some(mut f) = ready {
             let _ = writeln!(f, "ready {}", std::process::id());
         }
+        probes::notify_self("READY=1");
         while !daemon.finished {
             let deadline = daemon.next_deadline();
             tokio::select! {
@@ -1126,6 +1209,22 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
                     }
                 } => daemon.on_timer(Instant::now()),
                 Some(incoming) = rx.recv() => daemon.handle(incoming, Instant::now()),
+                Some(result) = probe_rx.recv() => daemon.on_async_probe(result, Instant::now()),
+                guard = async {
+                    match &notify {
+                        Some(n) => n.readable().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Ok(mut guard) = guard {
+                        let msgs = probes::read_notify(guard.get_inner());
+                        guard.clear_ready();
+                        let now = Instant::now();
+                        for (pid, text) in msgs {
+                            daemon.on_notify(pid, &text, now);
+                        }
+                    }
+                }
                 _ = sigterm.recv() => daemon.begin_shutdown(Instant::now()),
                 _ = sigint.recv() => daemon.begin_shutdown(Instant::now()),
                 _ = sighup.recv() => tracing::info!("SIGHUP ignored: reload is not supported yet"),
@@ -1134,6 +1233,7 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         }
         server.abort();
         let _ = std::fs::remove_file(&control.path);
+        let _ = std::fs::remove_file(daemon.plan_state_dir.join("notify.sock"));
         let _ = std::fs::remove_file(registry::path(&daemon.plan_state_dir));
         for tx in daemon.down_waiters.drain(..) {
             let _ = tx.send(

@@ -43,7 +43,7 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
                 .fallback
                 .as_ref()
                 .is_some_and(|f| !f.stopping),
-            Some((_, Role::Cleanup | Role::Hook)) => true,
+            Some((_, Role::Cleanup | Role::Hook | Role::Probe(_))) => true,
             None => false,
         };
         if leader_died_on_its_own {

@@ -3,14 +3,36 @@
 use std::time::Instant;
 
 use crate::control::protocol::{
-    ActionCounts, EventRecord, ExitInfo, FailureInfo, Health, RecoveryStats, Response,
-    ServiceStatus, SeverityCounts, StatusReport, VERSION,
+    ActionCounts, EventRecord, ExitInfo, FailureInfo, Health, ProbeReport, ProbeReports,
+    RecoveryStats, Response, ServiceStatus, SeverityCounts, StatusReport, VERSION,
 };
 use crate::strategy::breaker::Breaker;
 use crate::strategy::restart::ExitStatus;
 use crate::strategy::risk::{Conditions, Level, next_level};
 
+use super::probes::ProbeState;
 use super::{Daemon, Phase, format_time, signal_name};
+
+fn report(p: &Option<ProbeState>) -> Option<ProbeReport> {
+    let p = p.as_ref()?;
+    let kind = match p.spec.check {
+        crate::config::Check::Exec(_) => "exec",
+        crate::config::Check::Http(_) => "http",
+        crate::config::Check::Tcp(_) => "tcp",
+        crate::config::Check::Notify => "notify",
+    };
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    Some(ProbeReport {
+        kind: kind.into(),
+        passing: p.tracker.passing,
+        consecutive_failures: p.tracker.failures,
+        last_ok: p.last.as_ref().map(|l| l.ok),
+        last_at: p.last.as_ref().map(|l| format_time(l.at)),
+        last_latency_ms: p.last.as_ref().map(|l| ms(l.latency)),
+        last_output: p.last.as_ref().map(|l| l.output.clone()),
+        latency_ewma_ms: p.latency.mean.get().map(|m| (m * 1e6).round() / 1e3),
+    })
+}
 
 fn health(level: Level) -> Health {
     match level {
@@ -57,6 +79,7 @@ impl Daemon {
         let c = Conditions {
             quarantined: matches!(svc.phase, Phase::Quarantined { .. }) && svc.fallback.is_none(),
             degraded: svc.fallback.is_some()
+                || (svc.ready == Some(false) && matches!(svc.phase, Phase::Running { .. }))
                 || matches!(
                     svc.phase,
                     Phase::Starting | Phase::Stopping { .. } | Phase::Backoff { .. }
@@ -147,6 +170,19 @@ impl Daemon {
             next_at: next.map(|(_, at)| at),
             last_failure,
             breaker: svc.ladder.breaker.as_str().into(),
+            ready: svc.ready,
+            probes: ProbeReports {
+                liveness: report(&svc.probes[0]),
+                readiness: report(&svc.probes[1]),
+                startup: report(&svc.probes[2]),
+            },
+            probe_latency_ewma_ms: svc
+                .probes
+                .iter()
+                .flatten()
+                .find_map(|p| p.latency.mean.get())
+                .map(|m| (m * 1e6).round() / 1e3),
+            notify_status: svc.notify_status.clone(),
             failure_rate_per_min: svc
                 .ladder
                 .risk
