@@ -236,3 +236,35 @@ fn flapping_readiness_degrades_health_but_restarts_nothing() {
     assert_eq!(s["restarts"], 0);
     assert!(failure_messages(&inst, "flap").is_empty());
 }
+
+#[test]
+fn sentineld_tells_its_own_supervisor_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("systemd-notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("services.yaml"),
+        "services:\n  a:\n    command: exec sleep 1000\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["up", "services.yaml"])
+        .current_dir(dir.path())
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
+    let ready = String::from_utf8_lossy(&buf[..n]).to_string();
+    kill(child.id() as i32, libc::SIGTERM);
+    let n = sock.recv(&mut buf).expect("STOPPING=1 within 10 s");
+    let stopping = String::from_utf8_lossy(&buf[..n]).to_string();
+    let status = child.wait().unwrap();
+    assert_eq!(ready, "READY=1");
+    assert_eq!(stopping, "STOPPING=1");
+    assert!(status.success());
+}

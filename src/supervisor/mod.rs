@@ -396,8 +396,15 @@ impl Daemon {
                 timers: [None; TIMER_KINDS],
                 log_pipes: None,
                 start_time: None,
-                probes: [&spec.liveness, &spec.readiness, &spec.startup]
-                    .map(|p| p.as_ref().map(probes::ProbeState::new)),
+                probes: [
+                    (probes::ProbeKind::Liveness, &spec.liveness),
+                    (probes::ProbeKind::Readiness, &spec.readiness),
+                    (probes::ProbeKind::Startup, &spec.startup),
+                ]
+                .map(|(kind, p)| {
+                    p.as_ref()
+                        .map(|p| probes::ProbeState::new(kind, p, spec, &base_env))
+                }),
                 ready: None,
                 started_ok: true,
                 pending_cause: None,

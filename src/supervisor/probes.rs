@@ -75,6 +75,7 @@ pub(super) struct LastResult {
 
 pub(super) struct ProbeState {
     pub spec: ProbeSpec,
+    exec: Option<spawn::SpawnSpec>,
     pub tracker: Tracker,
     pub latency: Latency,
     pub running: Option<ProbeRun>,
@@ -82,8 +83,25 @@ pub(super) struct ProbeState {
 }
 
 impl ProbeState {
-    pub(super) fn new(spec: &ProbeSpec) -> ProbeState {
+    /// `service` and `base_env` build an exec probe's process image once,
+    /// not at every run.
+    pub(super) fn new(
+        kind: ProbeKind,
+        spec: &ProbeSpec,
+        service: &crate::config::ServiceSpec,
+        base_env: &[(Vec<u8>, Vec<u8>)],
+    ) -> ProbeState {
+        let exec = match &spec.check {
+            Check::Exec(cmd) => Some(spawn::SpawnSpec::for_command(
+                cmd,
+                service,
+                base_env,
+                &[("SENTINELD_PROBE".into(), kind.name().into())],
+            )),
+            _ => None,
+        };
         ProbeState {
+            exec,
             tracker: Tracker::new(spec.success_threshold, spec.failure_threshold),
             spec: spec.clone(),
             latency: Latency::default(),
@@ -265,7 +283,7 @@ impl Daemon {
         let generation = self.services[i].spawns;
         match p.spec.check.clone() {
             Check::Notify => {}
-            Check::Exec(cmd) => {
+            Check::Exec(_) => {
                 let (out_r, out_w) = match nix::unistd::pipe2(
                     nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK,
                 ) {
@@ -283,18 +301,16 @@ impl Daemon {
                         return;
                     }
                 };
-                let spec = spawn::SpawnSpec::for_command(
-                    &cmd,
-                    &self.services[i].spec,
-                    &self.base_env,
-                    &[("SENTINELD_PROBE".into(), kind.name().into())],
-                );
                 let stdio = spawn::Stdio {
                     stdin: &self.stdin,
                     stdout: &out_w,
                     stderr: &out_w,
                 };
-                match spawn::spawn(&spec, &stdio) {
+                let spec = self.services[i].probes[kind as usize]
+                    .as_ref()
+                    .and_then(|p| p.exec.as_ref())
+                    .expect("exec probes have a process image");
+                match spawn::spawn(spec, &stdio) {
                     Ok(child) => {
                         drop(out_w);
                         self.by_pid.insert(child.pid, (i, Role::Probe(kind)));
