@@ -153,7 +153,7 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
         ("liveness", &s.probes.liveness),
         ("readiness", &s.probes.readiness),
     ] {
-        if let Some(p) = p {
+        if let Some(p) = p.as_ref().filter(|p| p.kind != "notify") {
             let last = match (p.last_ok, &p.last_at) {
                 (Some(ok), Some(at)) => format!(
                     "last {} at {at} in {:.1}ms: {}",
