@@ -24,12 +24,12 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown top-level key",
         "services:\n  web:\n    command: touch started\nstate_dri: x\n",
-        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services",
+        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services, supervisor, groups, exit_on_critical",
     ),
     (
         "unknown service key",
         "services:\n  web:\n    command: touch started\n    restrat: always\n",
-        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs, classify, recovery, escalation, on_event, liveness, readiness, startup, watchdog, start_timeout",
+        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs, classify, recovery, escalation, on_event, liveness, readiness, startup, watchdog, start_timeout, depends_on",
     ),
     (
         "wrong type",
@@ -85,11 +85,6 @@ const CASES: &[(&str, &str, &str)] = &[
         "unknown user",
         "services:\n  web:\n    command: touch started\n    user: no-such-user-xyz\n",
         "{f}:4:11: services.web.user: unknown user \"no-such-user-xyz\"",
-    ),
-    (
-        "key of a later issue",
-        "services:\n  web:\n    command: touch started\n    depends_on: {db: ready}\n",
-        "{f}:4:5: services.web.depends_on: not supported yet",
     ),
     (
         "top-level key of a later issue",
@@ -255,6 +250,56 @@ const CASES: &[(&str, &str, &str)] = &[
         "probe timeout longer than its interval",
         "services:\n  web:\n    command: touch started\n    liveness: { tcp: '127.0.0.1:80', timeout: 5s, interval: 1s }\n",
         "{f}:4:15: services.web.liveness.timeout: must not be longer than interval",
+    ),
+    (
+        "dependency cycle",
+        "services:\n  a:\n    command: touch started\n    depends_on: {b: started}\n  b:\n    command: touch started\n    depends_on: {a: started}\n",
+        "{f}:7:18: services.b.depends_on.a: dependency cycle: a → b → a",
+    ),
+    (
+        "unknown dependency",
+        "services:\n  a:\n    command: touch started\n    depends_on: {bb: started}\n  b:\n    command: touch started\n",
+        "{f}:4:18: services.a.depends_on.bb: unknown service \"bb\" (did you mean \"b\"?)",
+    ),
+    (
+        "ready without a readiness probe",
+        "services:\n  a:\n    command: touch started\n    depends_on: {b: ready}\n  b:\n    command: touch started\n",
+        "{f}:4:18: services.a.depends_on.b: \"b\" has no readiness probe, so it never becomes ready; give it one or use started",
+    ),
+    (
+        "completed on a permanent service",
+        "services:\n  a:\n    command: touch started\n  b:\n    command: touch started\n    depends_on: {a: completed}\n",
+        "{f}:6:18: services.b.depends_on.a: \"a\" has restart: always, so it never completes; give it restart: never or on-failure",
+    ),
+    (
+        "a service in two groups",
+        "services:\n  a:\n    command: touch started\ngroups:\n  g1: {children: [a]}\n  g2: {children: [a]}\n",
+        "{f}:6:19: groups.g2.children[0]: \"a\" is already a child of group \"g1\"",
+    ),
+    (
+        "a group containing itself",
+        "services:\n  a:\n    command: touch started\ngroups:\n  g1: {children: [a, g1]}\n",
+        "{f}:5:22: groups.g1.children[1]: a group cannot contain itself",
+    ),
+    (
+        "groups containing each other",
+        "services:\n  a:\n    command: touch started\ngroups:\n  g1: {children: [g2]}\n  g2: {children: [g1, a]}\n",
+        "{f}:5:3: groups.g1: groups contain each other: g1 → g2 → g1\n{f}:6:3: groups.g2: groups contain each other: g2 → g1 → g2",
+    ),
+    (
+        "unknown group child",
+        "services:\n  a:\n    command: touch started\ngroups:\n  g1: {children: [aa]}\n",
+        "{f}:5:19: groups.g1.children[0]: unknown service or group \"aa\" (did you mean \"a\"?)",
+    ),
+    (
+        "bad strategy",
+        "services:\n  a:\n    command: touch started\ngroups:\n  g: {children: [a], strategy: one_for_none}\n",
+        "{f}:5:32: groups.g.strategy: expected one of one_for_one, one_for_all, rest_for_one, found \"one_for_none\" (did you mean \"one_for_one\"?)",
+    ),
+    (
+        "group order against depends_on",
+        "services:\n  a:\n    command: touch started\n  b:\n    command: touch started\n    depends_on: {a: started}\ngroups:\n  g: {children: [b, a]}\n",
+        "{f}:6:18: services.b.depends_on.a: dependency cycle: a → b → a (a group's children also start in their listed order)",
     ),
     (
         "every error at once",

@@ -23,8 +23,83 @@ pub struct Plan {
     /// Directory of the services file: relative paths are resolved against it.
     pub base_dir: PathBuf,
     pub state_dir: PathBuf,
-    /// In declaration order, which is start order; stop order is the reverse.
+    /// In declaration order.
     pub services: Vec<ServiceSpec>,
+    /// The root of the supervision tree.
+    pub supervisor: SupervisorSpec,
+    pub groups: Vec<GroupSpec>,
+    /// Stop everything and exit 1 when the root's intensity is exceeded.
+    pub exit_on_critical: bool,
+    /// Service indices in an order that respects `depends_on` and group
+    /// order; stop order is its reverse.
+    #[serde(skip)]
+    pub start_order: Vec<usize>,
+}
+
+/// Erlang/OTP restart strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Restart only the failed child.
+    OneForOne,
+    /// Restart every child of the group.
+    OneForAll,
+    /// Restart the failed child and the children after it.
+    RestForOne,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::OneForOne => "one_for_one",
+            Strategy::OneForAll => "one_for_all",
+            Strategy::RestForOne => "rest_for_one",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SupervisorSpec {
+    pub strategy: Strategy,
+    /// At most this many restarts within `period`; none: no limit.
+    pub intensity: Option<u32>,
+    #[serde(serialize_with = "ser_duration")]
+    pub period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupSpec {
+    pub name: String,
+    pub strategy: Strategy,
+    pub intensity: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub period: Duration,
+    /// Service or group names; order is start order.
+    pub children: Vec<String>,
+    /// The group this one is a child of; none: the root.
+    pub parent: Option<String>,
+}
+
+/// What a dependent waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependOn {
+    /// The dependency's process has been started.
+    Started,
+    /// Its readiness probe (or `READY=1`) passes.
+    Ready,
+    /// It exited 0 (a one-shot, such as a migration).
+    Completed,
+}
+
+impl DependOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependOn::Started => "started",
+            DependOn::Ready => "ready",
+            DependOn::Completed => "completed",
+        }
+    }
 }
 
 #[derive(Clone, Serialize)]
@@ -56,6 +131,9 @@ pub struct ServiceSpec {
     /// `readiness timeout` failure.
     #[serde(serialize_with = "ser_opt_duration")]
     pub start_timeout: Option<Duration>,
+    pub depends_on: Vec<(String, DependOn)>,
+    /// The group this service is a child of; none: the root.
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -221,6 +299,8 @@ impl fmt::Debug for ServiceSpec {
             .field("startup", &self.startup)
             .field("watchdog", &self.watchdog)
             .field("start_timeout", &self.start_timeout)
+            .field("depends_on", &self.depends_on)
+            .field("group", &self.group)
             .finish()
     }
 }

@@ -1,6 +1,6 @@
 //! Validation: the spanned YAML tree → [`Plan`], collecting every error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,8 +10,16 @@ use super::units::{self, suggest};
 use super::yaml::{self, Node, NodeKind};
 use super::*;
 
-const TOP_KEYS: &[&str] = &["state_dir", "services"];
-const TOP_LATER: &[&str] = &["api", "supervisor", "groups", "exit_on_critical"];
+const TOP_KEYS: &[&str] = &[
+    "state_dir",
+    "services",
+    "supervisor",
+    "groups",
+    "exit_on_critical",
+];
+const TOP_LATER: &[&str] = &["api"];
+const SUPERVISOR_KEYS: &[&str] = &["strategy", "intensity", "period"];
+const GROUP_KEYS: &[&str] = &["strategy", "intensity", "period", "children"];
 const SERVICE_KEYS: &[&str] = &[
     "command",
     "cwd",
@@ -31,8 +39,9 @@ const SERVICE_KEYS: &[&str] = &[
     "startup",
     "watchdog",
     "start_timeout",
+    "depends_on",
 ];
-const SERVICE_LATER: &[&str] = &["depends_on"];
+const SERVICE_LATER: &[&str] = &[];
 const PROBE_KEYS: &[&str] = &[
     "exec",
     "http",
@@ -64,6 +73,7 @@ pub(super) fn plan_from_str(
         base: &base,
         ctx,
         errors: Vec::new(),
+        positions: HashMap::new(),
     };
     let doc = match yaml::parse(text) {
         Ok(doc) => doc,
@@ -89,6 +99,9 @@ struct Validator<'a> {
     base: &'a Path,
     ctx: &'a Context<'a>,
     errors: Vec<ConfigError>,
+    /// Nodes of names checked only once the whole file is read (group
+    /// children, depends_on keys), by YAML path.
+    positions: HashMap<String, Node>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -215,6 +228,14 @@ impl<'a> Validator<'a> {
         let mut state_dir = self.base.join(".sentineld");
         let mut services = Vec::new();
         let mut saw_services = false;
+        let mut supervisor = SupervisorSpec {
+            strategy: Strategy::OneForOne,
+            intensity: None,
+            period: Duration::from_secs(60),
+        };
+        let mut groups = Vec::new();
+        let mut groups_node = None;
+        let mut exit_on_critical = false;
         for (key, node) in top {
             match key {
                 "state_dir" => {
@@ -226,9 +247,28 @@ impl<'a> Validator<'a> {
                     saw_services = true;
                     services = self.services(node);
                 }
+                "supervisor" => {
+                    if let Some(s) = self.supervisor(node) {
+                        supervisor = s;
+                    }
+                }
+                "groups" => {
+                    groups = self.groups(node);
+                    groups_node = Some(node);
+                }
+                "exit_on_critical" => {
+                    if let Some(b) = self.parsed(node, key, |s| match s {
+                        "true" => Ok(true),
+                        "false" => Ok(false),
+                        _ => Err(format!("expected true or false, found {s:?}")),
+                    }) {
+                        exit_on_critical = b;
+                    }
+                }
                 _ => unreachable!("fields() returns only allowed keys"),
             }
         }
+        let start_order = self.tree(doc, &mut services, &mut groups, groups_node);
         if !saw_services {
             let start = Node {
                 kind: NodeKind::Map(Vec::new()),
@@ -242,7 +282,404 @@ impl<'a> Validator<'a> {
             base_dir: self.base.to_path_buf(),
             state_dir,
             services,
+            supervisor,
+            groups,
+            exit_on_critical,
+            start_order,
         })
+    }
+
+    fn strategy(&mut self, node: &Node, path: &str) -> Option<Strategy> {
+        self.parsed(node, path, |s| match s {
+            "one_for_one" => Ok(Strategy::OneForOne),
+            "one_for_all" => Ok(Strategy::OneForAll),
+            "rest_for_one" => Ok(Strategy::RestForOne),
+            other => {
+                let hint = suggest(other, ["one_for_one", "one_for_all", "rest_for_one"])
+                    .map(|s| format!(" (did you mean {s:?}?)"))
+                    .unwrap_or_default();
+                Err(format!(
+                    "expected one of one_for_one, one_for_all, rest_for_one, found {other:?}{hint}"
+                ))
+            }
+        })
+    }
+
+    fn supervisor(&mut self, node: &Node) -> Option<SupervisorSpec> {
+        let fields = self.fields(node, "supervisor", SUPERVISOR_KEYS, &[])?;
+        let mut spec = SupervisorSpec {
+            strategy: Strategy::OneForOne,
+            intensity: None,
+            period: Duration::from_secs(60),
+        };
+        let mut ok = true;
+        for (key, val) in fields {
+            let p = join("supervisor", key);
+            ok &= match key {
+                "strategy" => self.strategy(val, &p).map(|s| spec.strategy = s).is_some(),
+                "intensity" => self
+                    .number::<u32>(val, &p, "a number of restarts from 1 to 100000", |n| {
+                        (1..=100_000).contains(n)
+                    })
+                    .map(|n| spec.intensity = Some(n))
+                    .is_some(),
+                "period" => self
+                    .positive_duration(val, &p)
+                    .map(|d| spec.period = d)
+                    .is_some(),
+                _ => unreachable!(),
+            };
+        }
+        ok.then_some(spec)
+    }
+
+    fn groups(&mut self, node: &Node) -> Vec<GroupSpec> {
+        let NodeKind::Map(entries) = &node.kind else {
+            let found = node.describe();
+            self.err(
+                node,
+                "groups",
+                format!("expected a mapping of group names to groups, found {found}"),
+            );
+            return Vec::new();
+        };
+        let mut out: Vec<GroupSpec> = Vec::new();
+        for (k, val) in entries {
+            let NodeKind::Scalar { value: name, .. } = &k.kind else {
+                self.err(k, "groups", "group names must be strings");
+                continue;
+            };
+            let path = format!("groups.{name}");
+            if out.iter().any(|g| &g.name == name) {
+                self.err(k, &path, format!("duplicate group name {name:?}"));
+                continue;
+            }
+            if let Err(e) = check_name(name) {
+                self.err(k, &path, e.replace("service name", "group name"));
+                continue;
+            }
+            self.positions.insert(path.clone(), k.clone());
+            let Some(fields) = self.fields(val, &path, GROUP_KEYS, &[]) else {
+                continue;
+            };
+            let mut g = GroupSpec {
+                name: name.clone(),
+                strategy: Strategy::OneForOne,
+                intensity: 10,
+                period: Duration::from_secs(60),
+                children: Vec::new(),
+                parent: None,
+            };
+            let mut ok = true;
+            let mut saw_children = false;
+            for (key, v) in fields {
+                let p = join(&path, key);
+                ok &= match key {
+                    "strategy" => self.strategy(v, &p).map(|s| g.strategy = s).is_some(),
+                    "intensity" => self
+                        .number::<u32>(v, &p, "a number of restarts from 1 to 100000", |n| {
+                            (1..=100_000).contains(n)
+                        })
+                        .map(|n| g.intensity = n)
+                        .is_some(),
+                    "period" => self
+                        .positive_duration(v, &p)
+                        .map(|d| g.period = d)
+                        .is_some(),
+                    "children" => {
+                        saw_children = true;
+                        let kids = self.list(v, &p, |this, n, p| {
+                            let s = this.string(n, p)?;
+                            this.positions.insert(p.to_string(), n.clone());
+                            Some(s)
+                        });
+                        kids.map(|c| g.children = c).is_some()
+                    }
+                    _ => unreachable!(),
+                };
+            }
+            if !saw_children {
+                self.err(
+                    k,
+                    &join(&path, "children"),
+                    "missing: list the group's services and groups",
+                );
+                ok = false;
+            } else if ok && g.children.is_empty() {
+                self.err(
+                    val,
+                    &join(&path, "children"),
+                    "a group needs at least one child",
+                );
+                ok = false;
+            }
+            if ok {
+                out.push(g);
+            }
+        }
+        out
+    }
+
+    fn depends_on(&mut self, node: &Node, path: &str) -> Option<Vec<(String, DependOn)>> {
+        let NodeKind::Map(entries) = &node.kind else {
+            let found = node.describe();
+            self.err(
+                node,
+                path,
+                format!("expected a mapping of service names to started, ready or completed, found {found}"),
+            );
+            return None;
+        };
+        let mut out: Vec<(String, DependOn)> = Vec::new();
+        let mut ok = true;
+        for (k, v) in entries {
+            let NodeKind::Scalar { value: name, .. } = &k.kind else {
+                self.err(k, path, "service names must be strings");
+                ok = false;
+                continue;
+            };
+            let p = join(path, name);
+            if out.iter().any(|(n, _)| n == name) {
+                self.err(k, &p, "duplicate key");
+                ok = false;
+                continue;
+            }
+            self.positions.insert(p.clone(), k.clone());
+            match self.parsed(v, &p, |s| match s {
+                "started" => Ok(DependOn::Started),
+                "ready" => Ok(DependOn::Ready),
+                "completed" => Ok(DependOn::Completed),
+                other => Err(format!(
+                    "expected one of started, ready, completed, found {other:?}"
+                )),
+            }) {
+                Some(c) => out.push((name.clone(), c)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn at(&self, path: &str, fallback: &Node) -> Node {
+        self.positions
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| fallback.clone())
+    }
+
+    /// Cross-checks of the tree and the dependencies, and the start order.
+    fn tree(
+        &mut self,
+        doc: &Node,
+        services: &mut [ServiceSpec],
+        groups: &mut [GroupSpec],
+        groups_node: Option<&Node>,
+    ) -> Vec<usize> {
+        let anchor = groups_node.unwrap_or(doc).clone();
+        let svc_index: HashMap<String, usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        let group_index: HashMap<String, usize> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.name.clone(), i))
+            .collect();
+        let all_names: Vec<String> = services
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(groups.iter().map(|g| g.name.clone()))
+            .collect();
+        for g in groups.iter() {
+            if svc_index.contains_key(&g.name) {
+                let path = format!("groups.{}", g.name);
+                let node = self.at(&path, &anchor);
+                self.err(
+                    &node,
+                    &path,
+                    format!("{:?} is already a service name", g.name),
+                );
+            }
+        }
+        let mut parent_of: HashMap<String, String> = HashMap::new();
+        for g in groups.iter() {
+            for (k, child) in g.children.iter().enumerate() {
+                let path = format!("groups.{}.children[{k}]", g.name);
+                let node = self.at(&path, &anchor);
+                if child == &g.name {
+                    self.err(&node, &path, "a group cannot contain itself");
+                } else if !svc_index.contains_key(child) && !group_index.contains_key(child) {
+                    let hint = suggest(child, all_names.iter().map(String::as_str))
+                        .map(|s| format!(" (did you mean {s:?}?)"))
+                        .unwrap_or_default();
+                    self.err(
+                        &node,
+                        &path,
+                        format!("unknown service or group {child:?}{hint}"),
+                    );
+                } else if let Some(other) = parent_of.get(child) {
+                    self.err(
+                        &node,
+                        &path,
+                        format!("{child:?} is already a child of group {other:?}"),
+                    );
+                } else {
+                    parent_of.insert(child.clone(), g.name.clone());
+                }
+            }
+        }
+        for g in groups.iter_mut() {
+            g.parent = parent_of.get(&g.name).cloned();
+        }
+        // Groups that contain each other.
+        for g in groups.iter() {
+            let mut chain = vec![g.name.clone()];
+            let mut cur = g.name.clone();
+            while let Some(p) = parent_of.get(&cur) {
+                if p == &g.name {
+                    chain.push(p.clone());
+                    let path = format!("groups.{}", g.name);
+                    let node = self.at(&path, &anchor);
+                    self.err(
+                        &node,
+                        &path,
+                        format!("groups contain each other: {}", chain.join(" → ")),
+                    );
+                    break;
+                }
+                if chain.contains(p) {
+                    break;
+                }
+                chain.push(p.clone());
+                cur = p.clone();
+            }
+        }
+        for s in services.iter_mut() {
+            s.group = parent_of.get(&s.name).cloned();
+        }
+
+        // Edges: (from, to, why) — `to` starts after `from`.
+        let mut edges: Vec<(usize, usize)> = Vec::new();
+        for (i, s) in services.iter().enumerate() {
+            for (dep, cond) in &s.depends_on {
+                let path = format!("services.{}.depends_on.{dep}", s.name);
+                let node = self.at(&path, doc);
+                match svc_index.get(dep) {
+                    None => {
+                        let hint = suggest(dep, services.iter().map(|s| s.name.as_str()))
+                            .map(|s| format!(" (did you mean {s:?}?)"))
+                            .unwrap_or_default();
+                        self.err(&node, &path, format!("unknown service {dep:?}{hint}"));
+                    }
+                    Some(&j) if j == i => {
+                        self.err(&node, &path, "a service cannot depend on itself");
+                    }
+                    Some(&j) => {
+                        if *cond == DependOn::Ready && services[j].readiness.is_none() {
+                            self.err(
+                                &node,
+                                &path,
+                                format!(
+                                    "{dep:?} has no readiness probe, so it never becomes ready; give it one or use started"
+                                ),
+                            );
+                        }
+                        if *cond == DependOn::Completed
+                            && services[j].restart == RestartPolicy::Always
+                        {
+                            self.err(
+                                &node,
+                                &path,
+                                format!(
+                                    "{dep:?} has restart: always, so it never completes; give it restart: never or on-failure"
+                                ),
+                            );
+                        }
+                        edges.push((j, i));
+                    }
+                }
+            }
+        }
+        for g in groups.iter() {
+            let svc_children: Vec<usize> = g
+                .children
+                .iter()
+                .filter_map(|c| svc_index.get(c).copied())
+                .collect();
+            for w in svc_children.windows(2) {
+                edges.push((w[0], w[1]));
+            }
+        }
+        // Kahn's algorithm; ties by declaration order.
+        let n = services.len();
+        let mut indeg = vec![0usize; n];
+        let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for &(a, b) in &edges {
+            if !out[a].contains(&b) {
+                out[a].push(b);
+                indeg[b] += 1;
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..n).filter(|&i| indeg[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &b in &out[i] {
+                indeg[b] -= 1;
+                if indeg[b] == 0 {
+                    ready.insert(b);
+                }
+            }
+        }
+        if order.len() < n {
+            // Name one cycle among what is left.
+            let left: Vec<usize> = (0..n).filter(|i| indeg[*i] > 0).collect();
+            let start = left[0];
+            let mut path = vec![start];
+            let mut cur = start;
+            loop {
+                let next = out[cur]
+                    .iter()
+                    .copied()
+                    .find(|b| indeg[*b] > 0)
+                    .expect("a node left by Kahn has a successor left");
+                if let Some(pos) = path.iter().position(|&p| p == next) {
+                    let cycle: Vec<&str> = path[pos..]
+                        .iter()
+                        .chain(std::iter::once(&next))
+                        .map(|&k| services[k].name.as_str())
+                        .collect();
+                    let first = services[path[pos]].name.clone();
+                    let second = services[path.get(pos + 1).copied().unwrap_or(next)]
+                        .name
+                        .clone();
+                    let p = format!("services.{second}.depends_on.{first}");
+                    let node = self.at(&p, doc);
+                    let p = if self.positions.contains_key(&p) {
+                        p
+                    } else {
+                        format!("services.{second}")
+                    };
+                    let note = if groups.is_empty() {
+                        ""
+                    } else {
+                        " (a group's children also start in their listed order)"
+                    };
+                    self.err(
+                        &node,
+                        &p,
+                        format!("dependency cycle: {}{note}", cycle.join(" → ")),
+                    );
+                    break;
+                }
+                path.push(next);
+                cur = next;
+            }
+            return (0..n).collect();
+        }
+        order
     }
 
     fn services(&mut self, node: &Node) -> Vec<ServiceSpec> {
@@ -308,6 +745,7 @@ impl<'a> Validator<'a> {
         let mut startup = None;
         let mut watchdog = None;
         let mut start_timeout = None;
+        let mut depends_on = Vec::new();
         let mut ok = true;
         for (key, val) in fields {
             let p = join(path, key);
@@ -336,6 +774,7 @@ impl<'a> Validator<'a> {
                     .positive_duration(val, &p)
                     .map(|d| start_timeout = Some(d))
                     .is_some(),
+                "depends_on" => self.depends_on(val, &p).map(|d| depends_on = d).is_some(),
                 "command" => {
                     command = self.command(val, &p);
                     command.is_some()
@@ -384,6 +823,8 @@ impl<'a> Validator<'a> {
             startup,
             watchdog,
             start_timeout,
+            depends_on,
+            group: None,
         })
     }
 
@@ -1255,7 +1696,7 @@ mod tests {
         assert_eq!(
             m,
             vec![
-                "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs, classify, recovery, escalation, on_event, liveness, readiness, startup, watchdog, start_timeout"
+                "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, restart, min_uptime, stop, logs, classify, recovery, escalation, on_event, liveness, readiness, startup, watchdog, start_timeout, depends_on"
             ]
         );
     }
@@ -1273,11 +1714,8 @@ mod tests {
 
     #[test]
     fn later_keys_are_rejected_not_ignored() {
-        let m = messages("services:\n  web:\n    command: x\n    depends_on: {db: ready}\n");
-        assert_eq!(
-            m,
-            vec!["/tmp/services.yaml:4:5: services.web.depends_on: not supported yet"]
-        );
+        let m = messages("api: {listen: ':1'}\nservices:\n  web:\n    command: x\n");
+        assert_eq!(m, vec!["/tmp/services.yaml:1:1: api: not supported yet"]);
     }
 
     #[test]

@@ -109,12 +109,29 @@ pub struct StatusReport {
     /// Recent events, filled when one service was asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventRecord>,
+    /// The supervision tree: the root first, then every group.
+    #[serde(default)]
+    pub groups: Vec<GroupInfo>,
+    #[serde(default = "SystemInfo::healthy")]
+    pub system: SystemInfo,
+}
+
+impl SystemInfo {
+    pub fn healthy() -> SystemInfo {
+        SystemInfo {
+            health: "healthy".into(),
+            reason: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// Declared, not started yet: waiting for its dependencies.
     Starting,
+    /// A dependency it waits for failed (`blocked: waiting for migrate (exited 1)`).
+    Blocked,
     Running,
     /// Waiting to respawn after an exit that was not a failure (young).
     Backoff,
@@ -136,6 +153,7 @@ impl State {
     pub fn as_str(self) -> &'static str {
         match self {
             State::Starting => "starting",
+            State::Blocked => "blocked",
             State::Running => "running",
             State::Backoff => "backoff",
             State::Retrying => "retrying",
@@ -231,6 +249,40 @@ pub struct ServiceStatus {
     /// The service's last sd_notify `STATUS=`.
     #[serde(default)]
     pub notify_status: Option<String>,
+    /// The group it belongs to; null: the root.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub depends_on: Vec<DependInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DependInfo {
+    pub name: String,
+    /// `started`, `ready` or `completed`.
+    pub condition: String,
+    pub satisfied: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    /// Null for the root.
+    pub parent: Option<String>,
+    pub strategy: String,
+    /// Null: no limit.
+    pub intensity: Option<u32>,
+    pub period_s: f64,
+    pub restarts_in_period: u32,
+    pub children: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    /// `healthy`, `degraded` or `critical`.
+    pub health: String,
+    /// Why it is critical (the root gave up).
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

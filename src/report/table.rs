@@ -37,7 +37,7 @@ fn state_color(s: State) -> &'static str {
         | State::Retrying
         | State::Restarting
         | State::Fallback => "33",
-        State::Failed | State::Quarantined => "31",
+        State::Failed | State::Quarantined | State::Blocked => "31",
         State::Stopped | State::Exited => "",
     }
 }
@@ -82,14 +82,24 @@ fn short_time(rfc3339: &str) -> &str {
 }
 
 pub fn render(services: &[ServiceStatus], style: &Style) -> String {
-    let header = [
-        "NAME", "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "RISK", "LAST",
-    ];
-    let rows: Vec<[String; 8]> = services
+    // The GROUP column appears once the file declares groups.
+    let grouped = services.iter().any(|s| s.group.is_some());
+    let mut header = vec!["NAME"];
+    if grouped {
+        header.push("GROUP");
+    }
+    header.extend([
+        "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "RISK", "LAST",
+    ]);
+    let state_col = if grouped { 2 } else { 1 };
+    let rows: Vec<Vec<String>> = services
         .iter()
         .map(|s| {
-            [
-                s.name.clone(),
+            let mut row = vec![s.name.clone()];
+            if grouped {
+                row.push(s.group.clone().unwrap_or_else(|| "-".into()));
+            }
+            row.extend([
                 s.state.as_str().to_string(),
                 s.health.as_str().to_string(),
                 s.pid.map_or("-".into(), |p| p.to_string()),
@@ -97,10 +107,11 @@ pub fn render(services: &[ServiceStatus], style: &Style) -> String {
                 s.restarts.to_string(),
                 format!("{:.2}", s.risk),
                 last(s),
-            ]
+            ]);
+            row
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r.iter()) {
             *w = (*w).max(cell.len());
@@ -119,8 +130,8 @@ pub fn render(services: &[ServiceStatus], style: &Style) -> String {
         for (k, cell) in r.iter().enumerate() {
             let pad = widths[k].saturating_sub(cell.len());
             let text = match k {
-                1 => style.paint(cell, state_color(s.state)),
-                2 => style.paint(cell, health_color(s.health)),
+                _ if k == state_col => style.paint(cell, state_color(s.state)),
+                _ if k == state_col + 1 => style.paint(cell, health_color(s.health)),
                 _ => cell.clone(),
             };
             out.push_str(&text);
@@ -144,6 +155,21 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
     }
     if let (Some(what), Some(at)) = (&s.next_action, &s.next_at) {
         let _ = writeln!(out, "next        {what} at {at}");
+    }
+    if !s.depends_on.is_empty() {
+        let deps: Vec<String> = s
+            .depends_on
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} ({}{})",
+                    d.name,
+                    d.condition,
+                    if d.satisfied { ", met" } else { "" }
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "depends on  {}", deps.join(", "));
     }
     if let Some(ready) = s.ready {
         let _ = writeln!(out, "ready       {}", if ready { "yes" } else { "no" });
@@ -251,6 +277,8 @@ mod tests {
             probes: Default::default(),
             probe_latency_ewma_ms: None,
             notify_status: None,
+            group: None,
+            depends_on: Vec::new(),
             failures: Default::default(),
             actions: Default::default(),
             recovery: Default::default(),

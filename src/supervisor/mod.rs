@@ -19,6 +19,7 @@ mod recovery;
 pub mod registry;
 pub mod spawn;
 mod status;
+mod tree;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
@@ -60,7 +61,10 @@ pub enum RunError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterStop {
     Stay,
+    /// Start again once its dependencies allow.
     Start,
+    /// The root gave up: fallback or quarantine.
+    Quarantine,
 }
 
 /// The primary process's lifecycle. The fallback and the cleanup command
@@ -199,11 +203,14 @@ struct Service {
     pending_cause: Option<(crate::strategy::classify::Cause, String)>,
     /// The last sd_notify `STATUS=`.
     notify_status: Option<String>,
+    /// Waiting on a dependency that failed (kept current by status).
+    blocked: bool,
 }
 
 impl Service {
     fn state(&self) -> State {
         match self.phase {
+            Phase::Starting if self.blocked => State::Blocked,
             _ if self.fallback.as_ref().is_some_and(|f| !f.stopping)
                 && !matches!(self.phase, Phase::Stopping { .. }) =>
             {
@@ -273,6 +280,20 @@ struct Daemon {
     oom_kills: Option<u64>,
     probe_tx: mpsc::UnboundedSender<probes::AsyncResult>,
     notify: Option<std::os::unix::net::UnixDatagram>,
+    /// The supervision tree; index 0 is the root.
+    groups: Vec<tree::GroupRt>,
+    /// Each service's group.
+    service_group: Vec<usize>,
+    /// What each service waits for before it starts (explicit and group order).
+    deps: Vec<Vec<(usize, crate::config::DependOn)>>,
+    /// The reverse of `deps`.
+    dependents: Vec<Vec<usize>>,
+    /// Start order; stop order is its reverse.
+    order: Vec<usize>,
+    /// Set when the root's intensity was exceeded.
+    system_critical: Option<String>,
+    exit_on_critical: bool,
+    exit_code: i32,
     shutting_down: bool,
     down_waiters: Vec<oneshot::Sender<Reply>>,
     /// Adopted orphans were sent SIGTERM at shutdown; SIGKILL after this.
@@ -409,11 +430,33 @@ impl Daemon {
                 started_ok: true,
                 pending_cause: None,
                 notify_status: None,
+                blocked: false,
             })
             .collect();
         let (event_tx, _) = broadcast::channel(1024);
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        let (groups, service_group) = tree::build_groups(plan);
+        let deps = tree::dependencies(plan);
+        let mut dependents = vec![Vec::new(); plan.services.len()];
+        for (i, d) in deps.iter().enumerate() {
+            for (j, _) in d {
+                dependents[*j].push(i);
+            }
+        }
+        let order = if plan.start_order.len() == plan.services.len() {
+            plan.start_order.clone()
+        } else {
+            (0..plan.services.len()).collect()
+        };
         let daemon = Daemon {
+            groups,
+            service_group,
+            deps,
+            dependents,
+            order,
+            system_critical: None,
+            exit_on_critical: plan.exit_on_critical,
+            exit_code: 0,
             log_dir,
             plan_state_dir: plan.state_dir.clone(),
             base_env,
@@ -474,6 +517,9 @@ impl Daemon {
             self.run_hook(i, &record);
         }
         self.events.push_back(record);
+        if matches!(kind, "started" | "ready" | "exited") {
+            self.advance_dependents(i, Instant::now());
+        }
     }
 
     fn set_timer(&mut self, i: usize, kind: Timer, at: Option<Instant>) {
@@ -502,9 +548,7 @@ impl Daemon {
     }
 
     fn start_all(&mut self, now: Instant) {
-        for i in 0..self.services.len() {
-            self.spawn_primary(i, now);
-        }
+        self.start_all_in_order(now);
     }
 
     /// The service's log pipes, made and handed to the log thread on first
@@ -662,10 +706,16 @@ impl Daemon {
     }
 
     fn after_down(&mut self, i: usize, then: AfterStop, now: Instant) {
-        if then == AfterStop::Start && !self.shutting_down {
-            self.spawn_primary(i, now);
-        } else {
-            self.settle(i);
+        match then {
+            AfterStop::Start if !self.shutting_down => {
+                self.services[i].phase = Phase::Starting;
+                self.try_start(i, now);
+                if matches!(self.services[i].phase, Phase::Starting) {
+                    self.settle(i);
+                }
+            }
+            AfterStop::Quarantine if !self.shutting_down => self.quarantine_now(i, now),
+            _ => self.settle(i),
         }
     }
 
@@ -1049,7 +1099,7 @@ impl Daemon {
         if !self.shutting_down || self.finished {
             return;
         }
-        for i in (0..self.services.len()).rev() {
+        for i in self.order.clone().into_iter().rev() {
             let svc = &mut self.services[i];
             if let Phase::Stopping { then, .. } = &mut svc.phase {
                 *then = AfterStop::Stay;
@@ -1254,7 +1304,7 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         for _ in 0..4 {
             tokio::task::yield_now().await;
         }
-        Ok::<i32, RunError>(0)
+        Ok::<i32, RunError>(daemon.exit_code)
     })?;
     // Every service's write ends close here; the log thread then drains the
     // pipes to EOF.

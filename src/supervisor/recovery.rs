@@ -286,10 +286,13 @@ impl Daemon {
             Some(decision.severity.as_str().into()),
             Some(decision.action.name().into()),
         );
+        if matches!(decision.action, Action::Restart { .. }) && self.tree_restart(i, now) {
+            return;
+        }
         self.execute(i, decision.action, stagger.unwrap_or_default(), now);
     }
 
-    fn execute(&mut self, i: usize, action: Action, extra: Duration, now: Instant) {
+    pub(super) fn execute(&mut self, i: usize, action: Action, extra: Duration, now: Instant) {
         match action {
             Action::Retry { delay, .. } => {
                 let delay = delay + extra;

@@ -3,14 +3,16 @@
 use std::time::Instant;
 
 use crate::control::protocol::{
-    ActionCounts, EventRecord, ExitInfo, FailureInfo, Health, ProbeReport, ProbeReports,
-    RecoveryStats, Response, ServiceStatus, SeverityCounts, StatusReport, VERSION,
+    ActionCounts, DependInfo, EventRecord, ExitInfo, FailureInfo, GroupInfo, Health, ProbeReport,
+    ProbeReports, RecoveryStats, Response, ServiceStatus, SeverityCounts, StatusReport, SystemInfo,
+    VERSION,
 };
 use crate::strategy::breaker::Breaker;
 use crate::strategy::restart::ExitStatus;
 use crate::strategy::risk::{Conditions, Level, next_level};
 
 use super::probes::ProbeState;
+use super::tree::Child;
 use super::{Daemon, Phase, format_time, signal_name};
 
 fn report(p: &Option<ProbeState>) -> Option<ProbeReport> {
@@ -64,11 +66,48 @@ impl Daemon {
                     .collect()
             }
         };
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| GroupInfo {
+                name: g.name.clone(),
+                parent: g.parent.map(|p| self.groups[p].name.clone()),
+                strategy: g.strategy.as_str().into(),
+                intensity: g.intensity,
+                period_s: g.period.as_secs_f64(),
+                restarts_in_period: g
+                    .restarts
+                    .iter()
+                    .filter(|t| now.saturating_duration_since(**t) <= g.period)
+                    .count() as u32,
+                children: g
+                    .children
+                    .iter()
+                    .map(|c| match c {
+                        Child::Service(i) => self.services[*i].spec.name.clone(),
+                        Child::Group(k) => self.groups[*k].name.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let system = match &self.system_critical {
+            Some(reason) => SystemInfo {
+                health: "critical".into(),
+                reason: Some(reason.clone()),
+            },
+            None if self.services.iter().any(|s| s.level >= Level::Critical) => SystemInfo {
+                health: "degraded".into(),
+                reason: None,
+            },
+            None => SystemInfo::healthy(),
+        };
         Response::Status(StatusReport {
             version: VERSION,
             pid: std::process::id(),
             services,
             events,
+            groups,
+            system,
         })
     }
 
@@ -95,6 +134,23 @@ impl Daemon {
     }
 
     fn service_status(&mut self, i: usize, now: Instant) -> ServiceStatus {
+        let waiting = match self.services[i].phase {
+            Phase::Starting => self.waiting_for(i),
+            _ => None,
+        };
+        self.services[i].blocked = waiting.as_ref().is_some_and(|(b, _)| *b);
+        let depends_on = self.deps[i]
+            .iter()
+            .map(|&(j, cond)| DependInfo {
+                name: self.services[j].spec.name.clone(),
+                condition: cond.as_str().into(),
+                satisfied: self.dep_satisfied(j, cond),
+            })
+            .collect();
+        let group = match self.service_group[i] {
+            0 => None,
+            g => Some(self.groups[g].name.clone()),
+        };
         let risk = self.services[i].ladder.risk.value(now);
         let level = self.level(i, risk);
         let next = self.next_step(i, now);
@@ -130,6 +186,7 @@ impl Daemon {
         };
         let reason = match &svc.phase {
             Phase::Failed { reason } => Some(reason.clone()),
+            Phase::Starting => waiting.map(|(_, why)| why),
             _ => None,
         };
         let last_failure = svc.last_failure.as_ref().map(|(d, at)| FailureInfo {
@@ -183,6 +240,8 @@ impl Daemon {
                 .find_map(|p| p.latency.mean.get())
                 .map(|m| (m * 1e6).round() / 1e3),
             notify_status: svc.notify_status.clone(),
+            group,
+            depends_on,
             failure_rate_per_min: svc
                 .ladder
                 .risk
