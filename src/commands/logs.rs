@@ -21,6 +21,7 @@ pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<
             state_dir,
             &Request::Status {
                 name: Some(name.into()),
+                brief: true,
             },
             None,
         ) {

@@ -49,7 +49,21 @@ pub fn check(file: &Path) -> Result<i32, CommandError> {
 }
 
 pub fn status(state_dir: &Path, name: Option<String>, json: bool) -> Result<i32, CommandError> {
-    let resp = client::request(state_dir, &Request::Status { name: name.clone() }, None)?;
+    let brief = !json && name.is_none();
+    let resp = client::request(
+        state_dir,
+        &Request::Status {
+            name: name.clone(),
+            brief,
+        },
+        None,
+    )?;
+    if let Response::Brief(report) = &resp {
+        use std::io::Write;
+        let out = table::render(&report.services, &Style::detect());
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        return Ok(0);
+    }
     let report = match resp {
         Response::Status(r) => r,
         Response::Error { message } => return Err(CommandError::Daemon(message)),
@@ -62,7 +76,8 @@ pub fn status(state_dir: &Path, name: Option<String>, json: bool) -> Result<i32,
     } else if name.is_some() && report.services.len() == 1 {
         table::render_one(&report.services[0], &report.events, &Style::detect())
     } else {
-        table::render(&report.services, &Style::detect())
+        let rows: Vec<_> = report.services.iter().map(table::row).collect();
+        table::render(&rows, &Style::detect())
     };
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();

@@ -16,6 +16,10 @@ pub enum Request {
     Ping,
     Status {
         name: Option<String>,
+        /// Only what the `status` table shows (much less to send and parse
+        /// than every field, for hundreds of services).
+        #[serde(default)]
+        brief: bool,
     },
     Start {
         name: String,
@@ -56,6 +60,7 @@ impl Request {
 pub enum Response {
     Pong { pid: u32, version: String },
     Status(StatusReport),
+    Brief(BriefReport),
     Events { events: Vec<EventRecord> },
     Event(EventRecord),
     Done { message: String },
@@ -99,6 +104,27 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     }
     serde_json::from_value(serde_json::Value::Object(obj))
         .map_err(|e| format!("invalid {ty:?} request: {e}"))
+}
+
+/// One row of the `status` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BriefRow {
+    pub name: String,
+    pub group: Option<String>,
+    pub state: State,
+    pub health: Health,
+    pub pid: Option<i32>,
+    pub uptime_s: Option<f64>,
+    pub restarts: u64,
+    pub risk: f64,
+    /// The LAST column, already worded.
+    pub last: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BriefReport {
+    pub version: u32,
+    pub services: Vec<BriefRow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -379,7 +405,10 @@ mod tests {
     fn round_trip() {
         for r in [
             Request::Ping,
-            Request::Status { name: None },
+            Request::Status {
+                name: None,
+                brief: false,
+            },
             Request::Stop { name: "web".into() },
             Request::Down,
         ] {

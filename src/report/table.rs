@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::control::protocol::{EventRecord, Health, ServiceStatus, State};
+use crate::control::protocol::{BriefRow, EventRecord, Health, ServiceStatus, State};
 
 pub struct Style {
     pub color: bool,
@@ -81,7 +81,22 @@ fn short_time(rfc3339: &str) -> &str {
     rfc3339.get(11..19).unwrap_or(rfc3339)
 }
 
-pub fn render(services: &[ServiceStatus], style: &Style) -> String {
+/// What the table shows of a service.
+pub fn row(s: &ServiceStatus) -> BriefRow {
+    BriefRow {
+        name: s.name.clone(),
+        group: s.group.clone(),
+        state: s.state,
+        health: s.health,
+        pid: s.pid,
+        uptime_s: s.uptime_s,
+        restarts: s.restarts,
+        risk: s.risk,
+        last: last(s),
+    }
+}
+
+pub fn render(services: &[BriefRow], style: &Style) -> String {
     // The GROUP column appears once the file declares groups.
     let grouped = services.iter().any(|s| s.group.is_some());
     let mut header = vec!["NAME"];
@@ -106,7 +121,7 @@ pub fn render(services: &[ServiceStatus], style: &Style) -> String {
                 s.uptime_s.map_or("-".into(), human_uptime),
                 s.restarts.to_string(),
                 format!("{:.2}", s.risk),
-                last(s),
+                s.last.clone(),
             ]);
             row
         })
@@ -146,7 +161,7 @@ pub fn render(services: &[ServiceStatus], style: &Style) -> String {
 
 /// `status NAME`: every field, then the recent events.
 pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> String {
-    let mut out = render(std::slice::from_ref(s), style);
+    let mut out = render(&[row(s)], style);
     if let Some(at) = &s.started_at {
         let _ = writeln!(out, "\nstarted at  {at}");
     }
@@ -288,7 +303,10 @@ mod tests {
     #[test]
     fn columns_line_up_without_colour() {
         let t = render(
-            &[svc("web", State::Running), svc("database", State::Running)],
+            &[
+                row(&svc("web", State::Running)),
+                row(&svc("database", State::Running)),
+            ],
             &Style { color: false },
         );
         let lines: Vec<&str> = t.lines().collect();

@@ -1023,8 +1023,8 @@ impl Daemon {
                     .into(),
                 );
             }
-            Request::Status { name } => {
-                let _ = reply.send(self.status(name.as_deref(), now).into());
+            Request::Status { name, brief } => {
+                let _ = reply.send(self.status(name.as_deref(), brief, now).into());
             }
             Request::Events { name, follow } => {
                 if let Some(n) = &name

@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use crate::control::protocol::{
-    ActionCounts, DependInfo, EventRecord, ExitInfo, FailureInfo, GroupInfo, Health, ProbeReport,
-    ProbeReports, RecoveryStats, Response, ServiceStatus, SeverityCounts, StatusReport, SystemInfo,
-    VERSION,
+    ActionCounts, BriefReport, DependInfo, EventRecord, ExitInfo, FailureInfo, GroupInfo, Health,
+    ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus, SeverityCounts,
+    StatusReport, SystemInfo, VERSION,
 };
 use crate::strategy::breaker::Breaker;
 use crate::strategy::restart::ExitStatus;
@@ -46,7 +46,7 @@ fn health(level: Level) -> Health {
 }
 
 impl Daemon {
-    pub(super) fn status(&mut self, name: Option<&str>, now: Instant) -> Response {
+    pub(super) fn status(&mut self, name: Option<&str>, brief: bool, now: Instant) -> Response {
         let pick: Vec<usize> = match name {
             None => (0..self.services.len()).collect(),
             Some(n) => match self.find(n) {
@@ -54,7 +54,14 @@ impl Daemon {
                 Err(e) => return *e,
             },
         };
-        let services = pick.iter().map(|&i| self.service_status(i, now)).collect();
+        let services: Vec<ServiceStatus> =
+            pick.iter().map(|&i| self.service_status(i, now)).collect();
+        if brief {
+            return Response::Brief(BriefReport {
+                version: VERSION,
+                services: services.iter().map(crate::report::table::row).collect(),
+            });
+        }
         let events = match name {
             None => Vec::new(),
             Some(n) => {
