@@ -7,14 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn failure_messages(inst: &Instance, name: &str) -> Vec<String> {
     inst.events(name)
         .into_iter()

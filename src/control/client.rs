@@ -40,28 +40,34 @@ pub fn request_until_closed(state_dir: &Path, request: &Request) -> Result<Respo
     exchange(state_dir, request, None, true)
 }
 
-fn exchange(
-    state_dir: &Path,
-    request: &Request,
-    timeout: Option<Duration>,
-    until_closed: bool,
-) -> Result<Response, ClientError> {
+/// Connect to the daemon of `state_dir`; no socket, or nobody listening on
+/// it, is "not running".
+fn connect(state_dir: &Path) -> Result<(UnixStream, PathBuf), ClientError> {
     let path = state_dir.join(SOCKET_NAME);
-    let io = |source| ClientError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut stream = match UnixStream::connect(&path) {
-        Ok(s) => s,
+    match UnixStream::connect(&path) {
+        Ok(s) => Ok((s, path)),
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
             ) =>
         {
-            return Err(ClientError::NotRunning(state_dir.to_path_buf()));
+            Err(ClientError::NotRunning(state_dir.to_path_buf()))
         }
-        Err(e) => return Err(io(e)),
+        Err(source) => Err(ClientError::Io { path, source }),
+    }
+}
+
+fn exchange(
+    state_dir: &Path,
+    request: &Request,
+    timeout: Option<Duration>,
+    until_closed: bool,
+) -> Result<Response, ClientError> {
+    let (mut stream, path) = connect(state_dir)?;
+    let io = |source| ClientError::Io {
+        path: path.clone(),
+        source,
     };
     stream.set_read_timeout(timeout).map_err(io)?;
     // A daemon that refuses us may close early; its reply is still readable.
@@ -97,22 +103,10 @@ pub fn stream<E: From<ClientError>>(
     request: &Request,
     mut each: impl FnMut(Response) -> Result<bool, E>,
 ) -> Result<(), E> {
-    let path = state_dir.join(SOCKET_NAME);
+    let (mut stream, path) = connect(state_dir)?;
     let io = |source| ClientError::Io {
         path: path.clone(),
         source,
-    };
-    let mut stream = match UnixStream::connect(&path) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(ClientError::NotRunning(state_dir.to_path_buf()).into());
-        }
-        Err(e) => return Err(io(e).into()),
     };
     stream.write_all(request.to_line().as_bytes()).map_err(io)?;
     let reader = BufReader::with_capacity(64 << 10, stream);

@@ -74,6 +74,15 @@ pub fn children_of(ppid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn kill(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
