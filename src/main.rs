@@ -1,3 +1,5 @@
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -8,6 +10,13 @@ use sentineld::control::protocol::Request;
 
 fn main() -> ExitCode {
     ensure_std_fds();
+    // `status` is run often and by scripts: its plain forms skip building
+    // clap's whole command tree. Anything else (or anything odd) goes
+    // through clap, which also gives the errors.
+    if let Some((name, json, state_dir)) = plain_status(std::env::args_os().skip(1)) {
+        let dir = client_state_dir(state_dir.as_deref());
+        return finish(commands::status(&dir, name, json));
+    }
     let cli = Cli::parse();
     let dir = client_state_dir(cli.state_dir.as_deref());
     let result: Result<i32, CommandError> = match cli.command {
@@ -26,6 +35,10 @@ fn main() -> ExitCode {
         } => commands::logs::logs(&dir, &name, lines, follow),
         Command::Down => commands::simple(&dir, Request::Down),
     };
+    finish(result)
+}
+
+fn finish(result: Result<i32, CommandError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         // Config errors start with file:line:col, like a compiler's.
@@ -38,6 +51,27 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// `status [NAME] [--json] [--state-dir DIR]` in any order, and nothing
+/// else; `None` sends the command line to clap.
+fn plain_status(
+    mut args: impl Iterator<Item = OsString>,
+) -> Option<(Option<String>, bool, Option<PathBuf>)> {
+    if args.next()? != "status" {
+        return None;
+    }
+    let (mut name, mut json, mut dir) = (None, false, None);
+    while let Some(arg) = args.next() {
+        let arg = arg.into_string().ok()?;
+        match arg.as_str() {
+            "--json" if !json => json = true,
+            "--state-dir" if dir.is_none() => dir = Some(PathBuf::from(args.next()?)),
+            a if !a.starts_with('-') && !a.is_empty() && name.is_none() => name = Some(arg),
+            _ => return None,
+        }
+    }
+    Some((name, json, dir))
 }
 
 /// Make sure fds 0, 1 and 2 are open, so no socket or pipe of ours lands on

@@ -313,3 +313,57 @@ fn up_detached_returns_once_started_and_down_stops_it() {
     let log = std::fs::read_to_string(dir.path().join(".sentineld/sentineld.log")).unwrap();
     assert!(log.contains("web: started"), "{log}");
 }
+
+#[test]
+fn the_brief_table_says_what_the_full_report_says() {
+    // Only services that are not running, so no column moves between calls.
+    let inst = Instance::start(
+        "services:
+  oneshot:
+    command: exit 3
+    restart: never
+  dependent:
+    command: exec sleep 1000
+    depends_on: { oneshot: completed }
+  ghost:
+    command: [definitely-not-a-program-xyz]
+    restart: never
+  broken:
+    command: exit 78
+",
+    );
+    inst.wait_state("oneshot", "exited");
+    inst.wait_state("dependent", "blocked");
+    inst.wait_state("ghost", "failed");
+    inst.wait_state("broken", "quarantined");
+    let table = String::from_utf8(inst.cli(&["status"]).stdout).unwrap();
+    let full: sentineld::control::protocol::StatusReport =
+        serde_json::from_slice(&inst.cli(&["status", "--json"]).stdout).unwrap();
+    let rows: Vec<_> = full
+        .services
+        .iter()
+        .map(sentineld::report::table::row)
+        .collect();
+    let from_full =
+        sentineld::report::table::render(&rows, &sentineld::report::table::Style { color: false });
+    // RISK decays between the two calls; compare everything else.
+    let strip = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| {
+                l.split_whitespace()
+                    .filter(|w| !(w.len() == 4 && w.starts_with("0.")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&table),
+        strip(&from_full),
+        "{table}\n---\n{from_full}"
+    );
+    assert!(
+        table.contains("blocked: waiting for oneshot (exit 3)"),
+        "{table}"
+    );
+}

@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use crate::control::protocol::{
-    ActionCounts, BriefReport, DependInfo, EventRecord, ExitInfo, FailureInfo, GroupInfo, Health,
-    ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus, SeverityCounts,
+    ActionCounts, BriefReport, BriefRow, DependInfo, EventRecord, ExitInfo, FailureInfo, GroupInfo,
+    Health, ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus, SeverityCounts,
     StatusReport, SystemInfo, VERSION,
 };
 use crate::strategy::breaker::Breaker;
@@ -54,14 +54,15 @@ impl Daemon {
                 Err(e) => return *e,
             },
         };
-        let services: Vec<ServiceStatus> =
-            pick.iter().map(|&i| self.service_status(i, now)).collect();
         if brief {
+            let services = pick.iter().map(|&i| self.brief_row(i, now)).collect();
             return Response::Brief(BriefReport {
                 version: VERSION,
-                services: services.iter().map(crate::report::table::row).collect(),
+                services,
             });
         }
+        let services: Vec<ServiceStatus> =
+            pick.iter().map(|&i| self.service_status(i, now)).collect();
         let events = match name {
             None => Vec::new(),
             Some(n) => {
@@ -138,6 +139,57 @@ impl Daemon {
         let level = next_level(svc.level, risk, c);
         self.services[i].level = level;
         level
+    }
+
+    /// Just the table's columns: none of the probe, recovery or tree
+    /// details are computed (the same words as [`Self::service_status`]
+    /// and `table::last` give).
+    fn brief_row(&mut self, i: usize, now: Instant) -> BriefRow {
+        let waiting = match self.services[i].phase {
+            Phase::Starting => self.waiting_for(i),
+            _ => None,
+        };
+        self.services[i].blocked = waiting.as_ref().is_some_and(|(b, _)| *b);
+        let risk = self.services[i].ladder.risk.value(now);
+        let level = self.level(i, risk);
+        let svc = &self.services[i];
+        let (pid, since) = match &svc.phase {
+            Phase::Running { pid, since, .. } => (Some(*pid), Some(*since)),
+            Phase::Stopping { pid, since, .. } => (*pid, Some(*since)),
+            _ => (None, None),
+        };
+        let last = match (&svc.phase, waiting) {
+            (Phase::Failed { reason }, _) => reason.clone(),
+            (_, Some((_, why))) => why,
+            _ => match (&svc.summary, svc.last_exit) {
+                (Some(summary), _) => summary.clone(),
+                (None, Some((status, at))) => {
+                    let at = format_time(at);
+                    let short = at.get(11..19).unwrap_or(&at).to_string();
+                    match status {
+                        ExitStatus::Code(c) => format!("exit {c} at {short}"),
+                        ExitStatus::Signal(sig) => format!("{} at {short}", signal_name(sig)),
+                    }
+                }
+                (None, None) => "-".into(),
+            },
+        };
+        BriefRow {
+            name: svc.spec.name.clone(),
+            group: match self.service_group[i] {
+                0 => None,
+                g => Some(self.groups[g].name.clone()),
+            },
+            state: svc.state(),
+            health: health(level),
+            pid,
+            uptime_s: since.map(|s| {
+                (now.saturating_duration_since(s).as_secs_f64() * 1000.0).round() / 1000.0
+            }),
+            restarts: svc.spawns.saturating_sub(1),
+            risk: (risk * 1000.0).round() / 1000.0,
+            last,
+        }
     }
 
     fn service_status(&mut self, i: usize, now: Instant) -> ServiceStatus {
