@@ -252,10 +252,15 @@ fn sentineld_tells_its_own_supervisor_ready_and_stopping() {
     let mut buf = [0u8; 256];
     let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
     let ready = String::from_utf8_lossy(&buf[..n]).to_string();
+    // SIGTERM right after READY=1 reaches a service that may still be
+    // between fork and exec: it must not be swallowed there (it once was,
+    // and the stop then waited for the 10 s timeout).
+    let t0 = std::time::Instant::now();
     kill(child.id() as i32, libc::SIGTERM);
     let n = sock.recv(&mut buf).expect("STOPPING=1 within 10 s");
     let stopping = String::from_utf8_lossy(&buf[..n]).to_string();
     let status = child.wait().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "stop took {:?}", t0.elapsed());
     assert_eq!(ready, "READY=1");
     assert_eq!(stopping, "STOPPING=1");
     assert!(status.success());

@@ -166,9 +166,26 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
     ];
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
+    // Block every signal across the fork: a signal that reached the child
+    // before it reset its handlers would run sentineld's handler there (a
+    // stop signal swallowed, and reported to sentineld's own loop). The
+    // child resets the handlers, then unblocks, so such a signal is
+    // delivered to it with its default action.
+    // SAFETY: sigset_t is plain data, initialised by sigfillset.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut saved: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to sigset_t.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
+    }
     // SAFETY: the child only runs `child_after_fork`, which makes
     // async-signal-safe calls on data prepared above, then execs or _exits.
     let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
+    }
     if pid < 0 {
         return Err(SpawnError::Fork(nix::Error::last()));
     }
@@ -229,16 +246,18 @@ unsafe fn child_after_fork(
         if libc::getppid() != parent {
             libc::_exit(1);
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // Handlers reset on exec by themselves; ignored signals (SIGPIPE, by
-        // Rust's runtime) would not.
-        for sig in 1..32 {
+        // All signals are blocked (see spawn). Handlers would reset on exec
+        // by themselves, but one pending now must not run sentineld's
+        // handler, and ignored signals (SIGPIPE, by Rust's runtime) would
+        // stay ignored: default them all, then unblock.
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         for (target, fd) in fds.iter().enumerate() {
             if libc::dup2(*fd, target as libc::c_int) < 0 {
                 fail(*libc::__errno_location());
