@@ -260,7 +260,11 @@ fn sentineld_tells_its_own_supervisor_ready_and_stopping() {
     let n = sock.recv(&mut buf).expect("STOPPING=1 within 10 s");
     let stopping = String::from_utf8_lossy(&buf[..n]).to_string();
     let status = child.wait().unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(5), "stop took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(ready, "READY=1");
     assert_eq!(stopping, "STOPPING=1");
     assert!(status.success());
