@@ -317,7 +317,11 @@ fn expect_rejected(
     name: &str,
     uid: Option<u32>,
 ) {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(if uid.is_some() {
+        common::bin_for_anyone()
+    } else {
+        BIN.into()
+    });
     cmd.args(args)
         .current_dir(dir)
         .env_remove("SENTINELD_TEST_UNSET_VAR");

@@ -242,7 +242,7 @@ fn peers_of_another_uid_are_refused() {
         std::fs::Permissions::from_mode(0o777),
     )
     .unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin_for_anyone())
         .args(["stop", "web"])
         .current_dir(inst.dir.path())
         .uid(65534)

@@ -74,6 +74,42 @@ pub fn children_of(ppid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// A copy of the binary that any user can run (the build dir of a CI clone
+/// need not be readable by `nobody`), for tests that act as another uid.
+pub fn bin_for_anyone() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        // One copy per build of the binary, shared by every test process.
+        let meta = std::fs::metadata(BIN).unwrap();
+        let stamp = meta
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join("sentineld-test-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A shared name in /tmp: only run from a dir that is ours alone.
+        let m = std::fs::symlink_metadata(&dir).unwrap();
+        assert!(
+            m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::geteuid() },
+            "{} is not a directory of ours",
+            dir.display()
+        );
+        let copy = dir.join(format!("sentineld-{stamp}-{}", meta.len()));
+        if !copy.exists() {
+            let tmp = dir.join(format!("partial-{}", std::process::id()));
+            std::fs::copy(BIN, &tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &copy).unwrap();
+        }
+        copy
+    })
+    .clone()
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
