@@ -112,3 +112,62 @@ fn output_written_just_before_exit_is_not_lost() {
         &log[log.len() - 40..]
     );
 }
+
+#[test]
+fn logs_follow_keeps_going_across_rotations() {
+    // Bursts of 100 lines of ~10 bytes, 4 KiB files: a rotation every ~4
+    // bursts, while `logs -f` follows.
+    let inst = Instance::start(
+        "services:\n  ticker:\n    command: sleep 0.5; for r in $$(seq 30); do for k in $$(seq 100); do echo \"tick $$((r * 100 - 100 + k))\"; done; sleep 0.05; done; exec sleep 1000\n    logs: { max_size: 4KiB, keep: 50 }\n",
+    );
+    let mut child = std::process::Command::new(BIN)
+        .args(["logs", "ticker", "-f", "-n", "0"])
+        .current_dir(inst.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id() as i32;
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if let Some(n) = line.strip_prefix("tick ") {
+                let n: u32 = n.parse().unwrap();
+                seen.push(n);
+                if n == 3000 {
+                    break;
+                }
+            }
+        }
+        seen
+    });
+    wait_until(Duration::from_secs(20), "the last tick in the log", || {
+        inst.log("ticker").contains("tick 3000\n")
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(pid, libc::SIGKILL);
+    let _ = child.wait();
+    let seen = reader.join().unwrap();
+    assert!(!seen.is_empty());
+    // Whatever -f started with, from there on nothing is skipped or repeated,
+    // across every rotation, up to the last line.
+    assert_eq!(
+        *seen.last().unwrap(),
+        3000,
+        "{:?}",
+        &seen[seen.len().saturating_sub(5)..]
+    );
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1),
+        "gap or repeat in {} lines",
+        seen.len()
+    );
+    assert!(
+        inst.path(".sentineld/logs/ticker.log.5").exists(),
+        "several rotations happened"
+    );
+}

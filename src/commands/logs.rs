@@ -99,14 +99,30 @@ fn follow_file(path: &Path, out: &mut impl Write) -> Result<(), CommandError> {
     let mut buf = vec![0u8; 64 << 10];
     loop {
         // Rotation renames the file away and a new one appears: finish the
-        // old one, then read the new one from its start.
+        // old one, then any that were rotated after it while we slept
+        // (NAME.log.k-1 … NAME.log.1, if ours is now NAME.log.k), then
+        // read the current one from its start.
         let now_ino = std::fs::metadata(path).ok().map(|m| m.ino());
         if now_ino != ino {
             if let Some(f) = file.as_mut() {
                 copy_rest(f, &mut buf, out);
             }
+            if let Some(old) = ino {
+                let at = (1u32..)
+                    .map_while(|k| Some((k, std::fs::metadata(rotated(path, k)).ok()?.ino())))
+                    .find(|(_, i)| *i == old)
+                    .map_or(1, |(k, _)| k);
+                for k in (1..at).rev() {
+                    if let Ok(mut f) = File::open(rotated(path, k)) {
+                        copy_rest(&mut f, &mut buf, out);
+                    }
+                }
+            }
             file = File::open(path).ok();
-            ino = now_ino;
+            ino = file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.ino());
         }
         if let Some(f) = file.as_mut() {
             copy_rest(f, &mut buf, out);
