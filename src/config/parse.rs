@@ -318,9 +318,7 @@ impl<'a> Validator<'a> {
             ok &= match key {
                 "strategy" => self.strategy(val, &p).map(|s| spec.strategy = s).is_some(),
                 "intensity" => self
-                    .number::<u32>(val, &p, "a number of restarts from 1 to 100000", |n| {
-                        (1..=100_000).contains(n)
-                    })
+                    .count(val, &p, 1..=100_000, "a number of restarts")
                     .map(|n| spec.intensity = Some(n))
                     .is_some(),
                 "period" => self
@@ -377,9 +375,7 @@ impl<'a> Validator<'a> {
                 ok &= match key {
                     "strategy" => self.strategy(v, &p).map(|s| g.strategy = s).is_some(),
                     "intensity" => self
-                        .number::<u32>(v, &p, "a number of restarts from 1 to 100000", |n| {
-                            (1..=100_000).contains(n)
-                        })
+                        .count(v, &p, 1..=100_000, "a number of restarts")
                         .map(|n| g.intensity = n)
                         .is_some(),
                     "period" => self
@@ -902,15 +898,11 @@ impl<'a> Validator<'a> {
                     .map(|d| spec.initial_delay = d)
                     .is_some(),
                 "failure_threshold" => self
-                    .number::<u32>(val, &p, "a count from 1 to 1000", |n| {
-                        (1..=1000).contains(n)
-                    })
+                    .count(val, &p, 1..=1000, "a count")
                     .map(|n| spec.failure_threshold = n)
                     .is_some(),
                 "success_threshold" => self
-                    .number::<u32>(val, &p, "a count from 1 to 1000", |n| {
-                        (1..=1000).contains(n)
-                    })
+                    .count(val, &p, 1..=1000, "a count")
                     .map(|n| spec.success_threshold = n)
                     .is_some(),
                 _ => unreachable!(),
@@ -1055,6 +1047,19 @@ impl<'a> Validator<'a> {
                 .filter(|v| ok(v))
                 .ok_or_else(|| format!("expected {what}, found {s:?}"))
         })
+    }
+
+    /// A whole number in `range`, described as `what` in the error
+    /// ("a count from 1 to 1000").
+    fn count(
+        &mut self,
+        node: &Node,
+        path: &str,
+        range: std::ops::RangeInclusive<u32>,
+        what: &str,
+    ) -> Option<u32> {
+        let what = format!("{what} from {} to {}", range.start(), range.end());
+        self.number::<u32>(node, path, &what, |n| range.contains(n))
     }
 
     fn list<T>(
@@ -1203,9 +1208,7 @@ impl<'a> Validator<'a> {
             let p = join(path, key);
             ok &= match key {
                 "attempts" => self
-                    .number::<u32>(val, &p, "a number of attempts from 0 to 1000", |n| {
-                        *n <= 1000
-                    })
+                    .count(val, &p, 0..=1000, "a number of attempts")
                     .map(|n| spec.attempts = n)
                     .is_some(),
                 "backoff" => self.duration(val, &p).map(|d| spec.backoff = d).is_some(),
@@ -1234,9 +1237,7 @@ impl<'a> Validator<'a> {
             let p = join(path, key);
             ok &= match key {
                 "attempts" => self
-                    .number::<u32>(val, &p, "a number of attempts from 0 to 1000", |n| {
-                        *n <= 1000
-                    })
+                    .count(val, &p, 0..=1000, "a number of attempts")
                     .map(|n| spec.attempts = n)
                     .is_some(),
                 "cleanup" => self
@@ -1286,9 +1287,7 @@ impl<'a> Validator<'a> {
             let p = join(path, key);
             ok &= match key {
                 "failures" => self
-                    .number::<u32>(val, &p, "a number of failures from 1 to 1000", |n| {
-                        (1..=1000).contains(n)
-                    })
+                    .count(val, &p, 1..=1000, "a number of failures")
                     .map(|n| spec.failures = n)
                     .is_some(),
                 "within" => self.duration(val, &p).map(|d| spec.within = d).is_some(),

@@ -135,26 +135,12 @@ impl Daemon {
                         );
                     }
                 }
-                _ => {
-                    svc.phase = Phase::Exited;
-                    let policy = svc.spec.restart.as_str();
-                    self.event(
-                        i,
-                        "exited",
-                        format!("{what}; not restarted (restart: {policy})"),
-                    );
-                }
+                _ => self.exited_for_good(i, &what),
             }
             return;
         }
         if svc.spec.restart == RestartPolicy::Never || self.shutting_down {
-            svc.phase = Phase::Exited;
-            let policy = svc.spec.restart.as_str();
-            self.event(
-                i,
-                "exited",
-                format!("{what}; not restarted (restart: {policy})"),
-            );
+            self.exited_for_good(i, &what);
             return;
         }
         let cause = match status {
@@ -168,6 +154,17 @@ impl Daemon {
             Some(format!("after {}", fmt_duration(uptime))),
             uptime,
             now,
+        );
+    }
+
+    /// The exit ends the service: its restart policy does not restart it.
+    fn exited_for_good(&mut self, i: usize, what: &str) {
+        self.services[i].phase = Phase::Exited;
+        let policy = self.services[i].spec.restart.as_str();
+        self.event(
+            i,
+            "exited",
+            format!("{what}; not restarted (restart: {policy})"),
         );
     }
 
