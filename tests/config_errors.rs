@@ -439,6 +439,7 @@ fn check_prints_the_resolved_plan() {
     assert!(plan.contains("restart: always"), "{plan}");
     assert!(plan.contains("min_uptime: 1s"), "{plan}");
     assert!(plan.contains("signal: SIGTERM"), "{plan}");
+    assert!(plan.contains("start_order:\n- web\n"), "{plan}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("ok, 1 service"));
 }
 

@@ -37,7 +37,17 @@ impl CommandError {
 
 pub fn check(file: &Path) -> Result<i32, CommandError> {
     let plan = crate::config::load(file).map_err(|e| CommandError::BadInput(e.to_string()))?;
-    let yaml = serde_yaml::to_string(&plan).expect("plans serialize");
+    let mut value = serde_yaml::to_value(&plan).expect("plans serialize");
+    // The order services start in (stop is the reverse), by name.
+    let order: Vec<&str> = plan
+        .start_order
+        .iter()
+        .map(|&i| plan.services[i].name.as_str())
+        .collect();
+    if let Some(map) = value.as_mapping_mut() {
+        map.insert("start_order".into(), order.into());
+    }
+    let yaml = serde_yaml::to_string(&value).expect("plans serialize");
     print!("{yaml}");
     eprintln!(
         "{}: ok, {} service{}",
