@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -102,17 +102,12 @@ pub fn bind(state_dir: &Path) -> Result<ControlSocket, BindError> {
     )
     .map_err(|e| io("cannot listen on", &path)(e.into()))?;
     // SAFETY: fd is a listening Unix stream socket we own.
-    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(own(fd)) };
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd.into_raw_fd()) };
     Ok(ControlSocket {
         listener,
         path,
         _lock: lock,
     })
-}
-
-fn own(fd: OwnedFd) -> i32 {
-    use std::os::fd::IntoRawFd;
-    fd.into_raw_fd()
 }
 
 /// A request from a peer, with the way back.

@@ -547,10 +547,6 @@ impl Daemon {
         }
     }
 
-    fn start_all(&mut self, now: Instant) {
-        self.start_all_in_order(now);
-    }
-
     /// The service's log pipes, made and handed to the log thread on first
     /// use: every fork copies the whole fd table, so at start-up the early
     /// services should not pay for the pipes of the later ones.
@@ -1241,7 +1237,7 @@ pub fn run(plan: Plan, control: ControlSocket, ready: Option<File>) -> Result<i3
         let server = tokio::spawn(server::serve(listener, tx));
 
         let now = Instant::now();
-        daemon.start_all(now);
+        daemon.start_all_in_order(now);
         daemon.flush_registry();
         tracing::info!(
             "supervising {} services; control socket {}",

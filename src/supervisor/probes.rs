@@ -284,55 +284,37 @@ impl Daemon {
         match p.spec.check.clone() {
             Check::Notify => {}
             Check::Exec(_) => {
-                let (out_r, out_w) = match nix::unistd::pipe2(
-                    nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK,
-                ) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        self.probe_result(
-                            i,
-                            kind,
-                            generation,
-                            false,
-                            Duration::ZERO,
-                            format!("pipe: {e}"),
-                            now,
-                        );
-                        return;
-                    }
-                };
-                let stdio = spawn::Stdio {
-                    stdin: &self.stdin,
-                    stdout: &out_w,
-                    stderr: &out_w,
-                };
                 let spec = self.services[i].probes[kind as usize]
                     .as_ref()
                     .and_then(|p| p.exec.as_ref())
                     .expect("exec probes have a process image");
-                match spawn::spawn(spec, &stdio) {
-                    Ok(child) => {
-                        drop(out_w);
-                        self.by_pid.insert(child.pid, (i, Role::Probe(kind)));
+                let started = nix::unistd::pipe2(
+                    nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK,
+                )
+                .map_err(|e| format!("pipe: {e}"))
+                .and_then(|(out_r, out_w)| {
+                    let stdio = spawn::Stdio {
+                        stdin: &self.stdin,
+                        stdout: &out_w,
+                        stderr: &out_w,
+                    };
+                    let child = spawn::spawn(spec, &stdio).map_err(|e| e.to_string())?;
+                    Ok((child.pid, out_r))
+                });
+                match started {
+                    Ok((pid, out_r)) => {
+                        self.by_pid.insert(pid, (i, Role::Probe(kind)));
                         if let Some(p) = self.services[i].probes[kind as usize].as_mut() {
                             p.running = Some(ProbeRun {
                                 started: now,
-                                exec: Some((child.pid, out_r)),
+                                exec: Some((pid, out_r)),
                                 timed_out: false,
                             });
                         }
                         self.set_timer(i, kind.timeout_timer(), Some(now + timeout));
                     }
-                    Err(e) => {
-                        self.probe_result(
-                            i,
-                            kind,
-                            generation,
-                            false,
-                            Duration::ZERO,
-                            e.to_string(),
-                            now,
-                        );
+                    Err(why) => {
+                        self.probe_result(i, kind, generation, false, Duration::ZERO, why, now);
                     }
                 }
             }
@@ -433,7 +415,6 @@ impl Daemon {
         } else if !ok {
             output = format!("{}: {output}", describe_exit(status));
         }
-        let _ = out.as_raw_fd();
         self.probe_result(i, kind, generation, ok, latency, output, now);
     }
 

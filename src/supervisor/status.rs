@@ -141,15 +141,30 @@ impl Daemon {
         level
     }
 
-    /// Just the table's columns: none of the probe, recovery or tree
-    /// details are computed (the same words as [`Self::service_status`]
-    /// and `table::last` give).
-    fn brief_row(&mut self, i: usize, now: Instant) -> BriefRow {
+    /// What a not-yet-started service waits for (and whether that is a
+    /// failed dependency, which the state shows as `blocked`).
+    fn observe_waiting(&mut self, i: usize) -> Option<(bool, String)> {
         let waiting = match self.services[i].phase {
             Phase::Starting => self.waiting_for(i),
             _ => None,
         };
         self.services[i].blocked = waiting.as_ref().is_some_and(|(b, _)| *b);
+        waiting
+    }
+
+    /// The service's group; none for the root.
+    fn group_name(&self, i: usize) -> Option<String> {
+        match self.service_group[i] {
+            0 => None,
+            g => Some(self.groups[g].name.clone()),
+        }
+    }
+
+    /// Just the table's columns: none of the probe, recovery or tree
+    /// details are computed (the same words as [`Self::service_status`]
+    /// and `table::last` give).
+    fn brief_row(&mut self, i: usize, now: Instant) -> BriefRow {
+        let waiting = self.observe_waiting(i);
         let risk = self.services[i].ladder.risk.value(now);
         let level = self.level(i, risk);
         let svc = &self.services[i];
@@ -176,10 +191,7 @@ impl Daemon {
         };
         BriefRow {
             name: svc.spec.name.clone(),
-            group: match self.service_group[i] {
-                0 => None,
-                g => Some(self.groups[g].name.clone()),
-            },
+            group: self.group_name(i),
             state: svc.state(),
             health: health(level),
             pid,
@@ -193,23 +205,16 @@ impl Daemon {
     }
 
     fn service_status(&mut self, i: usize, now: Instant) -> ServiceStatus {
-        let waiting = match self.services[i].phase {
-            Phase::Starting => self.waiting_for(i),
-            _ => None,
-        };
-        self.services[i].blocked = waiting.as_ref().is_some_and(|(b, _)| *b);
+        let waiting = self.observe_waiting(i);
         let depends_on = self.deps[i]
             .iter()
             .map(|&(j, cond)| DependInfo {
                 name: self.services[j].spec.name.clone(),
                 condition: cond.as_str().into(),
-                satisfied: self.dep_satisfied(j, cond),
+                satisfied: self.satisfies(j, cond),
             })
             .collect();
-        let group = match self.service_group[i] {
-            0 => None,
-            g => Some(self.groups[g].name.clone()),
-        };
+        let group = self.group_name(i);
         let risk = self.services[i].ladder.risk.value(now);
         let level = self.level(i, risk);
         let next = self.next_step(i, now);

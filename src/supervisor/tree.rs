@@ -132,12 +132,8 @@ impl Daemon {
         }
     }
 
-    pub(super) fn dep_satisfied(&self, j: usize, cond: DependOn) -> bool {
-        self.satisfies(j, cond)
-    }
-
     /// Whether `j` meets `cond` for its dependents now.
-    fn satisfies(&self, j: usize, cond: DependOn) -> bool {
+    pub(super) fn satisfies(&self, j: usize, cond: DependOn) -> bool {
         let d = &self.services[j];
         let exited_ok = matches!(d.phase, Phase::Exited)
             && matches!(d.last_exit, Some((ExitStatus::Code(0), _)));
