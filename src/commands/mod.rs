@@ -11,8 +11,8 @@ use crate::control::protocol::{Request, Response};
 use crate::report::table::{self, Style};
 
 /// Exit codes: 0 ok, 1 runtime failure, 2 bad input (config or usage).
-pub const EXIT_FAILURE: i32 = 1;
-pub const EXIT_BAD_INPUT: i32 = 2;
+const EXIT_FAILURE: i32 = 1;
+const EXIT_BAD_INPUT: i32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {

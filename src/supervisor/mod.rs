@@ -34,7 +34,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::config::{Plan, ServiceSpec, units::suggest};
 use crate::control::protocol::{EventRecord, Request, Response, State};
 use crate::control::server::{self, ControlSocket, Incoming, Reply};
-use crate::strategy::classify::Rule;
+use crate::strategy::classify::{Rule, signal_name};
 use crate::strategy::orchestrator::{Decision, Ladder, RecoveryPolicy};
 use crate::strategy::restart::{ExitStatus, RestartHistory};
 use crate::strategy::risk::Level;
@@ -317,10 +317,6 @@ pub fn describe_exit(status: ExitStatus) -> String {
         ExitStatus::Code(c) => format!("exit {c}"),
         ExitStatus::Signal(s) => format!("killed by {}", signal_name(s)),
     }
-}
-
-pub fn signal_name(sig: i32) -> String {
-    crate::strategy::classify::signal_name(sig)
 }
 
 fn fmt_duration(d: Duration) -> String {

@@ -13,7 +13,8 @@ use crate::strategy::risk::{Conditions, Level, next_level};
 
 use super::probes::ProbeState;
 use super::tree::Child;
-use super::{Daemon, Phase, format_time, signal_name};
+use super::{Daemon, Phase, format_time};
+use crate::strategy::classify::signal_name;
 
 fn report(p: &Option<ProbeState>) -> Option<ProbeReport> {
     let p = p.as_ref()?;
