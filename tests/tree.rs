@@ -32,7 +32,7 @@ fn pids(inst: &Instance) -> [i32; 3] {
     ["a", "b", "c"].map(|n| inst.wait_running(n, None))
 }
 
-fn abort_b_and_wait(inst: &Instance, before: [i32; 3]) {
+fn abort_b_and_wait(inst: &Instance) {
     // b's current run must be past its 0.4 s check before the file appears;
     // restart b so the check happens after the file exists.
     std::fs::write(inst.path("abort-b"), "").unwrap();
@@ -43,14 +43,13 @@ fn abort_b_and_wait(inst: &Instance, before: [i32; 3]) {
             && inst.service("b")["actions"]["restart"] == 1
             && inst.service("b")["state"] == "running"
     });
-    let _ = before;
 }
 
 #[test]
 fn one_for_one_restarts_only_the_failed_child() {
     let inst = Instance::start(&group_yaml("one_for_one", ""));
     let before = pids(&inst);
-    abort_b_and_wait(&inst, before);
+    abort_b_and_wait(&inst);
     let after = pids(&inst);
     assert_eq!(after[0], before[0], "a untouched");
     assert_eq!(after[2], before[2], "c untouched");
@@ -71,7 +70,7 @@ fn one_for_one_restarts_only_the_failed_child() {
 fn one_for_all_restarts_every_child() {
     let inst = Instance::start(&group_yaml("one_for_all", ""));
     let before = pids(&inst);
-    abort_b_and_wait(&inst, before);
+    abort_b_and_wait(&inst);
     wait_until(Duration::from_secs(10), "a and c restarted", || {
         inst.pid_of("a").is_some_and(|p| p != before[0])
             && inst.pid_of("c").is_some_and(|p| p != before[2])
@@ -89,7 +88,7 @@ fn one_for_all_restarts_every_child() {
 fn rest_for_one_restarts_the_child_and_those_after_it_in_order() {
     let inst = Instance::start(&group_yaml("rest_for_one", ""));
     let before = pids(&inst);
-    abort_b_and_wait(&inst, before);
+    abort_b_and_wait(&inst);
     wait_until(Duration::from_secs(10), "c restarted", || {
         inst.pid_of("c").is_some_and(|p| p != before[2])
     });
@@ -99,24 +98,8 @@ fn rest_for_one_restarts_the_child_and_those_after_it_in_order() {
         "a is before b: untouched"
     );
     // c starts after b: group order.
-    let events = inst.events("b");
-    let b_started = events
-        .iter()
-        .rev()
-        .find(|e| e["kind"] == "started")
-        .unwrap()["at"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let c_started = inst
-        .events("c")
-        .iter()
-        .rev()
-        .find(|e| e["kind"] == "started")
-        .unwrap()["at"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let b_started = inst.last_event_at("b", "started");
+    let c_started = inst.last_event_at("c", "started");
     assert!(b_started <= c_started, "b {b_started} c {c_started}");
 }
 
@@ -243,15 +226,8 @@ fn depends_on_ready_starts_the_dependent_only_after_the_probe_passes() {
     assert_eq!(s["depends_on"][0]["satisfied"], false);
     std::fs::write(inst.path("db-ready"), "").unwrap();
     inst.wait_running("api", None);
-    let ready_at = inst
-        .events("db")
-        .iter()
-        .find(|e| e["kind"] == "ready")
-        .unwrap()["at"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let started_at = inst.events("api")[0]["at"].as_str().unwrap().to_string();
+    let ready_at = inst.last_event_at("db", "ready");
+    let started_at = inst.last_event_at("api", "started");
     assert!(
         ready_at <= started_at,
         "db ready {ready_at}, api started {started_at}"

@@ -270,6 +270,19 @@ impl Instance {
             .collect()
     }
 
+    /// When the last event of `kind` happened to `name` (RFC 3339, so the
+    /// strings compare in time order).
+    pub fn last_event_at(&self, name: &str, kind: &str) -> String {
+        self.events(name)
+            .iter()
+            .rev()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} event for {name}"))["at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Just the messages of `events`.
     pub fn messages(&self, name: &str) -> Vec<String> {
         self.events(name)
