@@ -16,6 +16,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
+pub use crate::strategy::policy::{DependOn, RestartPolicy, Strategy};
+
 /// The resolved, validated contents of a services file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -34,28 +36,6 @@ pub struct Plan {
     /// order; stop order is its reverse.
     #[serde(skip)]
     pub start_order: Vec<usize>,
-}
-
-/// Erlang/OTP restart strategies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Restart only the failed child.
-    OneForOne,
-    /// Restart every child of the group.
-    OneForAll,
-    /// Restart the failed child and the children after it.
-    RestForOne,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::OneForOne => "one_for_one",
-            Strategy::OneForAll => "one_for_all",
-            Strategy::RestForOne => "rest_for_one",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,28 +58,6 @@ pub struct GroupSpec {
     pub children: Vec<String>,
     /// The group this one is a child of; none: the root.
     pub parent: Option<String>,
-}
-
-/// What a dependent waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DependOn {
-    /// The dependency's process has been started.
-    Started,
-    /// Its readiness probe (or `READY=1`) passes.
-    Ready,
-    /// It exited 0 (a one-shot, such as a migration).
-    Completed,
-}
-
-impl DependOn {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DependOn::Started => "started",
-            DependOn::Ready => "ready",
-            DependOn::Completed => "completed",
-        }
-    }
 }
 
 #[derive(Clone, Serialize)]
@@ -196,7 +154,7 @@ pub struct ClassifyRule {
     /// A regular expression, matched against the last 64 KiB of output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_matches: Option<String>,
-    pub severity: crate::strategy::classify::Severity,
+    pub severity: crate::strategy::policy::Severity,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -372,25 +330,6 @@ pub struct UserSpec {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
-}
-
-/// OTP's permanent / transient / temporary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-impl RestartPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestartPolicy::Always => "always",
-            RestartPolicy::OnFailure => "on-failure",
-            RestartPolicy::Never => "never",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

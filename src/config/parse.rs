@@ -1094,7 +1094,7 @@ impl<'a> Validator<'a> {
             exit_codes: Vec::new(),
             signals: Vec::new(),
             output_matches: None,
-            severity: crate::strategy::classify::Severity::Transient,
+            severity: crate::strategy::policy::Severity::Transient,
         };
         let mut ok = true;
         let mut severity = false;
@@ -1598,8 +1598,8 @@ fn parse_http_url(s: &str) -> Result<(String, String, String), String> {
     Ok((s.to_string(), authority, target.to_string()))
 }
 
-fn parse_severity(s: &str) -> Result<crate::strategy::classify::Severity, String> {
-    use crate::strategy::classify::Severity;
+fn parse_severity(s: &str) -> Result<crate::strategy::policy::Severity, String> {
+    use crate::strategy::policy::Severity;
     match s {
         "transient" => Ok(Severity::Transient),
         "recoverable" => Ok(Severity::Recoverable),

@@ -1,55 +1,7 @@
 //! Failure → severity: the service's `classify` rules (first match wins),
 //! then the default table of DESIGN §3.
 
-use std::fmt;
-
-use serde::Serialize;
-
-/// How bad a failure is; the order is the escalation order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Retry in place.
-    Transient,
-    /// State is suspect: stop, clean up, start.
-    Recoverable,
-    /// Retrying cannot help: fallback or quarantine.
-    Critical,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 3] = [
-        Severity::Transient,
-        Severity::Recoverable,
-        Severity::Critical,
-    ];
-
-    /// One level up; CRITICAL stays CRITICAL.
-    pub fn raised(self) -> Severity {
-        match self {
-            Severity::Transient => Severity::Recoverable,
-            Severity::Recoverable | Severity::Critical => Severity::Critical,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Transient => "transient",
-            Severity::Recoverable => "recoverable",
-            Severity::Critical => "critical",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use super::policy::Severity;
 
 /// What went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

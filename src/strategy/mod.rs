@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod classify;
 pub mod escalation;
 pub mod orchestrator;
+pub mod policy;
 pub mod probe;
 pub mod restart;
 pub mod risk;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::RestartPolicy;
+use super::policy::RestartPolicy;
 
 /// How a process ended, as `waitid` reported it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
