@@ -16,9 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::protocol::{self, EventRecord, MAX_LINE, Request, Response};
-
-pub const SOCKET_NAME: &str = "control.sock";
-const LOCK_NAME: &str = "sentineld.lock";
+use crate::state_dir::StateDir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -57,7 +55,7 @@ pub fn bind(state_dir: &Path) -> Result<ControlSocket, BindError> {
             .create(state_dir)
             .map_err(io("cannot create", state_dir))?;
     }
-    let lock_path = state_dir.join(LOCK_NAME);
+    let lock_path = StateDir::new(state_dir).lock_file();
     let mut lock = OpenOptions::new()
         .read(true)
         .write(true)
@@ -78,7 +76,7 @@ pub fn bind(state_dir: &Path) -> Result<ControlSocket, BindError> {
     lock.set_len(0).map_err(io("cannot write", &lock_path))?;
     write!(lock, "{}", std::process::id()).map_err(io("cannot write", &lock_path))?;
 
-    let path = state_dir.join(SOCKET_NAME);
+    let path = StateDir::new(state_dir).control_socket();
     match std::fs::remove_file(&path) {
         Ok(()) => tracing::info!("replaced a stale socket at {}", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
