@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::protocol::{self, EventRecord, MAX_LINE, Request, Response};
 use crate::state_dir::StateDir;
+use crate::timefmt::format_time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -206,7 +207,7 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
                 let event = match events.recv().await {
                     Ok(e) => e,
                     Err(broadcast::error::RecvError::Lagged(n)) => EventRecord {
-                        at: crate::supervisor::format_time(std::time::SystemTime::now()),
+                        at: format_time(std::time::SystemTime::now()),
                         service: String::new(),
                         kind: "lagged".into(),
                         message: format!("{n} events were dropped: this reader is too slow"),
