@@ -17,7 +17,7 @@ pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<
     let path = StateDir::new(state_dir).log_file(name);
     if !path.exists() {
         // Let the daemon say whether the name is wrong (with a suggestion).
-        if let Ok(Response::Error { message }) = client::request(
+        if let Ok(Response::Error { message, .. }) = client::request(
             state_dir,
             &Request::Status {
                 name: Some(name.into()),

@@ -15,7 +15,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::protocol::{self, EventRecord, MAX_LINE, Request, Response};
+use super::protocol::{self, ErrorKind, EventRecord, MAX_LINE, Request, Response};
 use crate::state_dir::StateDir;
 use crate::timefmt::format_time;
 
@@ -169,7 +169,7 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
         }
         if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
             let message = format!("request too large: the limit is {MAX_LINE} bytes per line");
-            let _ = write_response(&mut w, &Response::Error { message }).await;
+            let _ = write_response(&mut w, &Response::error(ErrorKind::BadRequest, message)).await;
             return;
         }
         let trimmed = line.trim_ascii();
@@ -183,11 +183,11 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
                 "permission denied: uid {} may not control a sentineld run by uid {me}",
                 peer_uid.map_or("?".into(), |u| u.to_string())
             );
-            let _ = write_response(&mut w, &Response::Error { message }).await;
+            let _ = write_response(&mut w, &Response::error(ErrorKind::BadRequest, message)).await;
             return;
         }
         let reply = match protocol::parse_request(trimmed) {
-            Err(message) => Reply::from(Response::Error { message }),
+            Err(e) => Reply::from(Response::from(e)),
             Ok(request) => {
                 let (reply, rx) = oneshot::channel();
                 if tx.send(Incoming { request, reply }).await.is_err() {

@@ -32,7 +32,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{Plan, ServiceSpec, units::suggest};
-use crate::control::protocol::{EventRecord, Request, Response, State};
+use crate::control::protocol::{ErrorKind, EventRecord, Request, Response, State};
 use crate::control::server::{self, ControlSocket, Incoming, Reply};
 use crate::strategy::classify::Rule;
 use crate::strategy::orchestrator::{Decision, Ladder, RecoveryPolicy};
@@ -927,14 +927,15 @@ impl Daemon {
             (Phase::Running { pid, .. }, _) => Response::Done {
                 message: format!("{name} running (pid {pid})"),
             },
-            (Phase::Failed { reason }, _) => Response::Error {
-                message: format!("{name}: {reason}"),
-            },
+            (Phase::Failed { reason }, _) => {
+                Response::error(ErrorKind::Conflict, format!("{name}: {reason}"))
+            }
             (_, Want::Down) => Response::Done {
                 message: format!("{name} stopped"),
             },
-            (_, Want::Up) => Response::Error {
-                message: format!(
+            (_, Want::Up) => Response::error(
+                ErrorKind::Conflict,
+                format!(
                     "{name} did not stay up: {}{}",
                     svc.state().as_str(),
                     svc.summary
@@ -942,7 +943,7 @@ impl Daemon {
                         .map(|s| format!(" ({s})"))
                         .unwrap_or_default()
                 ),
-            },
+            ),
         }
     }
 
@@ -958,9 +959,10 @@ impl Daemon {
         let hint = suggest(name, self.services.iter().map(|s| s.spec.name.as_str()))
             .map(|s| format!(" (did you mean {s:?}?)"))
             .unwrap_or_default();
-        Response::Error {
-            message: format!("unknown service {name:?}{hint}"),
-        }
+        Response::error(
+            ErrorKind::UnknownService,
+            format!("unknown service {name:?}{hint}"),
+        )
     }
 
     fn handle(&mut self, incoming: Incoming, now: Instant) {
@@ -979,12 +981,8 @@ impl Daemon {
             _ => None,
         };
         if self.shutting_down && named.is_some() {
-            let _ = reply.send(
-                Response::Error {
-                    message: "sentineld is shutting down".into(),
-                }
-                .into(),
-            );
+            let _ = reply
+                .send(Response::error(ErrorKind::Conflict, "sentineld is shutting down").into());
             return;
         }
         match request {
