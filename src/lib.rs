@@ -6,11 +6,15 @@
 //!   forks, reaps, times and stops; a log thread that drains the children's pipes.
 //! - [`control`] is the Unix-socket protocol between the daemon and the CLI.
 //! - [`report`] renders status for people.
+//! - [`state_dir`] names every file and directory in the state dir.
+//! - [`timefmt`] writes times, durations and exits alike in every layer.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
 pub mod report;
+pub mod state_dir;
 pub mod strategy;
 pub mod supervisor;
+pub mod timefmt;

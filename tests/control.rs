@@ -76,48 +76,59 @@ fn a_stale_socket_is_replaced() {
 fn bad_requests_get_an_error_and_the_daemon_keeps_serving() {
     let inst = Instance::start(ONE);
     let web = inst.wait_running("web", None);
-    let cases: Vec<(Vec<u8>, &str)> = vec![
+    // (request, kind, message)
+    let cases: Vec<(Vec<u8>, &str, &str)> = vec![
         (
             b"garbage\n".to_vec(),
+            "bad_request",
             "invalid request: not JSON (expected value at line 1 column 1)",
         ),
         (
             b"[1,2]\n".to_vec(),
+            "bad_request",
             "invalid request: expected a JSON object",
         ),
         (
             br#"{"type":"status"}"#.to_vec(),
+            "bad_request",
             "invalid request: missing \"version\"",
         ),
         (
             b"{\"version\":2,\"type\":\"status\"}\n".to_vec(),
+            "version",
             "protocol version 2 is not supported: this daemon speaks version 1",
         ),
         (
             b"{\"version\":1,\"type\":\"explode\"}\n".to_vec(),
+            "bad_request",
             "unknown request type \"explode\"; known: ping, status, start, stop, restart, reset, events, down",
         ),
         (
             b"{\"version\":1,\"type\":\"stop\"}\n".to_vec(),
+            "bad_request",
             "invalid \"stop\" request: missing field `name`",
         ),
         (
             b"{\"version\":1,\"type\":\"stop\",\"name\":\"nope\"}\n".to_vec(),
+            "unknown_service",
             "unknown service \"nope\"",
         ),
     ];
-    for (payload, want) in cases {
+    for (payload, kind, message) in cases {
         let mut payload = payload;
         if payload.last() != Some(&b'\n') {
             payload.push(b'\n');
         }
         let reply = raw_exchange(&inst, &payload);
         assert_eq!(reply["type"], "error", "{reply}");
-        assert_eq!(reply["message"], want, "{reply}");
+        assert_eq!(reply["kind"], kind, "{reply}");
+        assert_eq!(reply["message"], message, "{reply}");
     }
     let mut huge = vec![b'x'; 100 * 1024];
     huge.push(b'\n');
     let reply = raw_exchange(&inst, &huge);
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["kind"], "bad_request", "{reply}");
     assert_eq!(
         reply["message"],
         "request too large: the limit is 65536 bytes per line"
@@ -127,6 +138,24 @@ fn bad_requests_get_an_error_and_the_daemon_keeps_serving() {
     let reply = raw_exchange(&inst, b"{\"version\":1,\"type\":\"ping\"}\n");
     assert_eq!(reply["type"], "pong");
     assert_eq!(reply["pid"], inst.pid());
+}
+
+#[test]
+fn a_start_that_fails_is_a_conflict() {
+    let inst = Instance::start(
+        "services:\n  ghost:\n    command: [definitely-not-a-program-xyz]\n    restart: never\n",
+    );
+    inst.wait_state("ghost", "failed");
+    let reply = raw_exchange(
+        &inst,
+        b"{\"version\":1,\"type\":\"start\",\"name\":\"ghost\"}\n",
+    );
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["kind"], "conflict", "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap().starts_with("ghost: "),
+        "{reply}"
+    );
 }
 
 #[test]

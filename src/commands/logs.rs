@@ -11,13 +11,13 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use super::CommandError;
 use crate::control::client;
 use crate::control::protocol::{Request, Response};
-use crate::supervisor::logs::rotated;
+use crate::state_dir::{StateDir, rotated};
 
 pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<i32, CommandError> {
-    let path = state_dir.join("logs").join(format!("{name}.log"));
+    let path = StateDir::new(state_dir).log_file(name);
     if !path.exists() {
         // Let the daemon say whether the name is wrong (with a suggestion).
-        if let Ok(Response::Error { message }) = client::request(
+        if let Ok(Response::Error { message, .. }) = client::request(
             state_dir,
             &Request::Status {
                 name: Some(name.into()),
@@ -30,7 +30,7 @@ pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<
         if !follow {
             return Err(CommandError::Failed(format!(
                 "no log for {name:?} in {}",
-                state_dir.join("logs").display()
+                StateDir::new(state_dir).log_dir().display()
             )));
         }
     }

@@ -76,7 +76,7 @@ pub fn status(state_dir: &Path, name: Option<String>, json: bool) -> Result<i32,
     }
     let report = match resp {
         Response::Status(r) => r,
-        Response::Error { message } => return Err(CommandError::Daemon(message)),
+        Response::Error { message, .. } => return Err(CommandError::Daemon(message)),
         other => return Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
     };
     let out = if json {
@@ -108,7 +108,7 @@ pub fn simple(state_dir: &Path, request: Request) -> Result<i32, CommandError> {
             println!("{message}");
             Ok(0)
         }
-        Response::Error { message } => Err(CommandError::Daemon(message)),
+        Response::Error { message, .. } => Err(CommandError::Daemon(message)),
         other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
     }
 }
@@ -139,7 +139,7 @@ pub fn events(
             // Without --follow the backlog is all there is.
             Response::Events { events } => Ok(events.iter().all(&mut print) && follow),
             Response::Event(e) => Ok(print(&e)),
-            Response::Error { message } => Err(CommandError::Daemon(message)),
+            Response::Error { message, .. } => Err(CommandError::Daemon(message)),
             other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
         },
     )?;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::CommandError;
 use crate::control::server;
+use crate::state_dir::StateDir;
 use crate::supervisor;
 
 pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, CommandError> {
@@ -21,7 +22,7 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
             .map_err(|e| CommandError::Failed(e.to_string()));
     }
 
-    let log_path = plan.state_dir.join("sentineld.log");
+    let log_path = StateDir::new(&plan.state_dir).daemon_log();
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -45,7 +46,7 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
                     plan.services.len(),
                     if plan.services.len() == 1 { "" } else { "s" },
                     control.path.display(),
-                    plan.state_dir.join("logs").display(),
+                    StateDir::new(&plan.state_dir).log_dir().display(),
                     log_path.display()
                 );
                 Ok(0)

@@ -437,5 +437,5 @@ pub fn client_state_dir(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = std::env::var_os("SENTINELD_STATE_DIR").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    PathBuf::from(".sentineld")
+    PathBuf::from(crate::state_dir::DEFAULT_NAME)
 }

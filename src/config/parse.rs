@@ -225,7 +225,7 @@ impl<'a> Validator<'a> {
             return None;
         }
         let top = self.fields(doc, "", TOP_KEYS, TOP_LATER)?;
-        let mut state_dir = self.base.join(".sentineld");
+        let mut state_dir = self.base.join(crate::state_dir::DEFAULT_NAME);
         let mut services = Vec::new();
         let mut saw_services = false;
         let mut supervisor = SupervisorSpec {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::protocol::{Request, Response};
-use super::server::SOCKET_NAME;
+use crate::state_dir::StateDir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -43,7 +43,7 @@ pub fn request_until_closed(state_dir: &Path, request: &Request) -> Result<Respo
 /// Connect to the daemon of `state_dir`; no socket, or nobody listening on
 /// it, is "not running".
 fn connect(state_dir: &Path) -> Result<(UnixStream, PathBuf), ClientError> {
-    let path = state_dir.join(SOCKET_NAME);
+    let path = StateDir::new(state_dir).control_socket();
     match UnixStream::connect(&path) {
         Ok(s) => Ok((s, path)),
         Err(e)

@@ -3,6 +3,9 @@
 //! Every request carries `version`; a daemon that speaks another version
 //! says so instead of failing to parse. Lines are capped at
 //! [`MAX_LINE`] bytes. The types are shared by the server and the client.
+//!
+//! An error reply carries an [`ErrorKind`] besides its message, so a client
+//! picks an exit code or an HTTP status without reading the words.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,30 +61,99 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
-    Pong { pid: u32, version: String },
+    Pong {
+        pid: u32,
+        version: String,
+    },
     Status(StatusReport),
     Brief(BriefReport),
-    Events { events: Vec<EventRecord> },
+    Events {
+        events: Vec<EventRecord>,
+    },
     Event(EventRecord),
-    Done { message: String },
-    Error { message: String },
+    Done {
+        message: String,
+    },
+    Error {
+        /// Absent in replies of daemons that predate kinds: read as `internal`.
+        #[serde(default)]
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
-/// Parse one request line. Errors are the message sent back to the peer.
-pub fn parse_request(line: &[u8]) -> Result<Request, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(line).map_err(|e| format!("invalid request: not JSON ({e})"))?;
+impl Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+        Response::Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// What went wrong, for machines; the message says it for people.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No service has the name the request gave.
+    UnknownService,
+    /// The request cannot be served as sent: not JSON, too large, an
+    /// unknown type, a missing or mistyped field, or a peer that may not
+    /// control this daemon.
+    BadRequest,
+    /// Well-formed, but the daemon's state stands in the way: it is shutting
+    /// down, or the service did not stay up.
+    Conflict,
+    /// The peer speaks another protocol version.
+    Version,
+    /// The daemon's own fault; also what a kind this client does not know
+    /// yet is read as.
+    #[default]
+    #[serde(other)]
+    Internal,
+}
+
+/// A request line that could not be parsed, as the reply will say it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl RequestError {
+    fn bad(message: impl Into<String>) -> RequestError {
+        RequestError {
+            kind: ErrorKind::BadRequest,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<RequestError> for Response {
+    fn from(e: RequestError) -> Response {
+        Response::error(e.kind, e.message)
+    }
+}
+
+/// Parse one request line.
+pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|e| RequestError::bad(format!("invalid request: not JSON ({e})")))?;
     let Some(obj) = value.as_object() else {
-        return Err("invalid request: expected a JSON object".into());
+        return Err(RequestError::bad("invalid request: expected a JSON object"));
     };
     match obj.get("version").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(VERSION) => {}
         Some(v) => {
-            return Err(format!(
-                "protocol version {v} is not supported: this daemon speaks version {VERSION}"
-            ));
+            return Err(RequestError {
+                kind: ErrorKind::Version,
+                message: format!(
+                    "protocol version {v} is not supported: this daemon speaks version {VERSION}"
+                ),
+            });
         }
-        None => return Err("invalid request: missing \"version\"".into()),
+        None => return Err(RequestError::bad("invalid request: missing \"version\"")),
     }
     let mut obj = obj.clone();
     obj.remove("version");
@@ -91,19 +163,19 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         .unwrap_or("")
         .to_string();
     if ty.is_empty() {
-        return Err("invalid request: missing \"type\"".into());
+        return Err(RequestError::bad("invalid request: missing \"type\""));
     }
     const KNOWN: &[&str] = &[
         "ping", "status", "start", "stop", "restart", "reset", "events", "down",
     ];
     if !KNOWN.contains(&ty.as_str()) {
-        return Err(format!(
+        return Err(RequestError::bad(format!(
             "unknown request type {ty:?}; known: {}",
             KNOWN.join(", ")
-        ));
+        )));
     }
     serde_json::from_value(serde_json::Value::Object(obj))
-        .map_err(|e| format!("invalid {ty:?} request: {e}"))
+        .map_err(|e| RequestError::bad(format!("invalid {ty:?} request: {e}")))
 }
 
 /// One row of the `status` table.
@@ -418,27 +490,60 @@ mod tests {
 
     #[test]
     fn bad_requests_say_what_is_wrong() {
-        assert!(parse_request(b"garbage").unwrap_err().contains("not JSON"));
-        assert!(parse_request(b"[1]").unwrap_err().contains("JSON object"));
-        assert!(
-            parse_request(br#"{"type":"ping"}"#)
-                .unwrap_err()
-                .contains("missing \"version\"")
+        use ErrorKind::*;
+        for (line, kind, says) in [
+            (&b"garbage"[..], BadRequest, "not JSON"),
+            (b"[1]", BadRequest, "JSON object"),
+            (br#"{"type":"ping"}"#, BadRequest, "missing \"version\""),
+            (br#"{"version":1}"#, BadRequest, "missing \"type\""),
+            (
+                br#"{"version":7,"type":"ping"}"#,
+                Version,
+                "protocol version 7 is not supported",
+            ),
+            (
+                br#"{"version":1,"type":"explode"}"#,
+                BadRequest,
+                "unknown request type \"explode\"",
+            ),
+            (
+                br#"{"version":1,"type":"stop"}"#,
+                BadRequest,
+                "missing field `name`",
+            ),
+        ] {
+            let e = parse_request(line).unwrap_err();
+            assert_eq!(e.kind, kind, "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn error_kinds_are_snake_case_on_the_wire() {
+        let line =
+            serde_json::to_string(&Response::error(ErrorKind::UnknownService, "no")).unwrap();
+        assert_eq!(
+            line,
+            r#"{"type":"error","kind":"unknown_service","message":"no"}"#
         );
-        assert!(
-            parse_request(br#"{"version":7,"type":"ping"}"#)
-                .unwrap_err()
-                .contains("protocol version 7 is not supported")
-        );
-        assert!(
-            parse_request(br#"{"version":1,"type":"explode"}"#)
-                .unwrap_err()
-                .contains("unknown request type \"explode\"")
-        );
-        assert!(
-            parse_request(br#"{"version":1,"type":"stop"}"#)
-                .unwrap_err()
-                .contains("missing field `name`")
-        );
+        for (kind, word) in [
+            (ErrorKind::BadRequest, "bad_request"),
+            (ErrorKind::Conflict, "conflict"),
+            (ErrorKind::Version, "version"),
+            (ErrorKind::Internal, "internal"),
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), word);
+        }
+    }
+
+    #[test]
+    fn an_error_without_a_kind_or_with_a_newer_one_reads_as_internal() {
+        for line in [
+            r#"{"type":"error","message":"boom"}"#,
+            r#"{"type":"error","kind":"from_the_future","message":"boom"}"#,
+        ] {
+            let r: Response = serde_json::from_str(line).unwrap();
+            assert_eq!(r, Response::error(ErrorKind::Internal, "boom"));
+        }
     }
 }

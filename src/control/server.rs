@@ -15,10 +15,9 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::protocol::{self, EventRecord, MAX_LINE, Request, Response};
-
-pub const SOCKET_NAME: &str = "control.sock";
-const LOCK_NAME: &str = "sentineld.lock";
+use super::protocol::{self, ErrorKind, EventRecord, MAX_LINE, Request, Response};
+use crate::state_dir::StateDir;
+use crate::timefmt::format_time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -57,7 +56,7 @@ pub fn bind(state_dir: &Path) -> Result<ControlSocket, BindError> {
             .create(state_dir)
             .map_err(io("cannot create", state_dir))?;
     }
-    let lock_path = state_dir.join(LOCK_NAME);
+    let lock_path = StateDir::new(state_dir).lock_file();
     let mut lock = OpenOptions::new()
         .read(true)
         .write(true)
@@ -78,7 +77,7 @@ pub fn bind(state_dir: &Path) -> Result<ControlSocket, BindError> {
     lock.set_len(0).map_err(io("cannot write", &lock_path))?;
     write!(lock, "{}", std::process::id()).map_err(io("cannot write", &lock_path))?;
 
-    let path = state_dir.join(SOCKET_NAME);
+    let path = StateDir::new(state_dir).control_socket();
     match std::fs::remove_file(&path) {
         Ok(()) => tracing::info!("replaced a stale socket at {}", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -170,7 +169,7 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
         }
         if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
             let message = format!("request too large: the limit is {MAX_LINE} bytes per line");
-            let _ = write_response(&mut w, &Response::Error { message }).await;
+            let _ = write_response(&mut w, &Response::error(ErrorKind::BadRequest, message)).await;
             return;
         }
         let trimmed = line.trim_ascii();
@@ -184,11 +183,11 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
                 "permission denied: uid {} may not control a sentineld run by uid {me}",
                 peer_uid.map_or("?".into(), |u| u.to_string())
             );
-            let _ = write_response(&mut w, &Response::Error { message }).await;
+            let _ = write_response(&mut w, &Response::error(ErrorKind::BadRequest, message)).await;
             return;
         }
         let reply = match protocol::parse_request(trimmed) {
-            Err(message) => Reply::from(Response::Error { message }),
+            Err(e) => Reply::from(Response::from(e)),
             Ok(request) => {
                 let (reply, rx) = oneshot::channel();
                 if tx.send(Incoming { request, reply }).await.is_err() {
@@ -208,7 +207,7 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
                 let event = match events.recv().await {
                     Ok(e) => e,
                     Err(broadcast::error::RecvError::Lagged(n)) => EventRecord {
-                        at: crate::supervisor::format_time(std::time::SystemTime::now()),
+                        at: format_time(std::time::SystemTime::now()),
                         service: String::new(),
                         kind: "lagged".into(),
                         message: format!("{n} events were dropped: this reader is too slow"),

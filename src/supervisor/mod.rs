@@ -32,13 +32,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{Plan, ServiceSpec, units::suggest};
-use crate::control::protocol::{EventRecord, Request, Response, State};
+use crate::control::protocol::{ErrorKind, EventRecord, Request, Response, State};
 use crate::control::server::{self, ControlSocket, Incoming, Reply};
-use crate::strategy::classify::{Rule, signal_name};
+use crate::strategy::classify::Rule;
 use crate::strategy::orchestrator::{Decision, Ladder, RecoveryPolicy};
 use crate::strategy::restart::{ExitStatus, RestartHistory};
 use crate::strategy::risk::Level;
 use crate::strategy::rng::Rng;
+use crate::timefmt::{describe_exit, fmt_duration, format_time};
 
 const EVENT_CAPACITY: usize = 1000;
 /// How long adopted orphans get after SIGTERM at shutdown before SIGKILL.
@@ -302,29 +303,10 @@ struct Daemon {
     registry_dirty: bool,
 }
 
-pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// `Instant` in the future → wall-clock RFC 3339.
 fn wall(at: Instant, now: Instant) -> String {
     let ahead = at.saturating_duration_since(now);
     format_time(SystemTime::now() + ahead)
-}
-
-pub fn describe_exit(status: ExitStatus) -> String {
-    match status {
-        ExitStatus::Code(c) => format!("exit {c}"),
-        ExitStatus::Signal(s) => format!("killed by {}", signal_name(s)),
-    }
-}
-
-fn fmt_duration(d: Duration) -> String {
-    if d >= Duration::from_secs(1) {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }
 
 /// Signal the group led by `leader`, an unreaped child of ours. Right after
@@ -945,14 +927,15 @@ impl Daemon {
             (Phase::Running { pid, .. }, _) => Response::Done {
                 message: format!("{name} running (pid {pid})"),
             },
-            (Phase::Failed { reason }, _) => Response::Error {
-                message: format!("{name}: {reason}"),
-            },
+            (Phase::Failed { reason }, _) => {
+                Response::error(ErrorKind::Conflict, format!("{name}: {reason}"))
+            }
             (_, Want::Down) => Response::Done {
                 message: format!("{name} stopped"),
             },
-            (_, Want::Up) => Response::Error {
-                message: format!(
+            (_, Want::Up) => Response::error(
+                ErrorKind::Conflict,
+                format!(
                     "{name} did not stay up: {}{}",
                     svc.state().as_str(),
                     svc.summary
@@ -960,7 +943,7 @@ impl Daemon {
                         .map(|s| format!(" ({s})"))
                         .unwrap_or_default()
                 ),
-            },
+            ),
         }
     }
 
@@ -976,9 +959,10 @@ impl Daemon {
         let hint = suggest(name, self.services.iter().map(|s| s.spec.name.as_str()))
             .map(|s| format!(" (did you mean {s:?}?)"))
             .unwrap_or_default();
-        Response::Error {
-            message: format!("unknown service {name:?}{hint}"),
-        }
+        Response::error(
+            ErrorKind::UnknownService,
+            format!("unknown service {name:?}{hint}"),
+        )
     }
 
     fn handle(&mut self, incoming: Incoming, now: Instant) {
@@ -997,12 +981,8 @@ impl Daemon {
             _ => None,
         };
         if self.shutting_down && named.is_some() {
-            let _ = reply.send(
-                Response::Error {
-                    message: "sentineld is shutting down".into(),
-                }
-                .into(),
-            );
+            let _ = reply
+                .send(Response::error(ErrorKind::Conflict, "sentineld is shutting down").into());
             return;
         }
         match request {

@@ -19,8 +19,9 @@ use crate::config::{Check, HttpCheck, ProbeSpec, ProbeTimeout};
 use crate::strategy::classify::Cause;
 use crate::strategy::probe::{Change, Latency, Tracker};
 use crate::strategy::restart::ExitStatus;
+use crate::timefmt::{describe_exit, fmt_duration};
 
-use super::{Daemon, Phase, Role, Timer, describe_exit, fmt_duration, signal_group, spawn};
+use super::{Daemon, Phase, Role, Timer, signal_group, spawn};
 
 /// Probe output kept for events and status.
 const OUTPUT_MAX: usize = 512;

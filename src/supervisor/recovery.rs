@@ -15,10 +15,9 @@ use crate::strategy::escalation::Escalation;
 use crate::strategy::orchestrator::{self, Action, Ladder, RecoveryPolicy};
 use crate::strategy::restart::{self, ExitStatus, RestartHistory};
 use crate::strategy::risk::Level;
+use crate::timefmt::{describe_exit, fmt_duration};
 
-use super::{
-    Aux, Daemon, Phase, Role, Timer, describe_exit, fmt_duration, signal_group, spawn, wall,
-};
+use super::{Aux, Daemon, Phase, Role, Timer, signal_group, spawn, wall};
 
 /// How long the supervisor loop waits for the log thread's copy of recent
 /// output when a rule needs it.

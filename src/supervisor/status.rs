@@ -10,10 +10,11 @@ use crate::control::protocol::{
 use crate::strategy::breaker::Breaker;
 use crate::strategy::restart::ExitStatus;
 use crate::strategy::risk::{Conditions, Level, next_level};
+use crate::timefmt::format_time;
 
 use super::probes::ProbeState;
 use super::tree::Child;
-use super::{Daemon, Phase, format_time};
+use super::{Daemon, Phase};
 use crate::strategy::classify::signal_name;
 
 fn report(p: &Option<ProbeState>) -> Option<ProbeReport> {

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use crate::config::{DependOn, Plan, RestartPolicy, Strategy};
 use crate::strategy::orchestrator::Action;
 use crate::strategy::restart::ExitStatus;
+use crate::timefmt::fmt_duration;
 
-use super::{AfterStop, Daemon, Phase, fmt_duration};
+use super::{AfterStop, Daemon, Phase};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Child {

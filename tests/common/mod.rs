@@ -292,7 +292,8 @@ impl Instance {
     }
 
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(&format!(".sentineld/logs/{name}.log")))
+        let state_dir = self.path(sentineld::state_dir::DEFAULT_NAME);
+        std::fs::read_to_string(sentineld::state_dir::StateDir::new(&state_dir).log_file(name))
             .unwrap_or_default()
     }
 
