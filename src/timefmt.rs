@@ -1,39 +1,22 @@
 //! How times, durations and exit statuses are written, the same way in
 //! events, status reports and control replies, whichever layer writes them.
 //!
-//! Pure formatting: nothing here reads a clock. It imports only the strategy
-//! layer's `ExitStatus` and signal names.
+//! Pure formatting: nothing here reads a clock. Durations and exits are
+//! worded by the strategy layer (its decisions write event messages).
 
 use std::time::{Duration, SystemTime};
 
-use crate::strategy::classify::signal_name;
-use crate::strategy::restart::ExitStatus;
+pub use crate::strategy::text::{describe_exit, fmt_duration};
 
 /// RFC 3339 in UTC with milliseconds: `2024-05-01T12:00:00.123Z`.
 pub fn format_time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// `1.0s` from a second up, `400ms` below.
-pub fn fmt_duration(d: Duration) -> String {
-    if d >= Duration::from_secs(1) {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
-/// `exit 1`, `killed by SIGKILL`.
-pub fn describe_exit(status: ExitStatus) -> String {
-    match status {
-        ExitStatus::Code(c) => format!("exit {c}"),
-        ExitStatus::Signal(s) => format!("killed by {}", signal_name(s)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::restart::ExitStatus;
 
     #[test]
     fn times_are_rfc3339_utc_with_millis() {

@@ -1,5 +1,8 @@
 //! Delay before a respawn: `backoff × 2^k`, capped at `max_backoff`, times
-//! `1/(1 − risk)` (capped), times `1 ± jitter`, never above `max_backoff`.
+//! `1/(1 − risk)` (capped), times `1 ± jitter`, never above `max_backoff`;
+//! `k` counts consecutive young deaths ([`YoungDeaths`]). The one formula for
+//! every respawn: a failure's retry or restart, an exit 0 under
+//! `restart: always` ([`PLAIN`]), a crashed fallback.
 
 use std::time::Duration;
 
@@ -23,6 +26,57 @@ impl BackoffSpec {
         let jitter = 1.0 + self.jitter * (2.0 * draw.clamp(0.0, 1.0) - 1.0);
         let secs = exp.as_secs_f64() * risk_factor * jitter;
         Duration::from_secs_f64(secs.max(0.0)).min(self.max)
+    }
+}
+
+/// Respawning after an exit that is not a failure (exit 0 under
+/// `restart: always`, a fallback that ended): no risk, no jitter.
+pub const PLAIN: BackoffSpec = BackoffSpec {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(30),
+    jitter: 0.0,
+};
+
+/// Consecutive runs shorter than `min_uptime`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct YoungDeaths(u32);
+
+impl YoungDeaths {
+    /// Record a run of `uptime`: `Some(k)` for the k-th young death in a row
+    /// (from 0), the exponent of the next delay; `None` for a run long enough
+    /// to respawn at once.
+    pub fn record(&mut self, uptime: Duration, min_uptime: Duration) -> Option<u32> {
+        if uptime >= min_uptime {
+            self.0 = 0;
+            return None;
+        }
+        self.0 = self.0.saturating_add(1);
+        Some(self.0 - 1)
+    }
+
+    pub fn clear(&mut self) {
+        self.0 = 0;
+    }
+
+    pub fn count(self) -> u32 {
+        self.0
+    }
+}
+
+impl BackoffSpec {
+    /// The delay after a run of `uptime`, recorded in `young`.
+    pub fn after_run(
+        &self,
+        young: &mut YoungDeaths,
+        uptime: Duration,
+        min_uptime: Duration,
+        risk: f64,
+        draw: f64,
+    ) -> Duration {
+        match young.record(uptime, min_uptime) {
+            None => Duration::ZERO,
+            Some(k) => self.delay(k, risk, draw),
+        }
     }
 }
 
@@ -60,6 +114,26 @@ mod tests {
         };
         assert_eq!(spec.delay(0, 0.0, 0.0), Duration::from_millis(80));
         assert!((spec.delay(0, 0.0, 0.999_999).as_secs_f64() - 0.12).abs() < 1e-6);
+    }
+
+    #[test]
+    fn young_deaths_count_runs_below_min_uptime_and_a_long_run_clears_them() {
+        let min = Duration::from_secs(1);
+        let mut y = YoungDeaths::default();
+        let young = Duration::from_millis(10);
+        let delays: Vec<u128> = (0..12)
+            .map(|_| PLAIN.after_run(&mut y, young, min, 0.0, 0.5).as_millis())
+            .collect();
+        assert_eq!(&delays[..4], &[100, 200, 400, 800]);
+        assert_eq!(delays[8], 25_600);
+        assert_eq!(delays[9], 30_000);
+        assert_eq!(delays[11], 30_000);
+        assert_eq!(y.count(), 12);
+        assert_eq!(
+            PLAIN.after_run(&mut y, Duration::from_secs(5), min, 0.0, 0.5),
+            Duration::ZERO
+        );
+        assert_eq!(y.count(), 0);
     }
 
     proptest! {

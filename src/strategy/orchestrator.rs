@@ -9,12 +9,14 @@
 //!
 //! A TRANSIENT failure is retried only with probability `(1 − risk)²`, risk
 //! being what the service's history carried just before this failure (so a
-//! first failure is always retried); otherwise it is handled as RECOVERABLE. A run of at least `reset_after`
-//! clears the stage budgets; a passed half-open trial clears everything.
+//! first failure is always retried); otherwise it is handled as RECOVERABLE.
+//! Staying up (and ready) for `reset_after` after a failure clears the stage
+//! budgets ([`Ladder::settled`]); a passed half-open trial also closes the
+//! breaker.
 
 use std::time::{Duration, Instant};
 
-use super::backoff::BackoffSpec;
+use super::backoff::{BackoffSpec, YoungDeaths};
 use super::breaker::Breaker;
 use super::classify::{Cause, Severity};
 use super::escalation::Escalation;
@@ -91,8 +93,8 @@ pub struct Decision {
 pub struct Ladder {
     pub retries: u32,
     pub restarts: u32,
-    /// Consecutive runs shorter than `min_uptime`.
-    pub young: u32,
+    /// Consecutive runs shorter than `min_uptime`: the primary's one count.
+    pub young: YoungDeaths,
     pub escalation: Escalation,
     pub risk: Risk,
     pub breaker: Breaker,
@@ -103,7 +105,7 @@ impl Ladder {
         Ladder {
             retries: 0,
             restarts: 0,
-            young: 0,
+            young: YoungDeaths::default(),
             escalation,
             risk: Risk::default(),
             breaker: Breaker::Closed,
@@ -121,18 +123,7 @@ impl Ladder {
         now: Instant,
         draws: [f64; 2],
     ) -> Decision {
-        if uptime >= policy.reset_after {
-            self.retries = 0;
-            self.restarts = 0;
-            self.escalation.clear();
-        }
-        let k = if uptime >= policy.min_uptime {
-            self.young = 0;
-            None
-        } else {
-            self.young = self.young.saturating_add(1);
-            Some(self.young - 1)
-        };
+        let k = self.young.record(uptime, policy.min_uptime);
         // The lottery and the backoff look at the risk the history carried
         // before this failure: a first failure is always retried.
         let prior = self.risk.value(now);
@@ -201,13 +192,19 @@ impl Ladder {
         decision(action, notes)
     }
 
+    /// The service stayed up (and ready) for `reset_after` after a failure:
+    /// the recovery worked, the stage budgets start over.
+    pub fn settled(&mut self) {
+        self.retries = 0;
+        self.restarts = 0;
+        self.young.clear();
+        self.escalation.clear();
+    }
+
     /// The primary passed its half-open trial: close the breaker, clear budgets.
     pub fn trial_passed(&mut self) {
         self.breaker.close();
-        self.retries = 0;
-        self.restarts = 0;
-        self.young = 0;
-        self.escalation.clear();
+        self.settled();
     }
 
     /// `sentineld reset NAME`: as if the service had never failed.
@@ -488,7 +485,7 @@ mod tests {
     }
 
     #[test]
-    fn reset_after_a_long_healthy_run_restores_the_budgets() {
+    fn settling_restores_the_budgets() {
         let p = policy(false);
         let mut l = ladder();
         let t0 = Instant::now();
@@ -503,6 +500,8 @@ mod tests {
             );
         }
         assert_eq!(l.retries, 3);
+        l.settled();
+        assert_eq!((l.retries, l.young.count()), (0, 0));
         let d = l.on_failure(
             &p,
             Cause::Exit(1),

@@ -5,6 +5,26 @@ use std::time::Duration;
 
 use super::risk::Ewma;
 
+/// Which of a service's three probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeKind {
+    Liveness = 0,
+    Readiness = 1,
+    Startup = 2,
+}
+
+impl ProbeKind {
+    pub const ALL: [ProbeKind; 3] = [ProbeKind::Liveness, ProbeKind::Readiness, ProbeKind::Startup];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Liveness => "liveness",
+            ProbeKind::Readiness => "readiness",
+            ProbeKind::Startup => "startup",
+        }
+    }
+}
+
 /// Consecutive results against `success_threshold` / `failure_threshold`.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {

@@ -1,0 +1,321 @@
+//! Starting, running, exiting and stopping the primary.
+
+use std::time::{Duration, Instant};
+
+use super::super::backoff::PLAIN;
+use super::super::classify::Cause;
+use super::super::restart::{ExitStatus, restarts};
+use super::super::text::{describe_exit, fmt_duration};
+use super::{Context, Exit, Fallback, Phase, Pid, Role, Service, Target, Then, Timer};
+
+impl Service {
+    pub(super) fn go(&mut self, now: Instant, ctx: &mut Context) {
+        if self.phase == Phase::Waiting {
+            self.wants_start = false;
+            self.held = None;
+            self.spawn_primary(now, ctx);
+        }
+    }
+
+    pub(super) fn hold(&mut self, why: String, blocked: bool) {
+        if self.phase == Phase::Waiting {
+            self.wants_start = false;
+            self.held = Some((why, blocked));
+        }
+    }
+
+    pub(super) fn spawn_primary(&mut self, _now: Instant, ctx: &Context) {
+        if ctx.shutting_down || self.spawning[Role::Primary as usize] {
+            return;
+        }
+        self.cancel(Timer::Start);
+        self.spawning[Role::Primary as usize] = true;
+        self.out.push(super::Action::Spawn(Role::Primary));
+    }
+
+    pub(super) fn spawned(&mut self, role: Role, pid: Pid, now: Instant) {
+        if !std::mem::take(&mut self.spawning[role as usize]) {
+            return;
+        }
+        match role {
+            Role::Primary => self.primary_spawned(pid, now),
+            Role::Fallback => {
+                self.fallback = Fallback::Running {
+                    pid,
+                    since: now,
+                    stopping: false,
+                };
+                self.record("fallback", format!("fallback started (pid {pid})"));
+            }
+            Role::Cleanup => {
+                self.cleanup = Some(pid);
+                let limit = self.config.cleanup.unwrap_or_default();
+                self.set_timer(Timer::Cleanup, now + limit);
+                self.record("cleanup", format!("cleanup started (pid {pid})"));
+            }
+        }
+    }
+
+    fn primary_spawned(&mut self, pid: Pid, now: Instant) {
+        self.generation += 1;
+        self.phase = Phase::Running { pid, since: now };
+        self.held = None;
+        let on_trial = matches!(self.fallback, Fallback::Running { .. } | Fallback::Respawn { .. })
+            || !self.ladder.breaker.is_closed();
+        if on_trial {
+            self.set_timer(Timer::Settled, now + self.config.min_uptime);
+        }
+        self.record("started", format!("started (pid {pid})"));
+        self.start_probes(now);
+        self.watch_recovery(now);
+    }
+
+    pub(super) fn spawn_failed(
+        &mut self,
+        role: Role,
+        errno: i32,
+        message: String,
+        now: Instant,
+        ctx: &mut Context,
+    ) {
+        if !std::mem::take(&mut self.spawning[role as usize]) {
+            return;
+        }
+        match role {
+            Role::Primary => {
+                self.phase = Phase::Stopped;
+                let detail = Some(message);
+                self.on_failure(Cause::Spawn(errno), detail, Duration::ZERO, &[], now, ctx);
+            }
+            Role::Fallback => {
+                let until = now + Duration::from_secs(1);
+                self.fallback = Fallback::Respawn { until };
+                self.set_timer(Timer::Fallback, until);
+                self.record(
+                    "fallback",
+                    format!("fallback could not start: {message}; trying again in 1s"),
+                );
+            }
+            Role::Cleanup => {
+                self.record("cleanup", format!("cleanup could not start: {message}"));
+                self.start_after_cleanup(now, ctx);
+            }
+        }
+    }
+
+    pub(super) fn primary_exited(&mut self, pid: Pid, exit: Exit, now: Instant, ctx: &mut Context) {
+        let status = exit.status.unwrap_or(ExitStatus::Code(0));
+        match self.phase.clone() {
+            Phase::Running { pid: p, since } if p == pid => {
+                self.phase = Phase::Stopped;
+                self.cancel(Timer::Settled);
+                self.cancel(Timer::Recovered);
+                self.stop_probes();
+                let uptime = now.saturating_duration_since(since);
+                if let Some(errno) = exit.exec_errno {
+                    let why = std::io::Error::from_raw_os_error(errno);
+                    let detail = Some(format!("exec failed: {why}"));
+                    self.on_failure(Cause::Spawn(errno), detail, uptime, &[], now, ctx);
+                    return;
+                }
+                self.last_exit = Some((status, now));
+                if let Some((cause, why)) = self.pending_cause.take() {
+                    let detail = Some(format!("({why})"));
+                    self.on_failure(cause, detail, uptime, &exit.output, now, ctx);
+                    return;
+                }
+                self.on_ended(status, uptime, &exit, now, ctx);
+            }
+            Phase::Stopping {
+                pid: Some(p),
+                pgid,
+                since,
+                then,
+            } if p == pid => {
+                self.last_exit = Some((status, now));
+                if exit.group_alive {
+                    self.phase = Phase::Stopping {
+                        pid: None,
+                        pgid,
+                        since,
+                        then,
+                    };
+                    let what = describe_exit(status);
+                    let msg = format!("main process {what}; waiting for the rest of group {pgid}");
+                    self.record("stopping", msg);
+                } else {
+                    self.stopped(then, status, now, ctx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The primary ended on its own after `uptime`.
+    fn on_ended(
+        &mut self,
+        status: ExitStatus,
+        uptime: Duration,
+        exit: &Exit,
+        now: Instant,
+        ctx: &mut Context,
+    ) {
+        let what = format!("{} after {}", describe_exit(status), fmt_duration(uptime));
+        let restart = restarts(self.config.restart, status) && !ctx.shutting_down;
+        if status.success() {
+            if !restart {
+                return self.exited_for_good(&what);
+            }
+            let min = self.config.min_uptime;
+            let delay = PLAIN.after_run(&mut self.ladder.young, uptime, min, 0.0, 0.5);
+            if delay.is_zero() {
+                self.record("exited", format!("{what}; restarting now"));
+                self.spawn_primary(now, ctx);
+            } else {
+                self.phase = Phase::Backoff { until: now + delay };
+                self.set_timer(Timer::Start, now + delay);
+                let d = fmt_duration(delay);
+                let msg = format!("{what}; restarting in {d} (ran less than min_uptime)");
+                self.record("exited", msg);
+            }
+            return;
+        }
+        if !restart {
+            return self.exited_for_good(&what);
+        }
+        let cause = match status {
+            ExitStatus::Code(c) => Cause::Exit(c),
+            ExitStatus::Signal(libc::SIGKILL) if exit.oom => Cause::OomKill,
+            ExitStatus::Signal(s) => Cause::Signal(s),
+        };
+        let detail = Some(format!("after {}", fmt_duration(uptime)));
+        self.on_failure(cause, detail, uptime, &exit.output, now, ctx);
+    }
+
+    /// The exit ends the service: its restart policy does not restart it.
+    fn exited_for_good(&mut self, what: &str) {
+        self.phase = Phase::Exited;
+        let policy = self.config.restart.as_str();
+        let msg = format!("{what}; not restarted (restart: {policy})");
+        self.record("exited", msg);
+    }
+
+    /// Signal the primary to stop; `then` says what follows once it is down.
+    pub(super) fn stop(&mut self, then: Then, now: Instant, ctx: &mut Context) {
+        self.stop_probes();
+        self.pending_cause = None;
+        self.pending_restart = None;
+        for t in [Timer::Start, Timer::Settled, Timer::Recovered, Timer::Cleanup] {
+            self.cancel(t);
+        }
+        self.stop_fallback(now);
+        if let Some(pid) = self.cleanup {
+            self.signal(pid, libc::SIGKILL, Target::Group);
+        }
+        match &mut self.phase {
+            Phase::Running { pid, since } => {
+                let (pid, since) = (*pid, *since);
+                let (sig, timeout) = (self.config.stop_signal, self.config.stop_timeout);
+                self.signal(pid, sig, Target::Group);
+                self.signal(pid, libc::SIGCONT, Target::Group);
+                self.phase = Phase::Stopping {
+                    pid: Some(pid),
+                    pgid: pid,
+                    since,
+                    then,
+                };
+                self.set_timer(Timer::Stop, now + timeout);
+                let name = super::super::classify::signal_name(sig);
+                let msg = format!(
+                    "stopping: {name} to process group {pid}, SIGKILL in {}",
+                    fmt_duration(timeout)
+                );
+                self.record("stopping", msg);
+            }
+            Phase::Stopping { then: t, .. } => *t = then,
+            _ => {
+                self.phase = Phase::Stopped;
+                self.after_down(then, now, ctx);
+            }
+        }
+    }
+
+    fn after_down(&mut self, then: Then, now: Instant, ctx: &mut Context) {
+        match then {
+            _ if ctx.shutting_down => {}
+            Then::Start => {
+                self.phase = Phase::Waiting;
+                self.wants_start = true;
+            }
+            Then::Quarantine => self.quarantine_now(now, ctx),
+            Then::Stay => {}
+        }
+    }
+
+    pub(super) fn group_gone(&mut self, now: Instant, ctx: &mut Context) {
+        if let Phase::Stopping {
+            pid: None, then, ..
+        } = self.phase
+        {
+            let status = self.last_exit.map_or(ExitStatus::Code(0), |(s, _)| s);
+            self.stopped(then, status, now, ctx);
+        }
+    }
+
+    fn stopped(&mut self, then: Then, status: ExitStatus, now: Instant, ctx: &mut Context) {
+        self.cancel(Timer::Stop);
+        self.phase = Phase::Stopped;
+        self.record("stopped", format!("stopped ({})", describe_exit(status)));
+        self.after_down(then, now, ctx);
+    }
+
+    pub(super) fn stop_timeout(&mut self, now: Instant, ctx: &mut Context) {
+        if let Phase::Stopping {
+            pid, pgid, then, ..
+        } = self.phase
+        {
+            // With the leader unreaped the group is certainly ours. Without
+            // it, the group's surviving members keep its number from being
+            // reused, so a group that is still non-empty is still ours.
+            self.signal(pgid, libc::SIGKILL, Target::GroupOnly);
+            let msg = format!("stop timeout: SIGKILL to process group {pgid}");
+            self.record("stopping", msg);
+            if pid.is_none() {
+                self.stopped(then, ExitStatus::Signal(libc::SIGKILL), now, ctx);
+            }
+        }
+    }
+
+    /// Backoff, retry delay, restart delay or cooldown is over.
+    pub(super) fn start_timer(&mut self, now: Instant, ctx: &mut Context) {
+        match self.phase {
+            Phase::Backoff { .. } | Phase::Retrying { .. } => self.spawn_primary(now, ctx),
+            Phase::Restarting { .. } if self.cleanup.is_none() => self.spawn_primary(now, ctx),
+            Phase::Quarantined { .. } => {
+                if self.ladder.breaker.poll(now) {
+                    let msg = "half-open: trying the primary again".to_string();
+                    self.record("trial", msg);
+                }
+                self.spawn_primary(now, ctx);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn shutdown(&mut self, now: Instant, ctx: &mut Context) {
+        match self.phase {
+            Phase::Running { .. } | Phase::Stopping { .. } => self.stop(Then::Stay, now, ctx),
+            Phase::Stopped | Phase::Exited | Phase::Failed { .. } => {
+                self.stop_fallback(now);
+                if let Some(pid) = self.cleanup {
+                    self.signal(pid, libc::SIGKILL, Target::Group);
+                }
+            }
+            _ => {
+                self.stop(Then::Stay, now, ctx);
+                self.phase = Phase::Stopped;
+            }
+        }
+        self.wants_start = false;
+    }
+}
