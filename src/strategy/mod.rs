@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod classify;
+pub mod correlation;
 pub mod escalation;
 pub mod orchestrator;
 pub mod policy;
