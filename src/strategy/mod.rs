@@ -14,3 +14,4 @@ pub mod probe;
 pub mod restart;
 pub mod risk;
 pub mod rng;
+pub mod tree;
