@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod classify;
+pub mod correlation;
 pub mod escalation;
 pub mod orchestrator;
 pub mod policy;
@@ -13,3 +14,4 @@ pub mod probe;
 pub mod restart;
 pub mod risk;
 pub mod rng;
+pub mod tree;

@@ -214,17 +214,9 @@ impl Ladder {
     }
 }
 
-/// Correlated failures: when `others` other services failed within the last
-/// second (an upstream outage, say), spread this service's start uniformly
-/// over up to `others × 100ms`, at most 2 s, instead of restarting them all
-/// at once. Below two others there is nothing to spread.
-pub fn stagger(others: usize, draw: f64) -> Option<Duration> {
-    if others < 2 {
-        return None;
-    }
-    let window = (others as f64 * 0.1).min(2.0);
-    Some(Duration::from_secs_f64(window * draw.clamp(0.0, 1.0)))
-}
+// supervisor/recovery.rs still calls it by this path; it lives with the
+// correlation window now.
+pub use super::correlation::stagger;
 
 #[cfg(test)]
 mod tests {
@@ -514,15 +506,6 @@ mod tests {
             matches!(d.action, Action::Retry { attempt: 1, .. }),
             "{d:?}"
         );
-    }
-
-    #[test]
-    fn correlated_failures_are_staggered() {
-        assert_eq!(stagger(0, 0.5), None);
-        assert_eq!(stagger(1, 0.5), None);
-        assert_eq!(stagger(4, 0.5), Some(Duration::from_millis(200)));
-        assert_eq!(stagger(100, 0.999_999_9).map(|d| d.as_millis()), Some(1999));
-        assert!(stagger(100, 1.0).unwrap() <= Duration::from_secs(2));
     }
 
     proptest! {
