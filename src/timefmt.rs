@@ -4,7 +4,7 @@
 //! Pure formatting: nothing here reads a clock. Durations and exits are
 //! worded by the strategy layer (its decisions write event messages).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 pub use crate::strategy::text::{describe_exit, fmt_duration};
 

@@ -216,7 +216,6 @@ impl Ladder {
 
 // supervisor/recovery.rs still calls it by this path; it lives with the
 // correlation window now.
-pub use super::correlation::stagger;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,1 @@
+//! The transition matrix and the machine's invariants.
