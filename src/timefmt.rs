@@ -17,6 +17,7 @@ pub fn format_time(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use crate::strategy::restart::ExitStatus;
+    use std::time::Duration;
 
     #[test]
     fn times_are_rfc3339_utc_with_millis() {
