@@ -451,6 +451,7 @@ fn on_event_hooks_get_the_failure_context() {
   hooked:
     command: {}
     min_uptime: 200ms
+    recovery: {{ reset_after: 500ms }}
     on_event: echo \"$$SENTINELD_SERVICE|$$SENTINELD_EVENT|$$SENTINELD_SEVERITY|$$SENTINELD_CAUSE|$$SENTINELD_EXIT_CODE|$$SENTINELD_ATTEMPT|$$SENTINELD_ACTION\" >> hook.log
 ",
         runs("3:0.3 forever")

@@ -88,13 +88,18 @@ fn a_daemonizing_grandchild_is_stopped_too() {
 }
 
 #[test]
-fn services_stop_in_reverse_declaration_order() {
-    let svc = |n: &str| {
+fn services_stop_in_reverse_dependency_order() {
+    let svc = |n: &str, dep: &str| {
         format!(
-            "  {n}:\n    command: trap 'echo {n} >> order.txt; exit 0' TERM; while :; do sleep 0.05; done\n"
+            "  {n}:\n    command: trap 'echo {n} >> order.txt; exit 0' TERM; while :; do sleep 0.05; done\n{dep}"
         )
     };
-    let yaml = format!("services:\n{}{}{}", svc("a"), svc("b"), svc("c"));
+    let yaml = format!(
+        "services:\n{}{}{}",
+        svc("a", ""),
+        svc("b", "    depends_on: { a: started }\n"),
+        svc("c", "    depends_on: { b: started }\n")
+    );
     let mut inst = Instance::start(&yaml);
     for n in ["a", "b", "c"] {
         inst.wait_running(n, None);
@@ -109,6 +114,35 @@ fn services_stop_in_reverse_declaration_order() {
     assert!(inst.down().success());
     let order = std::fs::read_to_string(inst.path("order.txt")).unwrap();
     assert_eq!(order, "c\nb\na\n");
+}
+
+#[test]
+fn services_that_nothing_orders_stop_together() {
+    // Each ignores SIGTERM and notes when it got it; a 2 s stop timeout
+    // each. Stopped one at a time, the last would hear of it 8 s after the
+    // first; stopped together, all hear of it at once.
+    let svc = |n: &str| {
+        format!(
+            "  {n}:\n    command: trap 'date +%s%N >> term.txt' TERM; while :; do sleep 0.05; done\n    stop: {{ timeout: 2s }}\n"
+        )
+    };
+    let names = ["a", "b", "c", "d", "e"];
+    let yaml = format!("services:\n{}", names.map(svc).concat());
+    let mut inst = Instance::start(&yaml);
+    for n in names {
+        inst.wait_running(n, None);
+    }
+    wait_until(Duration::from_secs(5), "the loops", || {
+        names
+            .iter()
+            .all(|n| !children_of(inst.pid_of(n).unwrap()).is_empty())
+    });
+    assert!(inst.down().success());
+    let text = std::fs::read_to_string(inst.path("term.txt")).unwrap();
+    let at: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(at.len(), names.len(), "{text}");
+    let spread = at.iter().max().unwrap() - at.iter().min().unwrap();
+    assert!(spread < 1_500_000_000, "SIGTERMs spread over {spread} ns");
 }
 
 #[test]

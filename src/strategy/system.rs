@@ -108,7 +108,9 @@ impl System {
     pub fn view(&self, j: usize) -> DepView {
         let s = &self.services[j];
         let ended = match (&s.phase, s.last_exit) {
-            (Phase::Exited, Some((st, _))) if !st.success() => Some(Ended::Failed(describe_exit(st))),
+            (Phase::Exited, Some((st, _))) if !st.success() => {
+                Some(Ended::Failed(describe_exit(st)))
+            }
             (Phase::Exited, _) => Some(Ended::Completed),
             (Phase::Failed { reason }, _) => Some(Ended::Failed(reason.clone())),
             _ => None,
@@ -184,7 +186,10 @@ impl System {
             } => {
                 for g in &gave_up {
                     let to = g.escalated_to.as_deref().unwrap_or("root");
-                    out.push((i, tree_record(format!("{}; escalating to {to}", g.describe()))));
+                    out.push((
+                        i,
+                        tree_record(format!("{}; escalating to {to}", g.describe())),
+                    ));
                 }
                 let origin = &self.services[i].config.name;
                 let message = format!(
@@ -229,7 +234,10 @@ impl System {
         let mut dependents_up = vec![0u32; n];
         for (i, up) in dependents_up.iter_mut().enumerate() {
             let deps = self.tree.dependents(i);
-            *up = deps.iter().filter(|d| !self.services[**d].is_down()).count() as u32;
+            *up = deps
+                .iter()
+                .filter(|d| !self.services[**d].is_down())
+                .count() as u32;
         }
         let alive = self.services.iter().filter(|s| !s.is_down()).count();
         let mut sd = Shutdown {

@@ -53,7 +53,10 @@ mod tests {
 
     #[test]
     fn one_line_removes_control_characters() {
-        assert_eq!(one_line("HTTP 503: down\r\n\tfor\x1b[31m maint\n"), "HTTP 503: down for [31m maint");
+        assert_eq!(
+            one_line("HTTP 503: down\r\n\tfor\x1b[31m maint\n"),
+            "HTTP 503: down for [31m maint"
+        );
         assert_eq!(one_line(""), "");
     }
 }

@@ -1,52 +1,50 @@
 //! The reaper: the only caller of waitpid/waitid in sentineld.
 //!
-//! On SIGCHLD it collects every exited child (`WNOHANG` until none is left):
-//! service leaders go to their service; probes, hooks and orphans adopted as
-//! subreaper are simply reaped. A service leader is first looked at with
-//! `WNOWAIT`, so that while its zombie pins the process-group number the rest
-//! of the group can be killed without any risk of hitting a reused id.
+//! On SIGCHLD it collects every exited child (`WNOHANG` until none is left)
+//! and hands each exit to its owner: a service's primary, fallback or
+//! cleanup to its machine, a probe to the probe runner, a hook to nobody;
+//! orphans adopted as subreaper are simply reaped. A leader is first looked
+//! at with `WNOWAIT`, so that while its zombie pins the process-group number
+//! the rest of its group can be killed with no risk of hitting a reused id.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::{Daemon, Phase, Role, kill};
+use super::daemon::{Daemon, Owner};
+use super::effects::{TAIL_WAIT, kill};
+use super::spawn;
+use crate::strategy::machine::{Event, Exit, Phase, Role};
 use crate::strategy::restart::ExitStatus;
+use crate::strategy::system::Input;
+
+/// The next exited child, still unreaped.
+fn peek() -> Option<(i32, ExitStatus)> {
+    // SAFETY: siginfo_t is plain data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: valid pointer to a siginfo_t.
+    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) };
+    // SAFETY: si_pid/si_status are valid for SIGCHLD-style siginfo.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if r != 0 || pid == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => (pid, ExitStatus::Code(status)),
+        _ => (pid, ExitStatus::Signal(status)),
+    })
+}
 
 pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
     let mut orphans_reaped = false;
-    loop {
-        // SAFETY: siginfo_t is plain data; waitid fills it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointer to a siginfo_t.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid/si_status are valid for SIGCHLD-style siginfo.
-        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-        if r != 0 || pid == 0 {
-            break;
-        }
-        let status = if info.si_code == libc::CLD_EXITED {
-            ExitStatus::Code(status)
-        } else {
-            ExitStatus::Signal(status)
-        };
-        let owner = daemon.by_pid.get(&pid).copied();
-        let leader_died_on_its_own = match owner {
-            Some((i, Role::Primary)) => matches!(daemon.services[i].phase, Phase::Running { .. }),
-            Some((i, Role::Fallback)) => daemon.services[i]
-                .fallback
-                .as_ref()
-                .is_some_and(|f| !f.stopping),
-            Some((_, Role::Cleanup | Role::Hook | Role::Probe(_))) => true,
+    while let Some((pid, status)) = peek() {
+        let owner = daemon.by_pid.remove(&pid);
+        let takes_group = match owner {
+            Some((i, Owner::Service(_))) => daemon.system.services[i].kills_group_on_exit(pid),
+            Some((_, Owner::Hook | Owner::Probe(_))) => true,
             None => false,
         };
-        if leader_died_on_its_own {
+        if takes_group {
             // The rest of its group goes with it, while the zombie leader
             // still pins the group id.
             kill(-pid, libc::SIGKILL);
@@ -55,35 +53,94 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
         // SAFETY: reaping a child we just saw exit.
         unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
         match owner {
-            Some(_) => daemon.on_exit(pid, status, now),
+            Some((i, owner)) => daemon.on_exit(i, owner, pid, status, now),
             None => orphans_reaped = true,
         }
     }
     if orphans_reaped {
-        daemon.recheck_remnants(now);
+        recheck_remnants(daemon, now);
     }
-    daemon.advance_shutdown(now);
 }
 
-/// Children of ours that are not service leaders: orphans re-parented to us
+/// An adopted orphan was reaped: groups waiting on remnants may be empty now.
+fn recheck_remnants(daemon: &mut Daemon, now: Instant) {
+    for i in 0..daemon.system.services.len() {
+        if let Phase::Stopping {
+            pid: None, pgid, ..
+        } = daemon.system.services[i].phase
+            && !kill(-pgid, 0)
+        {
+            daemon.feed(now, Input::Event(i, Event::GroupGone));
+        }
+    }
+}
+
+impl Daemon {
+    fn on_exit(&mut self, i: usize, owner: Owner, pid: i32, status: ExitStatus, now: Instant) {
+        let exec_errno = self
+            .exec_status
+            .remove(&pid)
+            .and_then(|fd| spawn::exec_error(&fd))
+            .map(|e| e.raw_os_error().unwrap_or(libc::ENOEXEC));
+        let event = match owner {
+            Owner::Service(Role::Primary) => {
+                self.registry_dirty = true;
+                let exit = self.primary_exit(i, pid, status, exec_errno);
+                Event::Exited { pid, exit }
+            }
+            Owner::Service(Role::Fallback) => {
+                self.registry_dirty = true;
+                Event::FallbackExited {
+                    pid,
+                    status,
+                    exec_errno,
+                }
+            }
+            Owner::Service(Role::Cleanup) => Event::CleanupExited { pid, status },
+            Owner::Hook => {
+                self.rt[i].hook_running = false;
+                return;
+            }
+            Owner::Probe(kind) => return self.on_probe_exit(i, kind, pid, status, now),
+        };
+        self.feed(now, Input::Event(i, event));
+    }
+
+    /// What the machine needs to know of a primary's exit.
+    fn primary_exit(&mut self, i: usize, pid: i32, status: ExitStatus, errno: Option<i32>) -> Exit {
+        let running = matches!(self.system.services[i].phase, Phase::Running { .. });
+        let oom =
+            running && status == ExitStatus::Signal(libc::SIGKILL) && self.oom_kill_happened();
+        let output = match &self.logs {
+            Some(hub) if running && self.rt[i].needs_output && !status.success() => {
+                hub.tail(i, TAIL_WAIT)
+            }
+            _ => Vec::new(),
+        };
+        Exit {
+            status: Some(status),
+            exec_errno: errno,
+            oom,
+            group_alive: kill(-pid, 0),
+            output,
+        }
+    }
+}
+
+/// Children of ours that are not registered: orphans re-parented to us
 /// because we are a subreaper (a daemonizing grandchild, say).
-pub(super) fn adopted_children(leaders: &HashMap<i32, (usize, Role)>) -> Vec<i32> {
+pub(super) fn adopted_children<V>(known: &HashMap<i32, V>) -> Vec<i32> {
     let me = std::process::id();
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{me}/task")) else {
         return out;
     };
     for t in tasks.flatten() {
-        let path = t.path().join("children");
-        if let Ok(text) = std::fs::read_to_string(path) {
-            for pid in text
+        if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+            let pids = text
                 .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                if !leaders.contains_key(&pid) {
-                    out.push(pid);
-                }
-            }
+                .filter_map(|p| p.parse::<i32>().ok());
+            out.extend(pids.filter(|pid| !known.contains_key(pid)));
         }
     }
     out

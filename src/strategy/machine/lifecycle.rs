@@ -60,8 +60,10 @@ impl Service {
         self.generation += 1;
         self.phase = Phase::Running { pid, since: now };
         self.held = None;
-        let on_trial = matches!(self.fallback, Fallback::Running { .. } | Fallback::Respawn { .. })
-            || !self.ladder.breaker.is_closed();
+        let on_trial = matches!(
+            self.fallback,
+            Fallback::Running { .. } | Fallback::Respawn { .. }
+        ) || !self.ladder.breaker.is_closed();
         if on_trial {
             self.set_timer(Timer::Settled, now + self.config.min_uptime);
         }
@@ -205,7 +207,12 @@ impl Service {
         self.stop_probes();
         self.pending_cause = None;
         self.pending_restart = None;
-        for t in [Timer::Start, Timer::Settled, Timer::Recovered, Timer::Cleanup] {
+        for t in [
+            Timer::Start,
+            Timer::Settled,
+            Timer::Recovered,
+            Timer::Cleanup,
+        ] {
             self.cancel(t);
         }
         self.stop_fallback(now);

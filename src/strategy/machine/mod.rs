@@ -237,7 +237,10 @@ pub enum Event {
     Go,
     /// The tree holds a waiting service: why, and whether it can ever start
     /// (blocked: a dependency failed for good).
-    Held { why: String, blocked: bool },
+    Held {
+        why: String,
+        blocked: bool,
+    },
     Spawned {
         role: Role,
         pid: Pid,
@@ -270,7 +273,9 @@ pub enum Event {
     /// The tree accounted the restart this machine asked about: go on.
     Proceed,
     /// A sibling's restart takes this service with it.
-    SiblingRestart { message: String },
+    SiblingRestart {
+        message: String,
+    },
     /// The root's intensity was exceeded: fallback or quarantine.
     RootGaveUp,
     /// Stop for good: sentineld is shutting down.
@@ -537,7 +542,12 @@ impl Service {
     pub fn kills_group_on_exit(&self, pid: Pid) -> bool {
         match (self.phase.clone(), self.fallback) {
             (Phase::Running { pid: p, .. }, _) if p == pid => true,
-            (_, Fallback::Running { pid: p, stopping, .. }) if p == pid => !stopping,
+            (
+                _,
+                Fallback::Running {
+                    pid: p, stopping, ..
+                },
+            ) if p == pid => !stopping,
             _ => self.cleanup == Some(pid),
         }
     }

@@ -137,9 +137,8 @@ impl Service {
             (ProbeKind::Readiness, Change::Failed) => {
                 self.ready = Some(false);
                 self.cancel(Timer::Recovered);
-                let msg = format!(
-                    "not ready: readiness probe failed {failures} times (last: {output})"
-                );
+                let msg =
+                    format!("not ready: readiness probe failed {failures} times (last: {output})");
                 self.record("not ready", msg);
             }
             _ if !r.ok => {

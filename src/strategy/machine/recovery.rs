@@ -298,16 +298,25 @@ impl Service {
         }
         let uptime = now.saturating_duration_since(since);
         let why = match exec_errno {
-            Some(e) => format!("could not be exec'd: {}", std::io::Error::from_raw_os_error(e)),
+            Some(e) => format!(
+                "could not be exec'd: {}",
+                std::io::Error::from_raw_os_error(e)
+            ),
             None => format!("{} after {}", describe_exit(status), fmt_duration(uptime)),
         };
-        let wanted = matches!(self.phase, Phase::Quarantined { .. } | Phase::Running { .. });
+        let wanted = matches!(
+            self.phase,
+            Phase::Quarantined { .. } | Phase::Running { .. }
+        );
         if !wanted || ctx.shutting_down {
             return self.record("fallback", format!("fallback ended: {why}"));
         }
         let min = self.config.min_uptime;
         let delay = PLAIN.after_run(&mut self.fallback_young, uptime, min, 0.0, 0.5);
-        let msg = format!("fallback ended: {why}; starting it again in {}", fmt_duration(delay));
+        let msg = format!(
+            "fallback ended: {why}; starting it again in {}",
+            fmt_duration(delay)
+        );
         self.record("fallback", msg);
         if delay.is_zero() {
             self.spawn_fallback(ctx);

@@ -61,14 +61,16 @@ impl Service {
                 | Phase::Retrying { .. }
                 | Phase::Backoff { .. }
                 | Phase::Failed { .. }
-        ) || (matches!(self.phase, Phase::Restarting { .. }) && self.cleanup.is_none());
+        ) || (matches!(self.phase, Phase::Restarting { .. })
+            && self.cleanup.is_none());
         if waiting {
             self.waiters.push((ticket, Want::Reset));
             self.spawn_primary(now, ctx);
         } else {
             let name = &self.config.name;
             let msg = format!("{name} reset: breaker closed, failure history cleared");
-            self.out.push(super::Action::Reply(ticket, Reply::Done(msg)));
+            self.out
+                .push(super::Action::Reply(ticket, Reply::Done(msg)));
         }
     }
 

@@ -1,0 +1,194 @@
+//! The runtime's state: the pure core ([`System`]) and, beside it, every
+//! OS handle and process record the core does not hold — log pipes, exec
+//! status pipes, process images, the pid → owner map, the timer queue, the
+//! journal, the tickets of control requests waiting for an answer.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::journal::Journal;
+use super::probes::{self, ProbeRt};
+use super::timers::Timers;
+use super::{RunError, logs, spawn};
+use crate::config::{Plan, ServiceSpec};
+use crate::control::server::Reply;
+use crate::state_dir::StateDir;
+use crate::strategy::machine::{self, Ticket};
+use crate::strategy::probe::ProbeKind;
+use crate::strategy::system::System;
+
+/// Who a child process of ours belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Owner {
+    Service(machine::Role),
+    Hook,
+    Probe(ProbeKind),
+}
+
+/// What the daemon's entry needs besides the plan: read by the caller
+/// (`main`/`commands`), so tests can pass their own.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Seeds the random source (jitter, retry lottery, staggering).
+    pub seed: u64,
+    /// The environment every service starts from.
+    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Options {
+    /// From sentineld's own environment: `SENTINELD_SEED` fixes the seed for
+    /// reproducible runs; the clock seeds it otherwise.
+    pub fn from_env() -> Options {
+        let seed = std::env::var("SENTINELD_SEED")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+                    ^ u64::from(std::process::id())
+            });
+        let env = std::env::vars_os()
+            .filter(|(k, _)| {
+                k != "NOTIFY_SOCKET" && k != "SENTINELD_STATE_DIR" && k != "SENTINELD_SEED"
+            })
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        Options { seed, env }
+    }
+}
+
+/// A service's OS-side state.
+pub(super) struct ServiceRt {
+    pub spec: ServiceSpec,
+    pub image: spawn::SpawnSpec,
+    pub log_pipes: Option<(OwnedFd, OwnedFd)>,
+    pub hook_running: bool,
+    /// Start time of the current leader, for the pgid registry.
+    pub start_time: Option<u64>,
+    pub probes: [Option<ProbeRt>; 3],
+    /// A `classify` rule looks at output: failures fetch the log tail.
+    pub needs_output: bool,
+}
+
+pub(super) struct Daemon {
+    pub system: System,
+    pub rt: Vec<ServiceRt>,
+    pub by_pid: HashMap<i32, (usize, Owner)>,
+    pub exec_status: HashMap<i32, OwnedFd>,
+    pub timers: Timers,
+    pub journal: Journal,
+    pub tickets: HashMap<Ticket, oneshot::Sender<Reply>>,
+    pub next_ticket: Ticket,
+    pub down_waiters: Vec<oneshot::Sender<Reply>>,
+    pub base_env: Vec<(Vec<u8>, Vec<u8>)>,
+    pub state_dir: PathBuf,
+    pub stdin: OwnedFd,
+    pub logs: Option<logs::LogHub>,
+    pub probe_tx: mpsc::UnboundedSender<probes::AsyncResult>,
+    pub notify: Option<std::os::unix::net::UnixDatagram>,
+    /// The kernel's OOM-kill count for our cgroup, when it can be read.
+    pub oom_kills: Option<u64>,
+    /// Adopted orphans were sent SIGTERM at shutdown; SIGKILL after this.
+    pub orphan_deadline: Option<Instant>,
+    pub finished: bool,
+    pub registry_dirty: bool,
+    /// A monotonic instant and the wall clock at the same moment: turns the
+    /// core's instants into times for people.
+    pub epoch: (Instant, SystemTime),
+}
+
+impl Daemon {
+    pub(super) fn new(
+        plan: &Plan,
+        hub: logs::LogHub,
+        options: Options,
+    ) -> Result<(Daemon, probes::AsyncResults), RunError> {
+        let dir = StateDir::new(&plan.state_dir);
+        let notify = probes::bind_notify(&dir.notify_socket());
+        let mut base_env = options.env;
+        if notify.is_some() {
+            let path = dir.notify_socket();
+            base_env.push((
+                b"NOTIFY_SOCKET".to_vec(),
+                path.as_os_str().as_bytes().to_vec(),
+            ));
+        }
+        let log_dir = dir.log_dir();
+        std::fs::create_dir_all(&log_dir).map_err(|source| RunError::StateDir {
+            path: log_dir.display().to_string(),
+            source,
+        })?;
+        let stdin: OwnedFd = File::open("/dev/null")
+            .map_err(|source| RunError::StateDir {
+                path: "/dev/null".into(),
+                source,
+            })?
+            .into();
+        let machines = (plan.services.iter().enumerate())
+            .map(|(i, spec)| machine::Service::new(i, super::plan::machine_config(spec)))
+            .collect();
+        let system = System::new(
+            machines,
+            super::plan::tree(plan),
+            options.seed,
+            plan.exit_on_critical,
+        );
+        let rt = plan
+            .services
+            .iter()
+            .map(|spec| ServiceRt {
+                image: spawn::SpawnSpec::new(spec, &base_env),
+                log_pipes: None,
+                hook_running: false,
+                start_time: None,
+                probes: ProbeRt::for_service(spec, &base_env),
+                needs_output: spec.classify.iter().any(|r| r.output_matches.is_some()),
+                spec: spec.clone(),
+            })
+            .collect();
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        let daemon = Daemon {
+            system,
+            rt,
+            by_pid: HashMap::new(),
+            exec_status: HashMap::new(),
+            timers: Timers::default(),
+            journal: Journal::new(),
+            tickets: HashMap::new(),
+            next_ticket: 0,
+            down_waiters: Vec::new(),
+            base_env,
+            state_dir: plan.state_dir.clone(),
+            stdin,
+            logs: Some(hub),
+            probe_tx,
+            notify,
+            oom_kills: super::effects::read_oom_kills(),
+            orphan_deadline: None,
+            finished: false,
+            registry_dirty: false,
+            epoch: (Instant::now(), SystemTime::now()),
+        };
+        Ok((daemon, probe_rx))
+    }
+
+    /// The wall-clock time of a core instant.
+    pub(super) fn wall(&self, at: Instant) -> SystemTime {
+        let (i0, w0) = self.epoch;
+        match at.checked_duration_since(i0) {
+            Some(d) => w0 + d,
+            None => w0 - i0.duration_since(at),
+        }
+    }
+
+    pub(super) fn find(&self, name: &str) -> Option<usize> {
+        self.rt.iter().position(|s| s.spec.name == name)
+    }
+}

@@ -1,0 +1,303 @@
+//! The effects executor: feeds an input to the core and carries out the
+//! actions it returns — forks, signals, timers, probes, journal records,
+//! hooks, replies. A spawn's result goes straight back to the core as an
+//! event. Nothing here decides what follows what.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::daemon::{Daemon, Owner};
+use super::timers::Key;
+use super::{logs, registry, spawn};
+use crate::control::protocol::{ErrorKind, EventRecord, Response};
+use crate::state_dir::StateDir;
+use crate::strategy::classify::{Cause, signal_name};
+use crate::strategy::machine::{Action, Event, Record, Reply, Role, Target};
+use crate::strategy::orchestrator::Action as Remedy;
+use crate::strategy::system::Input;
+use crate::timefmt::format_time;
+
+/// Signal the group led by `leader`, an unreaped child of ours. Right after
+/// the fork the child may not have called setsid yet, and the group does not
+/// exist; the leader itself is signalled then.
+pub(super) fn signal_group(leader: i32, sig: libc::c_int) {
+    if !kill(-leader, sig) {
+        kill(leader, sig);
+    }
+}
+
+pub(super) fn kill(target: i32, sig: libc::c_int) -> bool {
+    // SAFETY: plain syscall; callers pass only pids/groups that are ours.
+    unsafe { libc::kill(target, sig) == 0 }
+}
+
+/// `oom_kill` from our cgroup's memory.events (cgroup v2), when readable.
+/// Services live in sentineld's cgroup, so a rise during a SIGKILL death
+/// means the kernel's OOM killer chose one of them.
+pub(super) fn read_oom_kills() -> Option<u64> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let events =
+        std::fs::read_to_string(format!("/sys/fs/cgroup{}/memory.events", path.trim())).ok()?;
+    events
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+impl Daemon {
+    /// Feed one input to the core and carry out everything that follows.
+    pub(super) fn feed(&mut self, now: Instant, input: Input) {
+        let mut work: VecDeque<(usize, Action)> = self.system.handle(now, input).into();
+        while let Some((i, action)) = work.pop_front() {
+            if let Some(event) = self.execute(i, action, now) {
+                work.extend(self.system.handle(now, Input::Event(i, event)));
+            }
+        }
+    }
+
+    fn execute(&mut self, i: usize, action: Action, now: Instant) -> Option<Event> {
+        match action {
+            Action::Spawn(role) => return Some(self.spawn(i, role)),
+            Action::Signal {
+                pid,
+                signal,
+                target,
+            } => match target {
+                Target::Group => signal_group(pid, signal),
+                Target::GroupOnly => {
+                    kill(-pid, signal);
+                }
+            },
+            Action::SetTimer(t, at) => self.timers.set(i, Key::Machine(t), at),
+            Action::CancelTimer(t) => self.timers.cancel(i, Key::Machine(t)),
+            Action::RunProbe {
+                kind,
+                generation,
+                timeout,
+            } => return self.run_probe(i, kind, generation, timeout, now),
+            Action::CancelProbes => self.cancel_probes(i),
+            Action::Record(record) => self.record(i, record),
+            Action::Reply(ticket, reply) => {
+                let response = match reply {
+                    Reply::Done(message) => Response::Done { message },
+                    Reply::Conflict(message) => Response::error(ErrorKind::Conflict, message),
+                };
+                if let Some(tx) = self.tickets.remove(&ticket) {
+                    let _ = tx.send(response.into());
+                }
+            }
+            Action::AskTree => unreachable!("the system answers AskTree itself"),
+        }
+        None
+    }
+
+    /// The service's log pipes, made and handed to the log thread on first
+    /// use: every fork copies the whole fd table, so at start-up the early
+    /// services should not pay for the pipes of the later ones.
+    fn log_pipes(&mut self, i: usize) -> Result<(), nix::Error> {
+        if self.rt[i].log_pipes.is_some() {
+            return Ok(());
+        }
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let svc = &self.rt[i];
+        if let Some(hub) = &self.logs {
+            hub.add(logs::LogSink {
+                id: i,
+                path: StateDir::new(&self.state_dir).log_file(&svc.spec.name),
+                max_size: svc.spec.logs.max_size,
+                keep: svc.spec.logs.keep,
+                stdout: out_r,
+                stderr: err_r,
+                keep_tail: svc.needs_output,
+            });
+        }
+        self.rt[i].log_pipes = Some((out_w, err_w));
+        Ok(())
+    }
+
+    /// Fork `image` (the service's own command if none) with the service's
+    /// stdio, and register the pid.
+    pub(super) fn fork(
+        &mut self,
+        i: usize,
+        image: Option<&spawn::SpawnSpec>,
+        owner: Owner,
+    ) -> Result<spawn::Spawned, spawn::SpawnError> {
+        self.log_pipes(i).map_err(spawn::SpawnError::Pipe)?;
+        let svc = &self.rt[i];
+        let (stdout, stderr) = svc.log_pipes.as_ref().expect("made above");
+        let stdio = spawn::Stdio {
+            stdin: &self.stdin,
+            stdout,
+            stderr,
+        };
+        let child = spawn::spawn(image.unwrap_or(&svc.image), &stdio)?;
+        self.by_pid.insert(child.pid, (i, owner));
+        Ok(child)
+    }
+
+    fn spawn(&mut self, i: usize, role: Role) -> Event {
+        let image = match role {
+            Role::Primary => None,
+            Role::Fallback => self.rt[i]
+                .spec
+                .recovery
+                .fallback
+                .as_ref()
+                .map(|f| &f.command),
+            Role::Cleanup => self.rt[i].spec.recovery.restart.cleanup.as_ref(),
+        }
+        .map(|cmd| {
+            let env = self.context_env(i, None);
+            spawn::SpawnSpec::for_command(cmd, &self.rt[i].spec, &self.base_env, &env)
+        });
+        match self.fork(i, image.as_ref(), Owner::Service(role)) {
+            Ok(child) => {
+                self.exec_status.insert(child.pid, child.exec_status);
+                if role != Role::Cleanup {
+                    self.registry_dirty = true;
+                }
+                if role == Role::Primary {
+                    self.rt[i].start_time = None;
+                }
+                Event::Spawned {
+                    role,
+                    pid: child.pid,
+                }
+            }
+            Err(e) => Event::SpawnFailed {
+                role,
+                errno: match &e {
+                    spawn::SpawnError::NotFound { .. } => libc::ENOENT,
+                    spawn::SpawnError::Fork(e) | spawn::SpawnError::Pipe(e) => *e as i32,
+                },
+                message: e.to_string(),
+            },
+        }
+    }
+
+    fn record(&mut self, i: usize, r: Record) {
+        let service = self.rt[i].spec.name.clone();
+        tracing::info!("{service}: {}", r.message);
+        let record = EventRecord {
+            at: format_time(SystemTime::now()),
+            service,
+            kind: r.kind.to_string(),
+            message: r.message,
+            severity: r.severity.map(|s| s.as_str().into()),
+            action: r.action.map(Into::into),
+        };
+        if r.hook {
+            self.run_hook(i, &record);
+        }
+        self.journal.push(record);
+    }
+
+    /// Run the service's `on_event` command for `record`, unless one is
+    /// still running (hooks never pile up).
+    fn run_hook(&mut self, i: usize, record: &EventRecord) {
+        if self.system.shutting_down() || self.rt[i].hook_running {
+            return;
+        }
+        let Some(cmd) = self.rt[i].spec.on_event.clone() else {
+            return;
+        };
+        let env = self.context_env(i, Some(record));
+        let image = spawn::SpawnSpec::for_command(&cmd, &self.rt[i].spec, &self.base_env, &env);
+        match self.fork(i, Some(&image), Owner::Hook) {
+            Ok(_) => self.rt[i].hook_running = true,
+            Err(e) => tracing::warn!("{}: on_event hook could not start: {e}", record.service),
+        }
+    }
+
+    /// `SENTINELD_*` for cleanup, fallback and hook commands: the last
+    /// failure, and the event when there is one.
+    fn context_env(&self, i: usize, event: Option<&EventRecord>) -> Vec<(String, String)> {
+        let svc = &self.system.services[i];
+        let mut env = Vec::new();
+        let var = |k: &str, v: String| (format!("SENTINELD_{k}"), v);
+        if let Some((d, _)) = &svc.last_failure {
+            let (code, sig) = match d.cause {
+                Cause::Exit(c) => (c.to_string(), String::new()),
+                Cause::Signal(s) => (String::new(), signal_name(s)),
+                _ => (String::new(), String::new()),
+            };
+            let attempt = match d.action {
+                Remedy::Retry { attempt, .. } | Remedy::Restart { attempt, .. } => {
+                    attempt.to_string()
+                }
+                _ => String::new(),
+            };
+            env.extend([
+                var("SEVERITY", d.severity.as_str().to_string()),
+                var("CAUSE", d.cause.describe()),
+                var("EXIT_CODE", code),
+                var("SIGNAL", sig),
+                var("ATTEMPT", attempt),
+                var("ACTION", d.action.name().to_string()),
+                var("RISK", format!("{:.3}", d.risk)),
+            ]);
+        }
+        if let Some(e) = event {
+            env.push(var("EVENT", e.kind.clone()));
+            env.push(var("MESSAGE", e.message.clone()));
+        }
+        env.push(var("STATE", svc.state_name().to_string()));
+        env
+    }
+
+    /// Whether the OOM killer struck since we last looked.
+    pub(super) fn oom_kill_happened(&mut self) -> bool {
+        let now = read_oom_kills();
+        let happened = matches!((self.oom_kills, now), (Some(a), Some(b)) if b > a);
+        self.oom_kills = now;
+        happened
+    }
+
+    /// Rewrite the pgid registry if a leader started or ended.
+    pub(super) fn flush_registry(&mut self) {
+        if !std::mem::take(&mut self.registry_dirty) {
+            return;
+        }
+        let mut records = Vec::new();
+        for (svc, rt) in self.system.services.iter().zip(self.rt.iter_mut()) {
+            let pgid = match svc.phase {
+                crate::strategy::machine::Phase::Running { pid, .. } => pid,
+                crate::strategy::machine::Phase::Stopping { pgid, .. } => pgid,
+                _ => 0,
+            };
+            if pgid > 0 {
+                if rt.start_time.is_none() {
+                    rt.start_time = registry::start_time(pgid);
+                }
+                if let Some(start_time) = rt.start_time {
+                    let name = rt.spec.name.clone();
+                    records.push(registry::Record {
+                        name,
+                        pgid,
+                        start_time,
+                    });
+                }
+            }
+            if let Some(pid) = svc.fallback_pid()
+                && let Some(start_time) = registry::start_time(pid)
+            {
+                let name = format!("{}.fallback", rt.spec.name);
+                records.push(registry::Record {
+                    name,
+                    pgid: pid,
+                    start_time,
+                });
+            }
+        }
+        if let Err(e) = registry::write(&self.state_dir, &records) {
+            let path = StateDir::new(&self.state_dir).pgid_registry();
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+}
+
+/// How long the loop waits for the log thread's copy of recent output.
+pub(super) const TAIL_WAIT: Duration = Duration::from_millis(200);

@@ -1,0 +1,102 @@
+//! One handler per control verb. Reads answer from the state at once;
+//! start, stop, restart and reset go to the service's machine with a
+//! ticket, and the machine answers when the outcome is known.
+
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::daemon::Daemon;
+use crate::config::units::suggest;
+use crate::control::protocol::{ErrorKind, Request, Response};
+use crate::control::server::{Incoming, Reply};
+use crate::strategy::machine::{Event, Verb};
+use crate::strategy::system::Input;
+
+/// Longest name worth a "did you mean": anything longer is no typo of a
+/// service name (which config limits to 64 bytes), and an edit distance
+/// over it would cost the loop for nothing.
+const SUGGEST_MAX: usize = 128;
+
+impl Daemon {
+    pub(super) fn handle(&mut self, incoming: Incoming, now: Instant) {
+        let Incoming { request, reply } = incoming;
+        match request {
+            Request::Ping => {
+                let _ = reply.send(
+                    Response::Pong {
+                        pid: std::process::id(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                    }
+                    .into(),
+                );
+            }
+            Request::Status { name, brief } => {
+                let _ = reply.send(self.status(name.as_deref(), brief, now).into());
+            }
+            Request::Events { name, follow } => self.events(name, follow, reply),
+            Request::Start { name } => self.verb(&name, Verb::Start, reply, now),
+            Request::Stop { name } => self.verb(&name, Verb::Stop, reply, now),
+            Request::Restart { name } => self.verb(&name, Verb::Restart, reply, now),
+            Request::Reset { name } => self.verb(&name, Verb::Reset, reply, now),
+            Request::Down => {
+                self.down_waiters.push(reply);
+                self.feed(now, Input::Shutdown);
+            }
+        }
+    }
+
+    /// A service by name, or the error that answers an unknown one.
+    pub(super) fn named(&self, name: &str) -> Result<usize, Box<Response>> {
+        self.find(name).ok_or_else(|| Box::new(self.unknown(name)))
+    }
+
+    #[cold]
+    fn unknown(&self, name: &str) -> Response {
+        let names = self.rt.iter().map(|s| s.spec.name.as_str());
+        let hint = (name.len() <= SUGGEST_MAX)
+            .then(|| suggest(name, names))
+            .flatten()
+            .map(|s| format!(" (did you mean {s:?}?)"))
+            .unwrap_or_default();
+        let shown: String = name.chars().take(SUGGEST_MAX).collect();
+        let more = if shown.len() < name.len() { "…" } else { "" };
+        Response::error(
+            ErrorKind::UnknownService,
+            format!("unknown service {shown:?}{more}{hint}"),
+        )
+    }
+
+    fn verb(&mut self, name: &str, verb: Verb, reply: oneshot::Sender<Reply>, now: Instant) {
+        let i = match self.named(name) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = reply.send((*e).into());
+                return;
+            }
+        };
+        if self.system.shutting_down() {
+            let e = Response::error(ErrorKind::Conflict, "sentineld is shutting down");
+            let _ = reply.send(e.into());
+            return;
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.tickets.insert(ticket, reply);
+        self.feed(now, Input::Event(i, Event::Request(ticket, verb)));
+    }
+
+    fn events(&mut self, name: Option<String>, follow: bool, reply: oneshot::Sender<Reply>) {
+        if let Some(n) = &name
+            && let Err(e) = self.named(n)
+        {
+            let _ = reply.send((*e).into());
+            return;
+        }
+        let events = self.journal.of(name.as_deref()).cloned().collect();
+        let _ = reply.send(Reply {
+            response: Response::Events { events },
+            stream: follow.then(|| (self.journal.subscribe(), name)),
+        });
+    }
+}
