@@ -202,30 +202,38 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
         if write_response(&mut w, &reply.response).await.is_err() {
             return;
         }
-        if let Some((mut events, only)) = reply.stream {
-            loop {
-                let event = match events.recv().await {
-                    Ok(e) => e,
-                    Err(broadcast::error::RecvError::Lagged(n)) => EventRecord {
-                        at: format_time(std::time::SystemTime::now()),
-                        service: String::new(),
-                        kind: "lagged".into(),
-                        message: format!("{n} events were dropped: this reader is too slow"),
-                        severity: None,
-                        action: None,
-                    },
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
-                if only.as_ref().is_some_and(|n| *n != event.service) && event.kind != "lagged" {
-                    continue;
-                }
-                if write_response(&mut w, &Response::Event(event))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
+        if let Some((events, only)) = reply.stream {
+            follow(&mut w, events, only).await;
+            return;
+        }
+    }
+}
+
+/// `events -f`: every new event (of one service, if named) until the
+/// daemon stops or the peer goes away.
+async fn follow(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    mut events: broadcast::Receiver<EventRecord>,
+    only: Option<String>,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(n)) => EventRecord {
+                at: format_time(std::time::SystemTime::now()),
+                service: String::new(),
+                kind: "lagged".into(),
+                message: format!("{n} events were dropped: this reader is too slow"),
+                severity: None,
+                action: None,
+            },
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if only.as_ref().is_some_and(|n| *n != event.service) && event.kind != "lagged" {
+            continue;
+        }
+        if write_response(w, &Response::Event(event)).await.is_err() {
+            return;
         }
     }
 }

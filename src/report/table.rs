@@ -189,6 +189,33 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
     if let Some(ready) = s.ready {
         let _ = writeln!(out, "ready       {}", if ready { "yes" } else { "no" });
     }
+    probe_lines(&mut out, s);
+    if let Some(st) = &s.notify_status {
+        let _ = writeln!(out, "status      {st}");
+    }
+    if let Some(pid) = s.fallback_pid {
+        let _ = writeln!(out, "fallback    pid {pid}");
+    }
+    failure_lines(&mut out, s);
+    if let Some(e) = &s.exit {
+        let how = match (&e.code, &e.signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(sig)) => format!("killed by {sig}"),
+            _ => "?".into(),
+        };
+        let _ = writeln!(out, "last exit   {how} at {}", e.at);
+    }
+    if !events.is_empty() {
+        out.push_str("\nrecent events:\n");
+        for e in events {
+            let _ = writeln!(out, "  {}  {}", e.at, e.message);
+        }
+    }
+    out
+}
+
+/// One line per probe that runs a check: its kind and last result.
+fn probe_lines(out: &mut String, s: &ServiceStatus) {
     for (name, p) in [
         ("startup", &s.probes.startup),
         ("liveness", &s.probes.liveness),
@@ -207,12 +234,10 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
             let _ = writeln!(out, "{name:<11} {} probe, {last}", p.kind);
         }
     }
-    if let Some(st) = &s.notify_status {
-        let _ = writeln!(out, "status      {st}");
-    }
-    if let Some(pid) = s.fallback_pid {
-        let _ = writeln!(out, "fallback    pid {pid}");
-    }
+}
+
+/// The last failure, the counts by severity and action, and recovery.
+fn failure_lines(out: &mut String, s: &ServiceStatus) {
     if let Some(f) = &s.last_failure {
         let _ = writeln!(
             out,
@@ -246,21 +271,6 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
                 .unwrap_or_default()
         );
     }
-    if let Some(e) = &s.exit {
-        let how = match (&e.code, &e.signal) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(sig)) => format!("killed by {sig}"),
-            _ => "?".into(),
-        };
-        let _ = writeln!(out, "last exit   {how} at {}", e.at);
-    }
-    if !events.is_empty() {
-        out.push_str("\nrecent events:\n");
-        for e in events {
-            let _ = writeln!(out, "  {}  {}", e.at, e.message);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

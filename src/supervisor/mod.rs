@@ -157,31 +157,58 @@ pub fn run(
     Ok(code)
 }
 
+/// The loop's inputs besides the daemon itself.
+struct Inputs {
+    sigchld: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
+    sigint: tokio::signal::unix::Signal,
+    sighup: tokio::signal::unix::Signal,
+    requests: mpsc::Receiver<Incoming>,
+    probes: probes::AsyncResults,
+    notify: Option<tokio::io::unix::AsyncFd<std::os::unix::net::UnixDatagram>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Inputs {
+    fn open(
+        daemon: &Daemon,
+        control: &ControlSocket,
+        probes: probes::AsyncResults,
+    ) -> Result<Inputs, RunError> {
+        let sig = |kind| signal(kind).map_err(RunError::Runtime);
+        let listener = control.listener.try_clone().map_err(RunError::Runtime)?;
+        listener.set_nonblocking(true).map_err(RunError::Runtime)?;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(RunError::Runtime)?;
+        let (tx, requests) = mpsc::channel::<Incoming>(1024);
+        let notify = match daemon.notify.as_ref().map(|s| s.try_clone()) {
+            // SAFETY: the AsyncFd owns the socket, so the fd stays valid
+            // for as long as it is registered.
+            Some(Ok(sock)) => Some(
+                unsafe { tokio::io::unix::AsyncFd::register(sock) }
+                    .map_err(|e| RunError::Runtime(std::io::Error::other(e.to_string())))?,
+            ),
+            _ => None,
+        };
+        Ok(Inputs {
+            sigchld: sig(SignalKind::child())?,
+            sigterm: sig(SignalKind::terminate())?,
+            sigint: sig(SignalKind::interrupt())?,
+            sighup: sig(SignalKind::hangup())?,
+            requests,
+            probes,
+            notify,
+            server: tokio::spawn(server::serve(listener, tx)),
+        })
+    }
+}
+
 async fn event_loop(
     daemon: &mut Daemon,
     control: &ControlSocket,
     ready: Option<File>,
-    mut probe_rx: probes::AsyncResults,
+    probe_rx: probes::AsyncResults,
 ) -> Result<i32, RunError> {
-    let sig = |kind| signal(kind).map_err(RunError::Runtime);
-    let mut sigchld = sig(SignalKind::child())?;
-    let mut sigterm = sig(SignalKind::terminate())?;
-    let mut sigint = sig(SignalKind::interrupt())?;
-    let mut sighup = sig(SignalKind::hangup())?;
-    let listener = control.listener.try_clone().map_err(RunError::Runtime)?;
-    listener.set_nonblocking(true).map_err(RunError::Runtime)?;
-    let listener = tokio::net::UnixListener::from_std(listener).map_err(RunError::Runtime)?;
-    let (tx, mut rx) = mpsc::channel::<Incoming>(1024);
-    let notify = match daemon.notify.as_ref().map(|s| s.try_clone()) {
-        // SAFETY: the AsyncFd owns the socket, so the fd stays valid for as
-        // long as it is registered.
-        Some(Ok(sock)) => Some(
-            unsafe { tokio::io::unix::AsyncFd::register(sock) }
-                .map_err(|e| RunError::Runtime(std::io::Error::other(e.to_string())))?,
-        ),
-        _ => None,
-    };
-    let server = tokio::spawn(server::serve(listener, tx));
+    let mut inputs = Inputs::open(daemon, control, probe_rx)?;
     daemon.feed(Instant::now(), Input::StartAll);
     daemon.flush_registry();
     let (n, path) = (daemon.rt.len(), control.path.display());
@@ -191,41 +218,11 @@ async fn event_loop(
     }
     probes::notify_self("READY=1");
     while !daemon.finished {
-        let deadline = daemon.next_deadline();
-        tokio::select! {
-            biased;
-            _ = sigchld.recv() => reaper::reap_all(daemon, Instant::now()),
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            } => daemon.on_timers(Instant::now()),
-            Some(incoming) = rx.recv() => daemon.handle(incoming, Instant::now()),
-            Some(result) = probe_rx.recv() => daemon.on_async_probe(result, Instant::now()),
-            guard = async {
-                match &notify {
-                    Some(n) => n.readable().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let Ok(mut guard) = guard {
-                    let msgs = probes::read_notify(guard.get_inner());
-                    guard.clear_ready();
-                    let now = Instant::now();
-                    for (pid, text) in msgs {
-                        daemon.on_notify(pid, &text, now);
-                    }
-                }
-            }
-            _ = sigterm.recv() => daemon.begin_shutdown(Instant::now()),
-            _ = sigint.recv() => daemon.begin_shutdown(Instant::now()),
-            _ = sighup.recv() => tracing::info!("SIGHUP ignored: reload is not supported yet"),
-        }
+        turn(daemon, &mut inputs).await;
         daemon.advance_shutdown(Instant::now());
         daemon.flush_registry();
     }
-    server.abort();
+    inputs.server.abort();
     let dir = StateDir::new(&daemon.state_dir);
     for path in [
         control.path.clone(),
@@ -243,6 +240,41 @@ async fn event_loop(
         tokio::task::yield_now().await;
     }
     Ok(daemon.system.exit_code)
+}
+
+/// Wait for the next input and handle it.
+async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
+    let deadline = daemon.next_deadline();
+    tokio::select! {
+        biased;
+        _ = inputs.sigchld.recv() => reaper::reap_all(daemon, Instant::now()),
+        _ = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        } => daemon.on_timers(Instant::now()),
+        Some(incoming) = inputs.requests.recv() => daemon.handle(incoming, Instant::now()),
+        Some(result) = inputs.probes.recv() => daemon.on_async_probe(result, Instant::now()),
+        guard = async {
+            match &inputs.notify {
+                Some(n) => n.readable().await,
+                None => std::future::pending().await,
+            }
+        } => {
+            if let Ok(mut guard) = guard {
+                let msgs = probes::read_notify(guard.get_inner());
+                guard.clear_ready();
+                let now = Instant::now();
+                for (pid, text) in msgs {
+                    daemon.on_notify(pid, &text, now);
+                }
+            }
+        }
+        _ = inputs.sigterm.recv() => daemon.begin_shutdown(Instant::now()),
+        _ = inputs.sigint.recv() => daemon.begin_shutdown(Instant::now()),
+        _ = inputs.sighup.recv() => tracing::info!("SIGHUP ignored: reload is not supported yet"),
+    }
 }
 
 /// Descriptors inherited from whoever started sentineld (a jobserver pipe,
