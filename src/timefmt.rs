@@ -16,29 +16,11 @@ pub fn format_time(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::restart::ExitStatus;
     use std::time::Duration;
 
     #[test]
     fn times_are_rfc3339_utc_with_millis() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_714_564_800_123);
         assert_eq!(format_time(t), "2024-05-01T12:00:00.123Z");
-    }
-
-    #[test]
-    fn durations_switch_to_seconds_at_one_second() {
-        assert_eq!(fmt_duration(Duration::from_millis(400)), "400ms");
-        assert_eq!(fmt_duration(Duration::from_millis(999)), "999ms");
-        assert_eq!(fmt_duration(Duration::from_secs(1)), "1.0s");
-        assert_eq!(fmt_duration(Duration::from_millis(2_340)), "2.3s");
-    }
-
-    #[test]
-    fn exits_name_the_code_or_the_signal() {
-        assert_eq!(describe_exit(ExitStatus::Code(1)), "exit 1");
-        assert_eq!(
-            describe_exit(ExitStatus::Signal(libc::SIGKILL)),
-            "killed by SIGKILL"
-        );
     }
 }

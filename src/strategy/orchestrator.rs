@@ -371,36 +371,21 @@ mod tests {
     #[test]
     fn critical_goes_to_fallback_or_quarantine() {
         let t0 = Instant::now();
-        let mut l = ladder();
-        let d = l.on_failure(
-            &policy(true),
-            Cause::Exit(78),
-            Severity::Critical,
-            OLD,
-            t0,
-            LUCKY,
-        );
-        assert_eq!(
-            d.action,
-            Action::Fallback {
-                retry_primary_at: t0 + Duration::from_secs(60)
-            }
-        );
-        let mut l = ladder();
-        let d = l.on_failure(
-            &policy(false),
-            Cause::Exit(78),
-            Severity::Critical,
-            OLD,
-            t0,
-            LUCKY,
-        );
-        assert_eq!(
-            d.action,
-            Action::Quarantine {
-                until: t0 + Duration::from_secs(60)
-            }
-        );
+        let until = t0 + Duration::from_secs(60);
+        let cases = [
+            (
+                true,
+                Action::Fallback {
+                    retry_primary_at: until,
+                },
+            ),
+            (false, Action::Quarantine { until }),
+        ];
+        for (has_fallback, want) in cases {
+            let p = policy(has_fallback);
+            let d = ladder().on_failure(&p, Cause::Exit(78), Severity::Critical, OLD, t0, LUCKY);
+            assert_eq!(d.action, want);
+        }
     }
 
     #[test]

@@ -44,11 +44,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_exits() {
+    fn durations_switch_to_seconds_at_one_second() {
         assert_eq!(fmt_duration(Duration::from_millis(400)), "400ms");
-        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(describe_exit(ExitStatus::Code(3)), "exit 3");
-        assert_eq!(describe_exit(ExitStatus::Signal(9)), "killed by SIGKILL");
+        assert_eq!(fmt_duration(Duration::from_millis(999)), "999ms");
+        assert_eq!(fmt_duration(Duration::from_secs(1)), "1.0s");
+        assert_eq!(fmt_duration(Duration::from_millis(2_340)), "2.3s");
+    }
+
+    #[test]
+    fn exits_name_the_code_or_the_signal() {
+        assert_eq!(describe_exit(ExitStatus::Code(1)), "exit 1");
+        assert_eq!(
+            describe_exit(ExitStatus::Signal(libc::SIGKILL)),
+            "killed by SIGKILL"
+        );
     }
 
     #[test]
