@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::CommandError;
 use crate::control::server;
 use crate::state_dir::StateDir;
-use crate::supervisor;
+use crate::supervisor::{self, Inbox, Options};
 
 pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, CommandError> {
     let mut plan = crate::config::load(file).map_err(|e| CommandError::BadInput(e.to_string()))?;
@@ -18,7 +18,7 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
     init_tracing(!detach && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let control = server::bind(&plan.state_dir).map_err(|e| CommandError::Failed(e.to_string()))?;
     if !detach {
-        return supervisor::run(plan, control, None, supervisor::Options::from_env())
+        return supervisor::run(plan, Inbox::Socket(control), Options::from_env())
             .map_err(|e| CommandError::Failed(e.to_string()));
     }
 
@@ -72,12 +72,11 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
             drop(log);
             // SAFETY: ready_w is an owned pipe write end.
             let ready = unsafe { File::from_raw_fd(ready_w.into_raw_fd()) };
-            let code = match supervisor::run(
-                plan,
-                control,
-                Some(ready),
-                supervisor::Options::from_env(),
-            ) {
+            let options = Options {
+                ready: Some(ready),
+                ..Options::from_env()
+            };
+            let code = match supervisor::run(plan, Inbox::Socket(control), options) {
                 Ok(code) => code,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -33,12 +33,15 @@ pub(super) enum Owner {
 
 /// What the daemon's entry needs besides the plan: read by the caller
 /// (`main`/`commands`), so tests can pass their own.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     /// Seeds the random source (jitter, retry lottery, staggering).
     pub seed: u64,
     /// The environment every service starts from.
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Gets one line (`ready PID`) once every service has been started
+    /// (`up -d` waits for it).
+    pub ready: Option<File>,
 }
 
 impl Options {
@@ -60,7 +63,11 @@ impl Options {
             })
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect();
-        Options { seed, env }
+        Options {
+            seed,
+            env,
+            ready: None,
+        }
     }
 }
 

@@ -117,15 +117,18 @@ impl Daemon {
     }
 }
 
-/// Run the daemon until it is told to stop. Returns the process exit code.
-///
-/// `ready` (from `up -d`) gets one line once every service has been started.
-pub fn run(
-    plan: Plan,
-    control: ControlSocket,
-    ready: Option<File>,
-    options: Options,
-) -> Result<i32, RunError> {
+/// Where the daemon's requests come from.
+pub enum Inbox {
+    /// The control socket: its server runs on the daemon's loop.
+    Socket(ControlSocket),
+    /// Requests from within the process (tests, a program that embeds
+    /// sentineld); the daemon shuts down once every sender is gone.
+    Channel(mpsc::Receiver<Incoming>),
+}
+
+/// Run the daemon until it is told to stop (`down`, SIGTERM, SIGINT, or a
+/// closed inbox). Returns the process exit code.
+pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunError> {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     cloexec_inherited_fds();
@@ -140,8 +143,16 @@ pub fn run(
         .build()
         .map_err(RunError::Runtime)?;
     let hub = logs::LogHub::start().map_err(RunError::Logs)?;
+    let ready = options.ready.take();
     let (mut daemon, probe_rx) = Daemon::new(&plan, hub, options)?;
-    let code = runtime.block_on(event_loop(&mut daemon, &control, ready, probe_rx))?;
+    let (control, mut channel) = match inbox {
+        Inbox::Socket(control) => (Some(control), None),
+        Inbox::Channel(rx) => (None, Some(rx)),
+    };
+    let code = runtime.block_on(async {
+        let mut inputs = Inputs::open(&daemon, &mut channel, control.as_ref(), probe_rx)?;
+        event_loop(&mut daemon, &mut inputs, control.as_ref(), ready).await
+    })?;
     // Every service's write ends close here; the log thread then drains the
     // pipes to EOF.
     let hub = daemon.logs.take();
@@ -164,22 +175,33 @@ struct Inputs {
     sigint: tokio::signal::unix::Signal,
     sighup: tokio::signal::unix::Signal,
     requests: mpsc::Receiver<Incoming>,
+    /// The inbox is a channel and every sender is gone.
+    closed: bool,
     probes: probes::AsyncResults,
     notify: Option<tokio::io::unix::AsyncFd<std::os::unix::net::UnixDatagram>>,
-    server: tokio::task::JoinHandle<()>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Inputs {
     fn open(
         daemon: &Daemon,
-        control: &ControlSocket,
+        inbox: &mut Option<mpsc::Receiver<Incoming>>,
+        control: Option<&ControlSocket>,
         probes: probes::AsyncResults,
     ) -> Result<Inputs, RunError> {
         let sig = |kind| signal(kind).map_err(RunError::Runtime);
-        let listener = control.listener.try_clone().map_err(RunError::Runtime)?;
-        listener.set_nonblocking(true).map_err(RunError::Runtime)?;
-        let listener = tokio::net::UnixListener::from_std(listener).map_err(RunError::Runtime)?;
-        let (tx, requests) = mpsc::channel::<Incoming>(1024);
+        let (requests, server) = match (inbox.take(), control) {
+            (Some(rx), _) => (rx, None),
+            (None, Some(control)) => {
+                let listener = control.listener.try_clone().map_err(RunError::Runtime)?;
+                listener.set_nonblocking(true).map_err(RunError::Runtime)?;
+                let listener =
+                    tokio::net::UnixListener::from_std(listener).map_err(RunError::Runtime)?;
+                let (tx, rx) = mpsc::channel::<Incoming>(1024);
+                (rx, Some(tokio::spawn(server::serve(listener, tx))))
+            }
+            (None, None) => unreachable!("an inbox is a socket or a channel"),
+        };
         let notify = match daemon.notify.as_ref().map(|s| s.try_clone()) {
             // SAFETY: the AsyncFd owns the socket, so the fd stays valid
             // for as long as it is registered.
@@ -195,40 +217,48 @@ impl Inputs {
             sigint: sig(SignalKind::interrupt())?,
             sighup: sig(SignalKind::hangup())?,
             requests,
+            closed: false,
             probes,
             notify,
-            server: tokio::spawn(server::serve(listener, tx)),
+            server,
         })
     }
 }
 
 async fn event_loop(
     daemon: &mut Daemon,
-    control: &ControlSocket,
+    inputs: &mut Inputs,
+    control: Option<&ControlSocket>,
     ready: Option<File>,
-    probe_rx: probes::AsyncResults,
 ) -> Result<i32, RunError> {
-    let mut inputs = Inputs::open(daemon, control, probe_rx)?;
     daemon.feed(Instant::now(), Input::StartAll);
     daemon.flush_registry();
-    let (n, path) = (daemon.rt.len(), control.path.display());
-    tracing::info!("supervising {n} services; control socket {path}");
+    let n = daemon.rt.len();
+    match control {
+        Some(c) => tracing::info!(
+            "supervising {n} services; control socket {}",
+            c.path.display()
+        ),
+        None => tracing::info!("supervising {n} services"),
+    }
     if let Some(mut f) = ready {
         let _ = writeln!(f, "ready {}", std::process::id());
     }
     probes::notify_self("READY=1");
     while !daemon.finished {
-        turn(daemon, &mut inputs).await;
+        turn(daemon, inputs).await;
         daemon.advance_shutdown(Instant::now());
         daemon.flush_registry();
     }
-    inputs.server.abort();
+    if let Some(server) = &inputs.server {
+        server.abort();
+    }
     let dir = StateDir::new(&daemon.state_dir);
-    for path in [
-        control.path.clone(),
-        dir.notify_socket(),
-        dir.pgid_registry(),
-    ] {
+    let socket = control.map(|c| c.path.clone());
+    for path in socket
+        .into_iter()
+        .chain([dir.notify_socket(), dir.pgid_registry()])
+    {
         let _ = std::fs::remove_file(path);
     }
     for tx in daemon.down_waiters.drain(..) {
@@ -254,7 +284,13 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
                 None => std::future::pending().await,
             }
         } => daemon.on_timers(Instant::now()),
-        Some(incoming) = inputs.requests.recv() => daemon.handle(incoming, Instant::now()),
+        incoming = inputs.requests.recv(), if !inputs.closed => match incoming {
+            Some(incoming) => daemon.handle(incoming, Instant::now()),
+            None => {
+                inputs.closed = true;
+                daemon.begin_shutdown(Instant::now());
+            }
+        },
         Some(result) = inputs.probes.recv() => daemon.on_async_probe(result, Instant::now()),
         guard = async {
             match &inputs.notify {
