@@ -4,8 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
 use super::units::{self, suggest};
 use super::yaml::{self, Node, NodeKind};
 use super::*;
@@ -228,11 +226,7 @@ impl<'a> Validator<'a> {
         let mut state_dir = self.base.join(crate::state_dir::DEFAULT_NAME);
         let mut services = Vec::new();
         let mut saw_services = false;
-        let mut supervisor = SupervisorSpec {
-            strategy: Strategy::OneForOne,
-            intensity: None,
-            period: Duration::from_secs(60),
-        };
+        let mut supervisor = SupervisorSpec::default();
         let mut groups = Vec::new();
         let mut groups_node = None;
         let mut exit_on_critical = false;
@@ -307,11 +301,7 @@ impl<'a> Validator<'a> {
 
     fn supervisor(&mut self, node: &Node) -> Option<SupervisorSpec> {
         let fields = self.fields(node, "supervisor", SUPERVISOR_KEYS, &[])?;
-        let mut spec = SupervisorSpec {
-            strategy: Strategy::OneForOne,
-            intensity: None,
-            period: Duration::from_secs(60),
-        };
+        let mut spec = SupervisorSpec::default();
         let mut ok = true;
         for (key, val) in fields {
             let p = join("supervisor", key);
@@ -360,14 +350,7 @@ impl<'a> Validator<'a> {
             let Some(fields) = self.fields(val, &path, GROUP_KEYS, &[]) else {
                 continue;
             };
-            let mut g = GroupSpec {
-                name: name.clone(),
-                strategy: Strategy::OneForOne,
-                intensity: 10,
-                period: Duration::from_secs(60),
-                children: Vec::new(),
-                parent: None,
-            };
+            let mut g = GroupSpec::new(name.clone());
             let mut ok = true;
             let mut saw_children = false;
             for (key, v) in fields {
@@ -717,80 +700,20 @@ impl<'a> Validator<'a> {
 
     fn service(&mut self, name: &str, key: &Node, node: &Node, path: &str) -> Option<ServiceSpec> {
         let fields = self.fields(node, path, SERVICE_KEYS, SERVICE_LATER)?;
-        let mut command = None;
-        let mut cwd = self.base.to_path_buf();
-        let mut env = BTreeMap::new();
+        // Stands in until the command is read; a service without one is an error.
+        let placeholder = Command::Exec(Vec::new());
+        let mut spec = ServiceSpec::new(name, placeholder, self.base.to_path_buf());
         let mut env_file_vars = Vec::new();
-        let mut user = None;
-        let mut restart = RestartPolicy::Always;
-        let mut min_uptime = DEFAULT_MIN_UPTIME;
-        let mut stop = StopSpec {
-            signal: Signal::SIGTERM,
-            timeout: DEFAULT_STOP_TIMEOUT,
-        };
-        let mut logs = LogSpec {
-            max_size: DEFAULT_LOG_MAX_SIZE,
-            keep: DEFAULT_LOG_KEEP,
-        };
-        let mut classify = Vec::new();
-        let mut recovery = RecoverySpec::default();
-        let mut escalation = EscalationSpec::default();
-        let mut on_event = None;
-        let mut liveness = None;
-        let mut readiness = None;
-        let mut startup = None;
-        let mut watchdog = None;
-        let mut start_timeout = None;
-        let mut depends_on = Vec::new();
         let mut ok = true;
         for (key, val) in fields {
             let p = join(path, key);
-            let good = match key {
-                "classify" => self.classify(val, &p).map(|c| classify = c).is_some(),
-                "recovery" => self.recovery(val, &p).map(|r| recovery = r).is_some(),
-                "escalation" => self.escalation(val, &p).map(|e| escalation = e).is_some(),
-                "on_event" => self.command(val, &p).map(|c| on_event = Some(c)).is_some(),
-                "liveness" => self
-                    .probe(val, &p, false)
-                    .map(|x| liveness = Some(x))
-                    .is_some(),
-                "readiness" => self
-                    .probe(val, &p, true)
-                    .map(|x| readiness = Some(x))
-                    .is_some(),
-                "startup" => self
-                    .probe(val, &p, false)
-                    .map(|x| startup = Some(x))
-                    .is_some(),
-                "watchdog" => self
-                    .positive_duration(val, &p)
-                    .map(|d| watchdog = Some(d))
-                    .is_some(),
-                "start_timeout" => self
-                    .positive_duration(val, &p)
-                    .map(|d| start_timeout = Some(d))
-                    .is_some(),
-                "depends_on" => self.depends_on(val, &p).map(|d| depends_on = d).is_some(),
-                "command" => {
-                    command = self.command(val, &p);
-                    command.is_some()
-                }
-                "cwd" => self.cwd(val, &p).map(|d| cwd = d).is_some(),
-                "env" => self.env(val, &p).map(|e| env = e).is_some(),
-                "env_file" => self.env_file(val, &p).map(|v| env_file_vars = v).is_some(),
-                "user" => self.user(val, &p).map(|u| user = Some(u)).is_some(),
-                "restart" => self
-                    .parsed(val, &p, parse_restart)
-                    .map(|r| restart = r)
-                    .is_some(),
-                "min_uptime" => self.duration(val, &p).map(|d| min_uptime = d).is_some(),
-                "stop" => self.stop(val, &p).map(|s| stop = s).is_some(),
-                "logs" => self.logs(val, &p).map(|l| logs = l).is_some(),
-                _ => unreachable!("fields() returns only allowed keys"),
+            ok &= if key == "env_file" {
+                self.env_file(val, &p).map(|v| env_file_vars = v).is_some()
+            } else {
+                self.service_key(&mut spec, key, val, &p)
             };
-            ok &= good;
         }
-        if command.is_none() && !node_has_key(node, "command") {
+        if !node_has_key(node, "command") {
             self.err(
                 key,
                 &join(path, "command"),
@@ -798,30 +721,62 @@ impl<'a> Validator<'a> {
             );
             ok = false;
         }
-        let mut merged: BTreeMap<String, String> = env_file_vars.into_iter().collect();
-        merged.extend(env);
-        ok.then(|| ServiceSpec {
-            name: name.to_string(),
-            command: command.expect("checked above"),
-            cwd,
-            env: merged,
-            user,
-            restart,
-            min_uptime,
-            stop,
-            logs,
-            classify,
-            recovery,
-            escalation,
-            on_event,
-            liveness,
-            readiness,
-            startup,
-            watchdog,
-            start_timeout,
-            depends_on,
-            group: None,
-        })
+        let mut env: BTreeMap<String, String> = env_file_vars.into_iter().collect();
+        env.extend(std::mem::take(&mut spec.env));
+        spec.env = env;
+        ok.then_some(spec)
+    }
+
+    /// One key of a service other than `env_file`, into `spec`.
+    fn service_key(&mut self, spec: &mut ServiceSpec, key: &str, val: &Node, p: &str) -> bool {
+        match key {
+            "command" => self.command(val, p).map(|c| spec.command = c).is_some(),
+            "cwd" => self.cwd(val, p).map(|d| spec.cwd = d).is_some(),
+            "env" => self.env(val, p).map(|e| spec.env = e).is_some(),
+            "user" => self.user(val, p).map(|u| spec.user = Some(u)).is_some(),
+            "restart" => self
+                .parsed(val, p, parse_restart)
+                .map(|r| spec.restart = r)
+                .is_some(),
+            "min_uptime" => self.duration(val, p).map(|d| spec.min_uptime = d).is_some(),
+            "stop" => self.stop(val, p).map(|s| spec.stop = s).is_some(),
+            "logs" => self.logs(val, p).map(|l| spec.logs = l).is_some(),
+            "classify" => self.classify(val, p).map(|c| spec.classify = c).is_some(),
+            "recovery" => self.recovery(val, p).map(|r| spec.recovery = r).is_some(),
+            "escalation" => self
+                .escalation(val, p)
+                .map(|e| spec.escalation = e)
+                .is_some(),
+            "on_event" => self
+                .command(val, p)
+                .map(|c| spec.on_event = Some(c))
+                .is_some(),
+            "liveness" => self
+                .probe(val, p, false)
+                .map(|x| spec.liveness = Some(x))
+                .is_some(),
+            "readiness" => self
+                .probe(val, p, true)
+                .map(|x| spec.readiness = Some(x))
+                .is_some(),
+            "startup" => self
+                .probe(val, p, false)
+                .map(|x| spec.startup = Some(x))
+                .is_some(),
+            "watchdog" => self
+                .positive_duration(val, p)
+                .map(|d| spec.watchdog = Some(d))
+                .is_some(),
+            "start_timeout" => self
+                .positive_duration(val, p)
+                .map(|d| spec.start_timeout = Some(d))
+                .is_some(),
+            "depends_on" => self
+                .depends_on(val, p)
+                .map(|d| spec.depends_on = d)
+                .is_some(),
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
     }
 
     fn positive_duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
@@ -837,14 +792,7 @@ impl<'a> Validator<'a> {
     /// A probe: exactly one of exec / http / tcp, or the string `notify`
     /// (readiness only).
     fn probe(&mut self, node: &Node, path: &str, readiness: bool) -> Option<ProbeSpec> {
-        let mut spec = ProbeSpec {
-            check: Check::Notify,
-            interval: Duration::from_secs(5),
-            timeout: ProbeTimeout::Fixed(Duration::from_secs(1)),
-            initial_delay: Duration::ZERO,
-            failure_threshold: 3,
-            success_threshold: 1,
-        };
+        let mut spec = ProbeSpec::default();
         if let NodeKind::Scalar { value, .. } = &node.kind {
             if value == "notify" && readiness {
                 return Some(spec);
@@ -944,14 +892,7 @@ impl<'a> Validator<'a> {
     }
 
     fn http(&mut self, node: &Node, path: &str) -> Option<HttpCheck> {
-        let mut check = HttpCheck {
-            url: String::new(),
-            authority: String::new(),
-            path: String::new(),
-            method: "GET".into(),
-            expect: (200, 399),
-            headers: Vec::new(),
-        };
+        let mut check = HttpCheck::default();
         let (url_node, url_path) = if let NodeKind::Scalar { .. } = node.kind {
             (node.clone(), path.to_string())
         } else {
@@ -1471,10 +1412,7 @@ impl<'a> Validator<'a> {
 
     fn stop(&mut self, node: &Node, path: &str) -> Option<StopSpec> {
         let fields = self.fields(node, path, STOP_KEYS, &[])?;
-        let mut spec = StopSpec {
-            signal: Signal::SIGTERM,
-            timeout: DEFAULT_STOP_TIMEOUT,
-        };
+        let mut spec = StopSpec::default();
         let mut ok = true;
         for (key, val) in fields {
             let p = join(path, key);
@@ -1492,10 +1430,7 @@ impl<'a> Validator<'a> {
 
     fn logs(&mut self, node: &Node, path: &str) -> Option<LogSpec> {
         let fields = self.fields(node, path, LOG_KEYS, &[])?;
-        let mut spec = LogSpec {
-            max_size: DEFAULT_LOG_MAX_SIZE,
-            keep: DEFAULT_LOG_KEEP,
-        };
+        let mut spec = LogSpec::default();
         let mut ok = true;
         for (key, val) in fields {
             let p = join(path, key);
@@ -1661,7 +1596,7 @@ mod tests {
         let web = &plan.services[0];
         assert_eq!(web.command, Command::Shell("./web --port 8080".into()));
         assert_eq!(web.restart, RestartPolicy::Always);
-        assert_eq!(web.min_uptime, DEFAULT_MIN_UPTIME);
+        assert_eq!(web.min_uptime, Duration::from_secs(1));
         assert_eq!(web.stop.signal, Signal::SIGTERM);
         assert_eq!(plan.state_dir, Path::new("/tmp/.sentineld"));
         assert_eq!(web.cwd, Path::new("/tmp"));
