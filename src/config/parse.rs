@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::units::{self, suggest};
+use super::units::{self, did_you_mean, words};
 use super::yaml::{self, Node, NodeKind};
 use super::*;
+use crate::strategy::policy::Severity;
 
 const TOP_KEYS: &[&str] = &[
     "state_dir",
@@ -59,6 +60,11 @@ const FALLBACK_KEYS: &[&str] = &["command", "retry_primary"];
 const ESCALATION_KEYS: &[&str] = &["failures", "within"];
 const STOP_KEYS: &[&str] = &["signal", "timeout"];
 const LOG_KEYS: &[&str] = &["max_size", "keep"];
+
+const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
+/// Matched in upper case: `get` is GET.
+const HTTP_METHODS: &[(&str, &str)] = &[("GET", "GET"), ("HEAD", "HEAD")];
+const PROBE_TIMEOUT: &[(&str, ProbeTimeout)] = &[("adaptive", ProbeTimeout::Adaptive)];
 
 pub(super) fn plan_from_str(
     text: &str,
@@ -155,10 +161,7 @@ impl<'a> Validator<'a> {
             } else if later.contains(&key.as_str()) {
                 self.err(k, &here, "not supported yet");
             } else {
-                let hint = match suggest(key, allowed.iter().chain(later).copied()) {
-                    Some(s) => format!(" (did you mean {s:?}?)"),
-                    None => String::new(),
-                };
+                let hint = did_you_mean(key, allowed.iter().chain(later).copied());
                 self.err(
                     k,
                     &here,
@@ -208,6 +211,11 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A key with a fixed set of values, such as a restart policy.
+    fn choice<T: Copy>(&mut self, node: &Node, path: &str, options: &[(&str, T)]) -> Option<T> {
+        self.parsed(node, path, |s| units::one_of(s, options))
+    }
+
     fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
         self.parsed(node, path, units::parse_duration)
     }
@@ -251,11 +259,7 @@ impl<'a> Validator<'a> {
                     groups_node = Some(node);
                 }
                 "exit_on_critical" => {
-                    if let Some(b) = self.parsed(node, key, |s| match s {
-                        "true" => Ok(true),
-                        "false" => Ok(false),
-                        _ => Err(format!("expected true or false, found {s:?}")),
-                    }) {
+                    if let Some(b) = self.choice(node, key, BOOLEAN) {
                         exit_on_critical = b;
                     }
                 }
@@ -284,19 +288,7 @@ impl<'a> Validator<'a> {
     }
 
     fn strategy(&mut self, node: &Node, path: &str) -> Option<Strategy> {
-        self.parsed(node, path, |s| match s {
-            "one_for_one" => Ok(Strategy::OneForOne),
-            "one_for_all" => Ok(Strategy::OneForAll),
-            "rest_for_one" => Ok(Strategy::RestForOne),
-            other => {
-                let hint = suggest(other, ["one_for_one", "one_for_all", "rest_for_one"])
-                    .map(|s| format!(" (did you mean {s:?}?)"))
-                    .unwrap_or_default();
-                Err(format!(
-                    "expected one of one_for_one, one_for_all, rest_for_one, found {other:?}{hint}"
-                ))
-            }
-        })
+        self.choice(node, path, &words(Strategy::ALL, Strategy::as_str))
     }
 
     fn supervisor(&mut self, node: &Node) -> Option<SupervisorSpec> {
@@ -400,12 +392,16 @@ impl<'a> Validator<'a> {
     }
 
     fn depends_on(&mut self, node: &Node, path: &str) -> Option<Vec<(String, DependOn)>> {
+        let conditions = words(DependOn::ALL, DependOn::as_str);
         let NodeKind::Map(entries) = &node.kind else {
             let found = node.describe();
             self.err(
                 node,
                 path,
-                format!("expected a mapping of service names to started, ready or completed, found {found}"),
+                format!(
+                    "expected a mapping of service names to {}, found {found}",
+                    units::or_list(&conditions)
+                ),
             );
             return None;
         };
@@ -424,14 +420,7 @@ impl<'a> Validator<'a> {
                 continue;
             }
             self.positions.insert(p.clone(), k.clone());
-            match self.parsed(v, &p, |s| match s {
-                "started" => Ok(DependOn::Started),
-                "ready" => Ok(DependOn::Ready),
-                "completed" => Ok(DependOn::Completed),
-                other => Err(format!(
-                    "expected one of started, ready, completed, found {other:?}"
-                )),
-            }) {
+            match self.choice(v, &p, &conditions) {
                 Some(c) => out.push((name.clone(), c)),
                 None => ok = false,
             }
@@ -489,9 +478,7 @@ impl<'a> Validator<'a> {
                 if child == &g.name {
                     self.err(&node, &path, "a group cannot contain itself");
                 } else if !svc_index.contains_key(child) && !group_index.contains_key(child) {
-                    let hint = suggest(child, all_names.iter().map(String::as_str))
-                        .map(|s| format!(" (did you mean {s:?}?)"))
-                        .unwrap_or_default();
+                    let hint = did_you_mean(child, all_names.iter().map(String::as_str));
                     self.err(
                         &node,
                         &path,
@@ -546,9 +533,7 @@ impl<'a> Validator<'a> {
                 let node = self.at(&path, doc);
                 match svc_index.get(dep) {
                     None => {
-                        let hint = suggest(dep, services.iter().map(|s| s.name.as_str()))
-                            .map(|s| format!(" (did you mean {s:?}?)"))
-                            .unwrap_or_default();
+                        let hint = did_you_mean(dep, services.iter().map(|s| s.name.as_str()));
                         self.err(&node, &path, format!("unknown service {dep:?}{hint}"));
                     }
                     Some(&j) if j == i => {
@@ -735,7 +720,7 @@ impl<'a> Validator<'a> {
             "env" => self.env(val, p).map(|e| spec.env = e).is_some(),
             "user" => self.user(val, p).map(|u| spec.user = Some(u)).is_some(),
             "restart" => self
-                .parsed(val, p, parse_restart)
+                .choice(val, p, &words(RestartPolicy::ALL, RestartPolicy::as_str))
                 .map(|r| spec.restart = r)
                 .is_some(),
             "min_uptime" => self.duration(val, p).map(|d| spec.min_uptime = d).is_some(),
@@ -832,8 +817,10 @@ impl<'a> Validator<'a> {
                     .map(|d| spec.interval = d)
                     .is_some(),
                 "timeout" => {
-                    if matches!(&val.kind, NodeKind::Scalar { value, .. } if value == "adaptive") {
-                        spec.timeout = ProbeTimeout::Adaptive;
+                    if let NodeKind::Scalar { value, .. } = &val.kind
+                        && let Some(t) = units::lookup(value, PROBE_TIMEOUT)
+                    {
+                        spec.timeout = t;
                         true
                     } else {
                         self.positive_duration(val, &p)
@@ -907,9 +894,10 @@ impl<'a> Validator<'a> {
                         true
                     }
                     "method" => self
-                        .parsed(val, &p, |s| match s.to_ascii_uppercase().as_str() {
-                            m @ ("GET" | "HEAD") => Ok(m.to_string()),
-                            _ => Err(format!("expected GET or HEAD, found {s:?}")),
+                        .parsed(val, &p, |s| {
+                            units::lookup(&s.to_ascii_uppercase(), HTTP_METHODS)
+                                .map(str::to_string)
+                                .ok_or_else(|| units::not_one_of(s, HTTP_METHODS))
                         })
                         .map(|m| check.method = m)
                         .is_some(),
@@ -1030,12 +1018,13 @@ impl<'a> Validator<'a> {
     }
 
     fn rule(&mut self, node: &Node, path: &str) -> Option<ClassifyRule> {
+        let severities = words(Severity::ALL, Severity::as_str);
         let fields = self.fields(node, path, RULE_KEYS, &[])?;
         let mut rule = ClassifyRule {
             exit_codes: Vec::new(),
             signals: Vec::new(),
             output_matches: None,
-            severity: crate::strategy::policy::Severity::Transient,
+            severity: Severity::Transient,
         };
         let mut ok = true;
         let mut severity = false;
@@ -1074,7 +1063,7 @@ impl<'a> Validator<'a> {
                     .is_some(),
                 "severity" => {
                     severity = true;
-                    self.parsed(val, &p, parse_severity)
+                    self.choice(val, &p, &severities)
                         .map(|s| rule.severity = s)
                         .is_some()
                 }
@@ -1085,7 +1074,7 @@ impl<'a> Validator<'a> {
             self.err(
                 node,
                 &join(path, "severity"),
-                "missing: transient, recoverable or critical",
+                format!("missing: {}", units::or_list(&severities)),
             );
             ok = false;
         }
@@ -1465,22 +1454,6 @@ fn node_has_key(node: &Node, key: &str) -> bool {
         if entries.iter().any(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if value == key)))
 }
 
-fn parse_restart(s: &str) -> Result<RestartPolicy, String> {
-    match s {
-        "always" => Ok(RestartPolicy::Always),
-        "on-failure" => Ok(RestartPolicy::OnFailure),
-        "never" => Ok(RestartPolicy::Never),
-        other => {
-            let hint = suggest(other, ["always", "on-failure", "never"])
-                .map(|s| format!(" (did you mean {s:?}?)"))
-                .unwrap_or_default();
-            Err(format!(
-                "expected one of always, on-failure, never, found {other:?}{hint}"
-            ))
-        }
-    }
-}
-
 /// `host:port`, port 1–65535.
 fn parse_tcp(s: &str) -> Result<String, String> {
     let bad = || format!("expected host:port with a port from 1 to 65535, found {s:?}");
@@ -1531,23 +1504,6 @@ fn parse_http_url(s: &str) -> Result<(String, String, String), String> {
         None => format!("{hostport}:80"),
     };
     Ok((s.to_string(), authority, target.to_string()))
-}
-
-fn parse_severity(s: &str) -> Result<crate::strategy::policy::Severity, String> {
-    use crate::strategy::policy::Severity;
-    match s {
-        "transient" => Ok(Severity::Transient),
-        "recoverable" => Ok(Severity::Recoverable),
-        "critical" => Ok(Severity::Critical),
-        other => {
-            let hint = suggest(other, ["transient", "recoverable", "critical"])
-                .map(|s| format!(" (did you mean {s:?}?)"))
-                .unwrap_or_default();
-            Err(format!(
-                "expected one of transient, recoverable, critical, found {other:?}{hint}"
-            ))
-        }
-    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
