@@ -1,6 +1,8 @@
 //! The top of the document: state_dir, the root supervisor, groups.
 
-use super::{Parser, check_name, join};
+use std::time::Duration;
+
+use super::{Parser, Section, check_name, join};
 use crate::config::units::words;
 use crate::config::yaml::{Node, NodeKind};
 use crate::config::*;
@@ -13,8 +15,6 @@ const TOP_KEYS: &[&str] = &[
     "exit_on_critical",
 ];
 const TOP_LATER: &[&str] = &["api"];
-const SUPERVISOR_KEYS: &[&str] = &["strategy", "intensity", "period"];
-const GROUP_KEYS: &[&str] = &["strategy", "intensity", "period", "children"];
 const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
 
 impl Parser<'_> {
@@ -29,43 +29,22 @@ impl Parser<'_> {
             return None;
         }
         let top = self.fields(doc, "", TOP_KEYS, TOP_LATER)?;
-        let mut state_dir = self.base.join(crate::state_dir::DEFAULT_NAME);
-        let mut services = Vec::new();
-        let mut saw_services = false;
-        let mut supervisor = SupervisorSpec::default();
-        let mut groups = Vec::new();
-        let mut groups_node = None;
-        let mut exit_on_critical = false;
+        let mut plan = Plan {
+            file: self.file.to_path_buf(),
+            base_dir: self.base.to_path_buf(),
+            state_dir: self.base.join(crate::state_dir::DEFAULT_NAME),
+            services: Vec::new(),
+            supervisor: SupervisorSpec::default(),
+            groups: Vec::new(),
+            exit_on_critical: false,
+            start_order: Vec::new(),
+        };
         for (key, node) in top {
-            match key {
-                "state_dir" => {
-                    if let Some(s) = self.string(node, key) {
-                        state_dir = self.base.join(s);
-                    }
-                }
-                "services" => {
-                    saw_services = true;
-                    services = self.services(node);
-                }
-                "supervisor" => {
-                    if let Some(s) = self.supervisor(node) {
-                        supervisor = s;
-                    }
-                }
-                "groups" => {
-                    groups = self.groups(node);
-                    groups_node = Some(node);
-                }
-                "exit_on_critical" => {
-                    if let Some(b) = self.choice(node, key, BOOLEAN) {
-                        exit_on_critical = b;
-                    }
-                }
-                _ => unreachable!("fields() returns only allowed keys"),
-            }
+            self.top_key(&mut plan, key, node);
         }
-        let start_order = self.tree(doc, &mut services, &mut groups, groups_node);
-        if !saw_services {
+        let groups_node = doc.get("groups");
+        plan.start_order = self.tree(doc, &mut plan.services, &mut plan.groups, groups_node);
+        if doc.get("services").is_none() {
             let start = Node {
                 kind: NodeKind::Map(Vec::new()),
                 line: 1,
@@ -73,58 +52,40 @@ impl Parser<'_> {
             };
             self.err(&start, "services", "missing: declare at least one service");
         }
-        Some(Plan {
-            file: self.file.to_path_buf(),
-            base_dir: self.base.to_path_buf(),
-            state_dir,
-            services,
-            supervisor,
-            groups,
-            exit_on_critical,
-            start_order,
-        })
+        Some(plan)
     }
 
-    fn strategy(&mut self, node: &Node, path: &str) -> Option<Strategy> {
-        self.choice(node, path, &words(Strategy::ALL, Strategy::as_str))
-    }
-
-    fn supervisor(&mut self, node: &Node) -> Option<SupervisorSpec> {
-        let fields = self.fields(node, "supervisor", SUPERVISOR_KEYS, &[])?;
-        let mut spec = SupervisorSpec::default();
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join("supervisor", key);
-            ok &= match key {
-                "strategy" => self.strategy(val, &p).map(|s| spec.strategy = s).is_some(),
-                "intensity" => self
-                    .count(val, &p, 1..=100_000, "a number of restarts")
-                    .map(|n| spec.intensity = Some(n))
-                    .is_some(),
-                "period" => self
-                    .positive_duration(val, &p)
-                    .map(|d| spec.period = d)
-                    .is_some(),
-                _ => unreachable!(),
-            };
+    /// One top-level key into `plan`; a bad value leaves the default.
+    fn top_key(&mut self, plan: &mut Plan, key: &str, node: &Node) {
+        match key {
+            "state_dir" => {
+                if let Some(s) = self.string(node, key) {
+                    plan.state_dir = self.base.join(s);
+                }
+            }
+            "services" => plan.services = self.services(node),
+            "supervisor" => {
+                if let Some(s) = self.section(node, key) {
+                    plan.supervisor = s;
+                }
+            }
+            "groups" => plan.groups = self.groups(node),
+            "exit_on_critical" => {
+                if let Some(b) = self.choice(node, key, BOOLEAN) {
+                    plan.exit_on_critical = b;
+                }
+            }
+            _ => unreachable!("fields() returns only allowed keys"),
         }
-        ok.then_some(spec)
     }
 
     fn groups(&mut self, node: &Node) -> Vec<GroupSpec> {
-        let NodeKind::Map(entries) = &node.kind else {
-            let found = node.describe();
-            self.err(
-                node,
-                "groups",
-                format!("expected a mapping of group names to groups, found {found}"),
-            );
+        let Some(entries) = self.entries(node, "groups", "group names to groups") else {
             return Vec::new();
         };
         let mut out: Vec<GroupSpec> = Vec::new();
         for (k, val) in entries {
-            let NodeKind::Scalar { value: name, .. } = &k.kind else {
-                self.err(k, "groups", "group names must be strings");
+            let Some(name) = self.name(k, "groups", "group") else {
                 continue;
             };
             let path = format!("groups.{name}");
@@ -137,55 +98,85 @@ impl Parser<'_> {
                 continue;
             }
             self.positions.insert(path.clone(), k.clone());
-            let Some(fields) = self.fields(val, &path, GROUP_KEYS, &[]) else {
-                continue;
-            };
-            let mut g = GroupSpec::new(name.clone());
-            let mut ok = true;
-            let mut saw_children = false;
-            for (key, v) in fields {
-                let p = join(&path, key);
-                ok &= match key {
-                    "strategy" => self.strategy(v, &p).map(|s| g.strategy = s).is_some(),
-                    "intensity" => self
-                        .count(v, &p, 1..=100_000, "a number of restarts")
-                        .map(|n| g.intensity = n)
-                        .is_some(),
-                    "period" => self
-                        .positive_duration(v, &p)
-                        .map(|d| g.period = d)
-                        .is_some(),
-                    "children" => {
-                        saw_children = true;
-                        let kids = self.list(v, &p, |this, n, p| {
-                            let s = this.string(n, p)?;
-                            this.positions.insert(p.to_string(), n.clone());
-                            Some(s)
-                        });
-                        kids.map(|c| g.children = c).is_some()
-                    }
-                    _ => unreachable!(),
-                };
-            }
-            if !saw_children {
-                self.err(
-                    k,
-                    &join(&path, "children"),
-                    "missing: list the group's services and groups",
-                );
-                ok = false;
-            } else if ok && g.children.is_empty() {
-                self.err(
-                    val,
-                    &join(&path, "children"),
-                    "a group needs at least one child",
-                );
-                ok = false;
-            }
-            if ok {
+            if let Some(g) = self.group(name, k, val, &path) {
                 out.push(g);
             }
         }
         out
+    }
+
+    fn group(&mut self, name: &str, key: &Node, node: &Node, path: &str) -> Option<GroupSpec> {
+        let mut g = GroupSpec::new(name);
+        let mut ok = self.read_into(node, path, &mut g)?;
+        let children = join(path, "children");
+        if node.get("children").is_none() {
+            self.err(
+                key,
+                &children,
+                "missing: list the group's services and groups",
+            );
+            ok = false;
+        } else if ok && g.children.is_empty() {
+            self.err(node, &children, "a group needs at least one child");
+            ok = false;
+        }
+        ok.then_some(g)
+    }
+
+    /// Names of services and groups, checked once the whole file is read.
+    fn children(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        self.list(node, path, |this, n, p| {
+            let s = this.string(n, p)?;
+            this.positions.insert(p.to_string(), n.clone());
+            Some(s)
+        })
+    }
+
+    fn intensity(&mut self, node: &Node, path: &str) -> Option<u32> {
+        self.count(node, path, 1..=100_000, "a number of restarts")
+    }
+
+    /// `strategy` or `period`, which the root and groups share.
+    fn restarts_key(
+        &mut self,
+        strategy: &mut Strategy,
+        period: &mut Duration,
+        key: &str,
+        val: &Node,
+        p: &str,
+    ) -> Option<()> {
+        match key {
+            "strategy" => {
+                *strategy = self.choice(val, p, &words(Strategy::ALL, Strategy::as_str))?;
+            }
+            "period" => *period = self.positive_duration(val, p)?,
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
+        Some(())
+    }
+}
+
+impl Section for SupervisorSpec {
+    const KEYS: &'static [&'static str] = &["strategy", "intensity", "period"];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "intensity" => self.intensity = Some(p.intensity(val, path)?),
+            _ => p.restarts_key(&mut self.strategy, &mut self.period, key, val, path)?,
+        }
+        Some(())
+    }
+}
+
+impl Section for GroupSpec {
+    const KEYS: &'static [&'static str] = &["strategy", "intensity", "period", "children"];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "intensity" => self.intensity = p.intensity(val, path)?,
+            "children" => self.children = p.children(val, path)?,
+            _ => p.restarts_key(&mut self.strategy, &mut self.period, key, val, path)?,
+        }
+        Some(())
     }
 }

@@ -62,6 +62,16 @@ struct Parser<'a> {
     positions: HashMap<String, Node>,
 }
 
+/// A mapping in the file whose keys fill in a value one at a time.
+trait Section {
+    /// The keys it may have, in the order messages list them.
+    const KEYS: &'static [&'static str];
+
+    /// Reads the value of one of `KEYS` into `self`; none: the value was
+    /// bad, and the error is recorded.
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()>;
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -129,6 +139,69 @@ impl Parser<'_> {
         Some(out)
     }
 
+    /// Each known key of the mapping at `node`, in file order, read into
+    /// `spec` by `key` (none: a bad value, already reported); whether all
+    /// were good. None: not a mapping.
+    fn each_key<S>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        allowed: &[&str],
+        spec: &mut S,
+        mut key: impl FnMut(&mut Self, &mut S, &str, &Node, &str) -> Option<()>,
+    ) -> Option<bool> {
+        let fields = self.fields(node, path, allowed, &[])?;
+        let mut ok = true;
+        for (name, val) in fields {
+            ok &= key(self, spec, name, val, &join(path, name)).is_some();
+        }
+        Some(ok)
+    }
+
+    /// The mapping at `node` read into `spec`; whether every key was good.
+    /// None: not a mapping.
+    fn read_into<S: Section>(&mut self, node: &Node, path: &str, spec: &mut S) -> Option<bool> {
+        self.each_key(node, path, S::KEYS, spec, |p, spec, key, val, path| {
+            spec.read(p, key, val, path)
+        })
+    }
+
+    /// The mapping at `node` read over the section's defaults; none if any
+    /// key was bad.
+    fn section<S: Section + Default>(&mut self, node: &Node, path: &str) -> Option<S> {
+        let mut spec = S::default();
+        self.read_into(node, path, &mut spec)?.then_some(spec)
+    }
+
+    /// The entries of a mapping of names to values, which `what` describes
+    /// in the error ("service names to services").
+    fn entries<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        what: &str,
+    ) -> Option<&'n [(Node, Node)]> {
+        if let NodeKind::Map(entries) = &node.kind {
+            return Some(entries);
+        }
+        let found = node.describe();
+        self.err(
+            node,
+            path,
+            format!("expected a mapping of {what}, found {found}"),
+        );
+        None
+    }
+
+    /// The name a mapping key gives; `what` says what it names ("service").
+    fn name<'n>(&mut self, key: &'n Node, path: &str, what: &str) -> Option<&'n String> {
+        if let NodeKind::Scalar { value, .. } = &key.kind {
+            return Some(value);
+        }
+        self.err(key, path, format!("{what} names must be strings"));
+        None
+    }
+
     /// A scalar as a string, with `${VAR}` expanded.
     fn string(&mut self, node: &Node, path: &str) -> Option<String> {
         match &node.kind {
@@ -174,11 +247,17 @@ impl Parser<'_> {
         self.parsed(node, path, units::parse_duration)
     }
 
+    /// A duration long enough to act on: a timer or a probe interval.
     fn positive_duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        self.duration_at_least(node, path, Duration::from_millis(10))
+    }
+
+    fn duration_at_least(&mut self, node: &Node, path: &str, min: Duration) -> Option<Duration> {
         self.parsed(node, path, |s| {
             let d = units::parse_duration(s)?;
-            if d < Duration::from_millis(10) {
-                return Err(format!("{s} is too short: at least 10ms"));
+            if d < min {
+                let min = humantime::format_duration(min);
+                return Err(format!("{s} is too short: at least {min}"));
             }
             Ok(d)
         })
@@ -240,11 +319,6 @@ impl Parser<'_> {
             .cloned()
             .unwrap_or_else(|| fallback.clone())
     }
-}
-
-fn node_has_key(node: &Node, key: &str) -> bool {
-    matches!(&node.kind, NodeKind::Map(entries)
-        if entries.iter().any(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if value == key)))
 }
 
 fn check_name(name: &str) -> Result<(), String> {

@@ -1,21 +1,12 @@
 //! Probes: liveness, readiness and startup checks and their timing.
 
-use super::{Parser, join, node_has_key};
+use super::{Parser, Section, join};
 use crate::config::units;
 use crate::config::yaml::{Node, NodeKind};
 use crate::config::*;
 
-const PROBE_KEYS: &[&str] = &[
-    "exec",
-    "http",
-    "tcp",
-    "interval",
-    "timeout",
-    "initial_delay",
-    "failure_threshold",
-    "success_threshold",
-];
-const HTTP_KEYS: &[&str] = &["url", "method", "expect", "headers"];
+/// The keys that say what a probe checks; a probe has exactly one.
+const PROBE_KINDS: &[&str] = &["exec", "http", "tcp"];
 /// Matched in upper case: `get` is GET.
 const HTTP_METHODS: &[(&str, &str)] = &[("GET", "GET"), ("HEAD", "HEAD")];
 const PROBE_TIMEOUT: &[(&str, ProbeTimeout)] = &[("adaptive", ProbeTimeout::Adaptive)];
@@ -24,10 +15,10 @@ impl Parser<'_> {
     /// A probe: exactly one of exec / http / tcp, or the string `notify`
     /// (readiness only).
     pub(super) fn probe(&mut self, node: &Node, path: &str, readiness: bool) -> Option<ProbeSpec> {
-        let mut spec = ProbeSpec::default();
+        let kinds = PROBE_KINDS.join(", ");
         if let NodeKind::Scalar { value, .. } = &node.kind {
             if value == "notify" && readiness {
-                return Some(spec);
+                return Some(ProbeSpec::default());
             }
             let allowed = if readiness {
                 "`notify` or a mapping"
@@ -37,77 +28,25 @@ impl Parser<'_> {
             self.err(
                 node,
                 path,
-                format!("expected {allowed} with one of exec, http, tcp, found {value:?}"),
+                format!("expected {allowed} with one of {kinds}, found {value:?}"),
             );
             return None;
         }
-        let fields = self.fields(node, path, PROBE_KEYS, &[])?;
-        let mut ok = true;
-        let mut checks = Vec::new();
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "exec" => self
-                    .command(val, &p)
-                    .map(|c| checks.push(Check::Exec(c)))
-                    .is_some(),
-                "http" => self
-                    .http(val, &p)
-                    .map(|h| checks.push(Check::Http(h)))
-                    .is_some(),
-                "tcp" => self
-                    .parsed(val, &p, parse_tcp)
-                    .map(|t| checks.push(Check::Tcp(t)))
-                    .is_some(),
-                "interval" => self
-                    .positive_duration(val, &p)
-                    .map(|d| spec.interval = d)
-                    .is_some(),
-                "timeout" => {
-                    if let NodeKind::Scalar { value, .. } = &val.kind
-                        && let Some(t) = units::lookup(value, PROBE_TIMEOUT)
-                    {
-                        spec.timeout = t;
-                        true
-                    } else {
-                        self.positive_duration(val, &p)
-                            .map(|d| spec.timeout = ProbeTimeout::Fixed(d))
-                            .is_some()
-                    }
-                }
-                "initial_delay" => self
-                    .duration(val, &p)
-                    .map(|d| spec.initial_delay = d)
-                    .is_some(),
-                "failure_threshold" => self
-                    .count(val, &p, 1..=1000, "a count")
-                    .map(|n| spec.failure_threshold = n)
-                    .is_some(),
-                "success_threshold" => self
-                    .count(val, &p, 1..=1000, "a count")
-                    .map(|n| spec.success_threshold = n)
-                    .is_some(),
-                _ => unreachable!(),
-            };
-        }
-        if !ok {
-            return None;
-        }
-        match checks.len() {
-            1 => spec.check = checks.pop().expect("one"),
+        let mut spec: ProbeSpec = self.section(node, path)?;
+        match PROBE_KINDS.iter().filter(|k| node.get(k).is_some()).count() {
+            1 => {}
             0 => {
-                self.err(node, path, "a probe needs one of exec, http, tcp");
+                self.err(node, path, format!("a probe needs one of {kinds}"));
                 return None;
             }
             _ => {
-                self.err(node, path, "a probe has exactly one of exec, http, tcp");
+                self.err(node, path, format!("a probe has exactly one of {kinds}"));
                 return None;
             }
         }
-        let timeout_set = node_has_key(node, "timeout");
         if let ProbeTimeout::Fixed(t) = spec.timeout
             && t > spec.interval
-            && !timeout_set
+            && node.get("timeout").is_none()
         {
             // The default (1s) follows a shorter interval.
             spec.timeout = ProbeTimeout::Fixed(spec.interval);
@@ -125,49 +64,35 @@ impl Parser<'_> {
         Some(spec)
     }
 
+    /// `adaptive`, or a duration.
+    fn probe_timeout(&mut self, node: &Node, path: &str) -> Option<ProbeTimeout> {
+        if let NodeKind::Scalar { value, .. } = &node.kind
+            && let Some(t) = units::lookup(value, PROBE_TIMEOUT)
+        {
+            return Some(t);
+        }
+        self.positive_duration(node, path).map(ProbeTimeout::Fixed)
+    }
+
+    fn threshold(&mut self, node: &Node, path: &str) -> Option<u32> {
+        self.count(node, path, 1..=1000, "a count")
+    }
+
+    /// A URL, or a mapping with one; the URL is read once the other keys
+    /// are good.
     fn http(&mut self, node: &Node, path: &str) -> Option<HttpCheck> {
-        let mut check = HttpCheck::default();
-        let (url_node, url_path) = if let NodeKind::Scalar { .. } = node.kind {
-            (node.clone(), path.to_string())
+        let (mut check, url_node, url_path) = if let NodeKind::Scalar { .. } = node.kind {
+            (HttpCheck::default(), node, path.to_string())
         } else {
-            let fields = self.fields(node, path, HTTP_KEYS, &[])?;
-            let mut ok = true;
-            let mut url = None;
-            for (key, val) in fields {
-                let p = join(path, key);
-                ok &= match key {
-                    "url" => {
-                        url = Some(val.clone());
-                        true
-                    }
-                    "method" => self
-                        .parsed(val, &p, |s| {
-                            units::lookup(&s.to_ascii_uppercase(), HTTP_METHODS)
-                                .map(str::to_string)
-                                .ok_or_else(|| units::not_one_of(s, HTTP_METHODS))
-                        })
-                        .map(|m| check.method = m)
-                        .is_some(),
-                    "expect" => self
-                        .parsed(val, &p, parse_status_range)
-                        .map(|r| check.expect = r)
-                        .is_some(),
-                    "headers" => self.headers(val, &p).map(|h| check.headers = h).is_some(),
-                    _ => unreachable!(),
-                };
-            }
-            if !ok {
+            let check: HttpCheck = self.section(node, path)?;
+            let url_path = join(path, "url");
+            let Some(url) = node.get("url") else {
+                self.err(node, &url_path, "missing: the URL to request");
                 return None;
-            }
-            match url {
-                Some(u) => (u, join(path, "url")),
-                None => {
-                    self.err(node, &join(path, "url"), "missing: the URL to request");
-                    return None;
-                }
-            }
+            };
+            (check, url, url_path)
         };
-        let (url, authority, target) = self.parsed(&url_node, &url_path, parse_http_url)?;
+        let (url, authority, target) = self.parsed(url_node, &url_path, parse_http_url)?;
         check.url = url;
         check.authority = authority;
         check.path = target;
@@ -176,21 +101,10 @@ impl Parser<'_> {
 
     /// A mapping of header names to string values.
     fn headers(&mut self, node: &Node, path: &str) -> Option<Vec<(String, String)>> {
-        let NodeKind::Map(entries) = &node.kind else {
-            let found = node.describe();
-            self.err(
-                node,
-                path,
-                format!("expected a mapping of Name: value, found {found}"),
-            );
-            return None;
-        };
+        let entries = self.entries(node, path, "Name: value")?;
         let mut out = Vec::new();
         for (k, v) in entries {
-            let NodeKind::Scalar { value: key, .. } = &k.kind else {
-                self.err(k, path, "header names must be strings");
-                return None;
-            };
+            let key = self.name(k, path, "header")?;
             let p = join(path, key);
             if key.is_empty()
                 || !key
@@ -261,4 +175,54 @@ fn parse_http_url(s: &str) -> Result<(String, String, String), String> {
         None => format!("{hostport}:80"),
     };
     Ok((s.to_string(), authority, target.to_string()))
+}
+
+impl Section for ProbeSpec {
+    const KEYS: &'static [&'static str] = &[
+        "exec",
+        "http",
+        "tcp",
+        "interval",
+        "timeout",
+        "initial_delay",
+        "failure_threshold",
+        "success_threshold",
+    ];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "exec" => self.check = Check::Exec(p.command(val, path)?),
+            "http" => self.check = Check::Http(p.http(val, path)?),
+            "tcp" => self.check = Check::Tcp(p.parsed(val, path, parse_tcp)?),
+            "interval" => self.interval = p.positive_duration(val, path)?,
+            "timeout" => self.timeout = p.probe_timeout(val, path)?,
+            "initial_delay" => self.initial_delay = p.duration(val, path)?,
+            "failure_threshold" => self.failure_threshold = p.threshold(val, path)?,
+            "success_threshold" => self.success_threshold = p.threshold(val, path)?,
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
+        Some(())
+    }
+}
+
+/// The `url` is read after the other keys.
+impl Section for HttpCheck {
+    const KEYS: &'static [&'static str] = &["url", "method", "expect", "headers"];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "url" => {}
+            "method" => {
+                self.method = p.parsed(val, path, |s| {
+                    units::lookup(&s.to_ascii_uppercase(), HTTP_METHODS)
+                        .map(str::to_string)
+                        .ok_or_else(|| units::not_one_of(s, HTTP_METHODS))
+                })?;
+            }
+            "expect" => self.expect = p.parsed(val, path, parse_status_range)?,
+            "headers" => self.headers = p.headers(val, path)?,
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
+        Some(())
+    }
 }

@@ -3,18 +3,13 @@
 
 use std::time::Duration;
 
-use super::{Parser, join};
+use super::{Parser, Section, join};
 use crate::config::units::{self, words};
 use crate::config::yaml::Node;
 use crate::config::*;
 use crate::strategy::policy::Severity;
 
 const RULE_KEYS: &[&str] = &["exit_codes", "signals", "output_matches", "severity"];
-const RECOVERY_KEYS: &[&str] = &["retry", "restart", "fallback", "reset_after"];
-const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff", "jitter"];
-const RESTART_KEYS: &[&str] = &["attempts", "cleanup", "timeout"];
-const FALLBACK_KEYS: &[&str] = &["command", "retry_primary"];
-const ESCALATION_KEYS: &[&str] = &["failures", "within"];
 
 impl Parser<'_> {
     pub(super) fn classify(&mut self, node: &Node, path: &str) -> Option<Vec<ClassifyRule>> {
@@ -23,211 +18,173 @@ impl Parser<'_> {
 
     fn rule(&mut self, node: &Node, path: &str) -> Option<ClassifyRule> {
         let severities = words(Severity::ALL, Severity::as_str);
-        let fields = self.fields(node, path, RULE_KEYS, &[])?;
+        // Stands in until the severity is read; a rule without one is an error.
         let mut rule = ClassifyRule {
             exit_codes: Vec::new(),
             signals: Vec::new(),
             output_matches: None,
             severity: Severity::Transient,
         };
-        let mut ok = true;
-        let mut severity = false;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "exit_codes" => self
-                    .list(val, &p, |v, n, p| {
-                        v.number::<i32>(n, p, "an exit code from 1 to 255", |c| {
-                            (1..=255).contains(c)
-                        })
-                    })
-                    .map(|c| rule.exit_codes = c)
-                    .is_some(),
-                "signals" => self
-                    .list(val, &p, |v, n, p| v.parsed(n, p, units::parse_signal))
-                    .map(|s| rule.signals = s)
-                    .is_some(),
-                "output_matches" => self
-                    .parsed(val, &p, |s| {
-                        regex::bytes::Regex::new(s)
-                            .map(|_| s.to_string())
-                            .map_err(|e| {
-                                // The syntax error's last line says what is wrong;
-                                // the lines above draw a caret diagram.
-                                let text = e.to_string();
-                                let what = text
-                                    .lines()
-                                    .last()
-                                    .unwrap_or("")
-                                    .trim_start_matches("error: ");
-                                format!("invalid regular expression {s:?}: {what}")
-                            })
-                    })
-                    .map(|r| rule.output_matches = Some(r))
-                    .is_some(),
-                "severity" => {
-                    severity = true;
-                    self.choice(val, &p, &severities)
-                        .map(|s| rule.severity = s)
-                        .is_some()
+        let read = self.each_key(
+            node,
+            path,
+            RULE_KEYS,
+            &mut rule,
+            |this, rule, key, val, p| {
+                match key {
+                    "exit_codes" => rule.exit_codes = this.list(val, p, Self::exit_code)?,
+                    "signals" => {
+                        rule.signals =
+                            this.list(val, p, |v, n, p| v.parsed(n, p, units::parse_signal))?;
+                    }
+                    "output_matches" => rule.output_matches = Some(this.parsed(val, p, regex)?),
+                    "severity" => rule.severity = this.choice(val, p, &severities)?,
+                    _ => unreachable!("fields() returns only allowed keys"),
                 }
-                _ => unreachable!(),
-            };
+                Some(())
+            },
+        );
+        if read != Some(true) {
+            return None;
         }
-        if ok && !severity {
-            self.err(
-                node,
-                &join(path, "severity"),
-                format!("missing: {}", units::or_list(&severities)),
-            );
-            ok = false;
+        if node.get("severity").is_none() {
+            let missing = format!("missing: {}", units::or_list(&severities));
+            self.err(node, &join(path, "severity"), missing);
+            return None;
         }
-        if ok
-            && rule.exit_codes.is_empty()
-            && rule.signals.is_empty()
-            && rule.output_matches.is_none()
-        {
-            self.err(
-                node,
-                path,
-                "a rule needs at least one of exit_codes, signals, output_matches",
-            );
-            ok = false;
+        let matches_exit = !rule.exit_codes.is_empty() || !rule.signals.is_empty();
+        if !matches_exit && rule.output_matches.is_none() {
+            let why = "a rule needs at least one of exit_codes, signals, output_matches";
+            self.err(node, path, why);
+            return None;
         }
-        if ok && !rule.exit_codes.is_empty() && !rule.signals.is_empty() {
-            self.err(
-                node,
-                path,
-                "exit_codes and signals cannot both match one exit; write two rules",
-            );
-            ok = false;
+        if !rule.exit_codes.is_empty() && !rule.signals.is_empty() {
+            let why = "exit_codes and signals cannot both match one exit; write two rules";
+            self.err(node, path, why);
+            return None;
         }
-        ok.then_some(rule)
+        Some(rule)
+    }
+
+    fn exit_code(&mut self, node: &Node, path: &str) -> Option<i32> {
+        self.number::<i32>(node, path, "an exit code from 1 to 255", |c| {
+            (1..=255).contains(c)
+        })
     }
 
     pub(super) fn recovery(&mut self, node: &Node, path: &str) -> Option<RecoverySpec> {
-        let fields = self.fields(node, path, RECOVERY_KEYS, &[])?;
-        let mut spec = RecoverySpec::default();
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "retry" => self.retry(val, &p, &mut spec.retry),
-                "restart" => self.restart_spec(val, &p, &mut spec.restart),
-                "fallback" => self.fallback(val, &p, &mut spec),
-                "reset_after" => self
-                    .duration(val, &p)
-                    .map(|d| spec.reset_after = d)
-                    .is_some(),
-                _ => unreachable!(),
-            };
-        }
-        if ok && spec.retry.backoff > spec.retry.max_backoff {
+        let spec: RecoverySpec = self.section(node, path)?;
+        if spec.retry.backoff > spec.retry.max_backoff {
             self.err(
                 node,
                 &join(path, "retry.max_backoff"),
                 "must not be shorter than retry.backoff",
             );
-            ok = false;
+            return None;
         }
-        ok.then_some(spec)
+        Some(spec)
     }
 
-    fn retry(&mut self, node: &Node, path: &str, spec: &mut RetrySpec) -> bool {
-        let Some(fields) = self.fields(node, path, RETRY_KEYS, &[]) else {
-            return false;
-        };
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "attempts" => self
-                    .count(val, &p, 0..=1000, "a number of attempts")
-                    .map(|n| spec.attempts = n)
-                    .is_some(),
-                "backoff" => self.duration(val, &p).map(|d| spec.backoff = d).is_some(),
-                "max_backoff" => self
-                    .duration(val, &p)
-                    .map(|d| spec.max_backoff = d)
-                    .is_some(),
-                "jitter" => self
-                    .number::<f64>(val, &p, "a fraction from 0 to 0.9", |j| {
-                        (0.0..=0.9).contains(j)
-                    })
-                    .map(|j| spec.jitter = j)
-                    .is_some(),
-                _ => unreachable!(),
-            };
-        }
-        ok
+    fn attempts(&mut self, node: &Node, path: &str) -> Option<u32> {
+        self.count(node, path, 0..=1000, "a number of attempts")
     }
 
-    fn restart_spec(&mut self, node: &Node, path: &str, spec: &mut RestartSpec) -> bool {
-        let Some(fields) = self.fields(node, path, RESTART_KEYS, &[]) else {
-            return false;
-        };
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "attempts" => self
-                    .count(val, &p, 0..=1000, "a number of attempts")
-                    .map(|n| spec.attempts = n)
-                    .is_some(),
-                "cleanup" => self
-                    .command(val, &p)
-                    .map(|c| spec.cleanup = Some(c))
-                    .is_some(),
-                "timeout" => self.duration(val, &p).map(|d| spec.timeout = d).is_some(),
-                _ => unreachable!(),
-            };
-        }
-        ok
+    /// The fallback command, and the cooldown before the primary is tried
+    /// again (a key of `recovery` written under `fallback`).
+    fn fallback(&mut self, node: &Node, path: &str, spec: &mut RecoverySpec) -> Option<()> {
+        let keys = &["command", "retry_primary"];
+        let ok = self.each_key(node, path, keys, spec, |p, spec, key, val, path| {
+            match key {
+                "command" => {
+                    let command = p.command(val, path)?;
+                    spec.fallback = Some(FallbackSpec { command });
+                }
+                "retry_primary" => {
+                    let min = Duration::from_millis(100);
+                    spec.retry_primary = p.duration_at_least(val, path, min)?;
+                }
+                _ => unreachable!("fields() returns only allowed keys"),
+            }
+            Some(())
+        })?;
+        ok.then_some(())
     }
+}
 
-    fn fallback(&mut self, node: &Node, path: &str, spec: &mut RecoverySpec) -> bool {
-        let Some(fields) = self.fields(node, path, FALLBACK_KEYS, &[]) else {
-            return false;
-        };
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "command" => self
-                    .command(val, &p)
-                    .map(|c| spec.fallback = Some(FallbackSpec { command: c }))
-                    .is_some(),
-                "retry_primary" => self
-                    .parsed(val, &p, |s| {
-                        let d = units::parse_duration(s)?;
-                        if d < Duration::from_millis(100) {
-                            return Err(format!("{s} is too short: at least 100ms"));
-                        }
-                        Ok(d)
-                    })
-                    .map(|d| spec.retry_primary = d)
-                    .is_some(),
-                _ => unreachable!(),
-            };
-        }
-        ok
-    }
+impl Section for RecoverySpec {
+    const KEYS: &'static [&'static str] = &["retry", "restart", "fallback", "reset_after"];
 
-    pub(super) fn escalation(&mut self, node: &Node, path: &str) -> Option<EscalationSpec> {
-        let fields = self.fields(node, path, ESCALATION_KEYS, &[])?;
-        let mut spec = EscalationSpec::default();
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "failures" => self
-                    .count(val, &p, 1..=1000, "a number of failures")
-                    .map(|n| spec.failures = n)
-                    .is_some(),
-                "within" => self.duration(val, &p).map(|d| spec.within = d).is_some(),
-                _ => unreachable!(),
-            };
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "retry" => self.retry = p.section(val, path)?,
+            "restart" => self.restart = p.section(val, path)?,
+            "fallback" => p.fallback(val, path, self)?,
+            "reset_after" => self.reset_after = p.duration(val, path)?,
+            _ => unreachable!("fields() returns only allowed keys"),
         }
-        ok.then_some(spec)
+        Some(())
     }
+}
+
+impl Section for RetrySpec {
+    const KEYS: &'static [&'static str] = &["attempts", "backoff", "max_backoff", "jitter"];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "attempts" => self.attempts = p.attempts(val, path)?,
+            "backoff" => self.backoff = p.duration(val, path)?,
+            "max_backoff" => self.max_backoff = p.duration(val, path)?,
+            "jitter" => {
+                self.jitter = p.number(val, path, "a fraction from 0 to 0.9", |j| {
+                    (0.0..=0.9).contains(j)
+                })?;
+            }
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
+        Some(())
+    }
+}
+
+impl Section for RestartSpec {
+    const KEYS: &'static [&'static str] = &["attempts", "cleanup", "timeout"];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "attempts" => self.attempts = p.attempts(val, path)?,
+            "cleanup" => self.cleanup = Some(p.command(val, path)?),
+            "timeout" => self.timeout = p.duration(val, path)?,
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
+        Some(())
+    }
+}
+
+impl Section for EscalationSpec {
+    const KEYS: &'static [&'static str] = &["failures", "within"];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "failures" => self.failures = p.count(val, path, 1..=1000, "a number of failures")?,
+            "within" => self.within = p.duration(val, path)?,
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
+        Some(())
+    }
+}
+
+/// A regular expression, as written.
+fn regex(s: &str) -> Result<String, String> {
+    regex::bytes::Regex::new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| {
+            // The syntax error's last line says what is wrong; the lines
+            // above draw a caret diagram.
+            let text = e.to_string();
+            let what = text
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            format!("invalid regular expression {s:?}: {what}")
+        })
 }

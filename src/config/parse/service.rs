@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Parser, check_name, join, node_has_key};
+use super::{Parser, Section, check_name, join};
 use crate::config::units::{self, words};
 use crate::config::yaml::{Node, NodeKind};
 use crate::config::*;
@@ -30,19 +30,10 @@ const SERVICE_KEYS: &[&str] = &[
     "start_timeout",
     "depends_on",
 ];
-const SERVICE_LATER: &[&str] = &[];
-const STOP_KEYS: &[&str] = &["signal", "timeout"];
-const LOG_KEYS: &[&str] = &["max_size", "keep"];
 
 impl Parser<'_> {
     pub(super) fn services(&mut self, node: &Node) -> Vec<ServiceSpec> {
-        let NodeKind::Map(entries) = &node.kind else {
-            let found = node.describe();
-            self.err(
-                node,
-                "services",
-                format!("expected a mapping of service names to services, found {found}"),
-            );
+        let Some(entries) = self.entries(node, "services", "service names to services") else {
             return Vec::new();
         };
         if entries.is_empty() {
@@ -51,8 +42,7 @@ impl Parser<'_> {
         let mut out: Vec<ServiceSpec> = Vec::new();
         let mut names: Vec<&str> = Vec::new();
         for (k, val) in entries {
-            let NodeKind::Scalar { value: name, .. } = &k.kind else {
-                self.err(k, "services", "service names must be strings");
+            let Some(name) = self.name(k, "services", "service") else {
                 continue;
             };
             let path = format!("services.{name}");
@@ -73,21 +63,24 @@ impl Parser<'_> {
     }
 
     fn service(&mut self, name: &str, key: &Node, node: &Node, path: &str) -> Option<ServiceSpec> {
-        let fields = self.fields(node, path, SERVICE_KEYS, SERVICE_LATER)?;
         // Stands in until the command is read; a service without one is an error.
         let placeholder = Command::Exec(Vec::new());
         let mut spec = ServiceSpec::new(name, placeholder, self.base.to_path_buf());
         let mut env_file_vars = Vec::new();
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= if key == "env_file" {
-                self.env_file(val, &p).map(|v| env_file_vars = v).is_some()
-            } else {
-                self.service_key(&mut spec, key, val, &p)
-            };
-        }
-        if !node_has_key(node, "command") {
+        let mut ok = self.each_key(
+            node,
+            path,
+            SERVICE_KEYS,
+            &mut spec,
+            |this, spec, key, val, p| {
+                match key {
+                    "env_file" => env_file_vars = this.env_file(val, p)?,
+                    _ => this.service_key(spec, key, val, p)?,
+                }
+                Some(())
+            },
+        )?;
+        if node.get("command").is_none() {
             self.err(
                 key,
                 &join(path, "command"),
@@ -102,55 +95,36 @@ impl Parser<'_> {
     }
 
     /// One key of a service other than `env_file`, into `spec`.
-    fn service_key(&mut self, spec: &mut ServiceSpec, key: &str, val: &Node, p: &str) -> bool {
+    fn service_key(
+        &mut self,
+        spec: &mut ServiceSpec,
+        key: &str,
+        val: &Node,
+        p: &str,
+    ) -> Option<()> {
+        let restart = words(RestartPolicy::ALL, RestartPolicy::as_str);
         match key {
-            "command" => self.command(val, p).map(|c| spec.command = c).is_some(),
-            "cwd" => self.cwd(val, p).map(|d| spec.cwd = d).is_some(),
-            "env" => self.env(val, p).map(|e| spec.env = e).is_some(),
-            "user" => self.user(val, p).map(|u| spec.user = Some(u)).is_some(),
-            "restart" => self
-                .choice(val, p, &words(RestartPolicy::ALL, RestartPolicy::as_str))
-                .map(|r| spec.restart = r)
-                .is_some(),
-            "min_uptime" => self.duration(val, p).map(|d| spec.min_uptime = d).is_some(),
-            "stop" => self.stop(val, p).map(|s| spec.stop = s).is_some(),
-            "logs" => self.logs(val, p).map(|l| spec.logs = l).is_some(),
-            "classify" => self.classify(val, p).map(|c| spec.classify = c).is_some(),
-            "recovery" => self.recovery(val, p).map(|r| spec.recovery = r).is_some(),
-            "escalation" => self
-                .escalation(val, p)
-                .map(|e| spec.escalation = e)
-                .is_some(),
-            "on_event" => self
-                .command(val, p)
-                .map(|c| spec.on_event = Some(c))
-                .is_some(),
-            "liveness" => self
-                .probe(val, p, false)
-                .map(|x| spec.liveness = Some(x))
-                .is_some(),
-            "readiness" => self
-                .probe(val, p, true)
-                .map(|x| spec.readiness = Some(x))
-                .is_some(),
-            "startup" => self
-                .probe(val, p, false)
-                .map(|x| spec.startup = Some(x))
-                .is_some(),
-            "watchdog" => self
-                .positive_duration(val, p)
-                .map(|d| spec.watchdog = Some(d))
-                .is_some(),
-            "start_timeout" => self
-                .positive_duration(val, p)
-                .map(|d| spec.start_timeout = Some(d))
-                .is_some(),
-            "depends_on" => self
-                .depends_on(val, p)
-                .map(|d| spec.depends_on = d)
-                .is_some(),
+            "command" => spec.command = self.command(val, p)?,
+            "cwd" => spec.cwd = self.cwd(val, p)?,
+            "env" => spec.env = self.env(val, p)?,
+            "user" => spec.user = Some(self.user(val, p)?),
+            "restart" => spec.restart = self.choice(val, p, &restart)?,
+            "min_uptime" => spec.min_uptime = self.duration(val, p)?,
+            "stop" => spec.stop = self.section(val, p)?,
+            "logs" => spec.logs = self.section(val, p)?,
+            "classify" => spec.classify = self.classify(val, p)?,
+            "recovery" => spec.recovery = self.recovery(val, p)?,
+            "escalation" => spec.escalation = self.section(val, p)?,
+            "on_event" => spec.on_event = Some(self.command(val, p)?),
+            "liveness" => spec.liveness = Some(self.probe(val, p, false)?),
+            "readiness" => spec.readiness = Some(self.probe(val, p, true)?),
+            "startup" => spec.startup = Some(self.probe(val, p, false)?),
+            "watchdog" => spec.watchdog = Some(self.positive_duration(val, p)?),
+            "start_timeout" => spec.start_timeout = Some(self.positive_duration(val, p)?),
+            "depends_on" => spec.depends_on = self.depends_on(val, p)?,
             _ => unreachable!("fields() returns only allowed keys"),
         }
+        Some(())
     }
 
     pub(super) fn command(&mut self, node: &Node, path: &str) -> Option<Command> {
@@ -217,20 +191,11 @@ impl Parser<'_> {
     }
 
     fn env(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
-        let NodeKind::Map(entries) = &node.kind else {
-            let found = node.describe();
-            self.err(
-                node,
-                path,
-                format!("expected a mapping of NAME: value, found {found}"),
-            );
-            return None;
-        };
+        let entries = self.entries(node, path, "NAME: value")?;
         let mut out = BTreeMap::new();
         let mut ok = true;
         for (k, val) in entries {
-            let NodeKind::Scalar { value: key, .. } = &k.kind else {
-                self.err(k, path, "variable names must be strings");
+            let Some(key) = self.name(k, path, "variable") else {
                 ok = false;
                 continue;
             };
@@ -251,12 +216,8 @@ impl Parser<'_> {
             }
             let value = if val.is_null() {
                 Some(String::new())
-            } else if matches!(val.kind, NodeKind::Scalar { .. }) {
-                self.string(val, &p)
             } else {
-                let found = val.describe();
-                self.err(val, &p, format!("expected a string, found {found}"));
-                None
+                self.string(val, &p)
             };
             match value {
                 Some(v) if v.contains('\0') => {
@@ -324,53 +285,39 @@ impl Parser<'_> {
             }
         }
     }
+}
 
-    fn stop(&mut self, node: &Node, path: &str) -> Option<StopSpec> {
-        let fields = self.fields(node, path, STOP_KEYS, &[])?;
-        let mut spec = StopSpec::default();
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "signal" => self
-                    .parsed(val, &p, units::parse_signal)
-                    .map(|s| spec.signal = s)
-                    .is_some(),
-                "timeout" => self.duration(val, &p).map(|d| spec.timeout = d).is_some(),
-                _ => unreachable!(),
-            };
-        }
-        ok.then_some(spec)
-    }
+impl Section for StopSpec {
+    const KEYS: &'static [&'static str] = &["signal", "timeout"];
 
-    fn logs(&mut self, node: &Node, path: &str) -> Option<LogSpec> {
-        let fields = self.fields(node, path, LOG_KEYS, &[])?;
-        let mut spec = LogSpec::default();
-        let mut ok = true;
-        for (key, val) in fields {
-            let p = join(path, key);
-            ok &= match key {
-                "max_size" => self
-                    .parsed(val, &p, |s| {
-                        let n = units::parse_size(s)?;
-                        if n < 4096 {
-                            return Err(format!("{s} is too small: at least 4KiB"));
-                        }
-                        Ok(n)
-                    })
-                    .map(|n| spec.max_size = n)
-                    .is_some(),
-                "keep" => self
-                    .parsed(val, &p, |s| {
-                        s.parse::<u32>().ok().filter(|n| *n <= 1000).ok_or_else(|| {
-                            format!("expected a number of files from 0 to 1000, found {s:?}")
-                        })
-                    })
-                    .map(|n| spec.keep = n)
-                    .is_some(),
-                _ => unreachable!(),
-            };
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "signal" => self.signal = p.parsed(val, path, units::parse_signal)?,
+            "timeout" => self.timeout = p.duration(val, path)?,
+            _ => unreachable!("fields() returns only allowed keys"),
         }
-        ok.then_some(spec)
+        Some(())
     }
+}
+
+impl Section for LogSpec {
+    const KEYS: &'static [&'static str] = &["max_size", "keep"];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "max_size" => self.max_size = p.parsed(val, path, log_size)?,
+            "keep" => self.keep = p.count(val, path, 0..=1000, "a number of files")?,
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
+        Some(())
+    }
+}
+
+/// A log file's size limit: at least 4KiB.
+fn log_size(s: &str) -> Result<u64, String> {
+    let n = units::parse_size(s)?;
+    if n < 4096 {
+        return Err(format!("{s} is too small: at least 4KiB"));
+    }
+    Ok(n)
 }

@@ -149,3 +149,101 @@ fn missing_command_and_services() {
     );
     assert!(messages("state_dir: x\n")[0].contains("services: missing"));
 }
+
+/// What `check` prints for a value.
+fn printed<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap()
+}
+
+#[test]
+fn unset_keys_take_the_types_defaults() {
+    let plan = check(
+        "services:\n  web:\n    command: x\n    liveness: {tcp: 'localhost:80'}\n    readiness: notify\ngroups:\n  g: {children: [web]}\n",
+    )
+    .unwrap();
+    let web = &plan.services[0];
+    let mut expected = ServiceSpec::new("web", Command::Shell("x".into()), "/tmp".into());
+    expected.liveness = Some(ProbeSpec {
+        check: Check::Tcp("localhost:80".into()),
+        ..ProbeSpec::default()
+    });
+    expected.readiness = Some(ProbeSpec::default());
+    expected.group = Some("g".into());
+    assert_eq!(printed(web), printed(&expected));
+    assert_eq!(plan.supervisor, SupervisorSpec::default());
+    let mut g = GroupSpec::new("g");
+    g.children = vec!["web".into()];
+    assert_eq!(plan.groups, vec![g]);
+    assert!(!plan.exit_on_critical);
+}
+
+#[test]
+fn a_short_interval_shortens_the_default_probe_timeout() {
+    let plan = check(
+        "services:\n  web:\n    command: x\n    liveness: {tcp: 'localhost:1', interval: 200ms}\n",
+    )
+    .unwrap();
+    let probe = plan.services[0].liveness.as_ref().unwrap();
+    assert_eq!(
+        probe.timeout,
+        ProbeTimeout::Fixed(Duration::from_millis(200))
+    );
+}
+
+#[test]
+fn every_key_with_a_fixed_set_of_values_names_them() {
+    let svc = "services:\n  a:\n    command: x\n";
+    let cases = [
+        (
+            "exit_on_critical: yes\nservices:\n  a:\n    command: x\n".to_string(),
+            "1:19: exit_on_critical: expected true or false, found \"yes\"",
+        ),
+        (
+            format!("{svc}    liveness: {{http: {{url: 'http://h/', method: post}}}}\n"),
+            "liveness.http.method: expected GET or HEAD, found \"post\"",
+        ),
+        (
+            format!("{svc}  b:\n    command: x\n    depends_on: {{a: strated}}\n"),
+            "depends_on.a: expected one of started, ready, completed, found \"strated\" (did you mean \"started\"?)",
+        ),
+        (
+            format!("{svc}    depends_on: [b]\n"),
+            "depends_on: expected a mapping of service names to started, ready or completed, found a list",
+        ),
+        (
+            format!("{svc}    classify: [{{exit_codes: [1]}}]\n"),
+            "classify[0].severity: missing: transient, recoverable or critical",
+        ),
+        (
+            format!("{svc}    restart: Always\n"),
+            "restart: expected one of always, on-failure, never, found \"Always\" (did you mean \"always\"?)",
+        ),
+        (
+            "supervisor: {strategy: one_for_al}\nservices:\n  a:\n    command: x\n".to_string(),
+            "supervisor.strategy: expected one of one_for_one, one_for_all, rest_for_one, found \"one_for_al\" (did you mean \"one_for_all\"?)",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let m = messages(&yaml);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].ends_with(expected), "{m:?}");
+    }
+}
+
+#[test]
+fn a_probe_timeout_may_be_adaptive_and_a_method_any_case() {
+    let plan = check(
+        "services:\n  a:\n    command: x\n    readiness: {http: {url: 'http://h:81/up', method: head}, timeout: adaptive}\n",
+    )
+    .unwrap();
+    let probe = plan.services[0].readiness.as_ref().unwrap();
+    assert_eq!(probe.timeout, ProbeTimeout::Adaptive);
+    let Check::Http(http) = &probe.check else {
+        panic!("{probe:?}")
+    };
+    assert_eq!(
+        (http.method.as_str(), http.authority.as_str()),
+        ("HEAD", "h:81")
+    );
+    assert_eq!(http.expect, HttpCheck::default().expect);
+}
