@@ -1,11 +1,11 @@
 //! The dependency graph and the supervision tree: depends_on, group
 //! membership, cycles and the start order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::{Parser, join};
 use crate::config::units::{self, did_you_mean, words};
-use crate::config::yaml::{Node, NodeKind};
+use crate::config::yaml::Node;
 use crate::config::*;
 
 impl Parser<'_> {
@@ -15,23 +15,12 @@ impl Parser<'_> {
         path: &str,
     ) -> Option<Vec<(String, DependOn)>> {
         let conditions = words(DependOn::ALL, DependOn::as_str);
-        let NodeKind::Map(entries) = &node.kind else {
-            let found = node.describe();
-            self.err(
-                node,
-                path,
-                format!(
-                    "expected a mapping of service names to {}, found {found}",
-                    units::or_list(&conditions)
-                ),
-            );
-            return None;
-        };
+        let what = format!("service names to {}", units::or_list(&conditions));
+        let entries = self.entries(node, path, &what)?;
         let mut out: Vec<(String, DependOn)> = Vec::new();
         let mut ok = true;
         for (k, v) in entries {
-            let NodeKind::Scalar { value: name, .. } = &k.kind else {
-                self.err(k, path, "service names must be strings");
+            let Some(name) = self.name(k, path, "service") else {
                 ok = false;
                 continue;
             };
@@ -59,74 +48,81 @@ impl Parser<'_> {
         groups_node: Option<&Node>,
     ) -> Vec<usize> {
         let anchor = groups_node.unwrap_or(doc).clone();
-        let svc_index: HashMap<String, usize> = services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.clone(), i))
-            .collect();
-        let group_index: HashMap<String, usize> = groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (g.name.clone(), i))
-            .collect();
-        let all_names: Vec<String> = services
-            .iter()
-            .map(|s| s.name.clone())
-            .chain(groups.iter().map(|g| g.name.clone()))
-            .collect();
-        for g in groups.iter() {
-            if svc_index.contains_key(&g.name) {
+        let parent_of = self.group_members(&anchor, services, groups);
+        for g in groups.iter_mut() {
+            g.parent = parent_of.get(&g.name).cloned();
+        }
+        self.nested_groups(&anchor, groups, &parent_of);
+        for s in services.iter_mut() {
+            s.group = parent_of.get(&s.name).cloned();
+        }
+        let edges = self.start_edges(doc, services, groups);
+        match start_order(services.len(), &edges) {
+            Ok(order) => order,
+            Err(cycle) => {
+                self.report_cycle(doc, services, &cycle, !groups.is_empty());
+                (0..services.len()).collect()
+            }
+        }
+    }
+
+    /// Checks the groups' names and children; the group each child is in.
+    fn group_members(
+        &mut self,
+        anchor: &Node,
+        services: &[ServiceSpec],
+        groups: &[GroupSpec],
+    ) -> HashMap<String, String> {
+        let service_names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let mut names = service_names.clone();
+        names.extend(groups.iter().map(|g| g.name.as_str()));
+        for g in groups {
+            if service_names.contains(&g.name.as_str()) {
                 let path = format!("groups.{}", g.name);
-                let node = self.at(&path, &anchor);
-                self.err(
-                    &node,
-                    &path,
-                    format!("{:?} is already a service name", g.name),
-                );
+                let node = self.at(&path, anchor);
+                let clash = format!("{:?} is already a service name", g.name);
+                self.err(&node, &path, clash);
             }
         }
         let mut parent_of: HashMap<String, String> = HashMap::new();
-        for g in groups.iter() {
+        for g in groups {
             for (k, child) in g.children.iter().enumerate() {
                 let path = format!("groups.{}.children[{k}]", g.name);
-                let node = self.at(&path, &anchor);
+                let node = self.at(&path, anchor);
                 if child == &g.name {
                     self.err(&node, &path, "a group cannot contain itself");
-                } else if !svc_index.contains_key(child) && !group_index.contains_key(child) {
-                    let hint = did_you_mean(child, all_names.iter().map(String::as_str));
-                    self.err(
-                        &node,
-                        &path,
-                        format!("unknown service or group {child:?}{hint}"),
-                    );
+                } else if !names.contains(&child.as_str()) {
+                    let hint = did_you_mean(child, names.iter().copied());
+                    let unknown = format!("unknown service or group {child:?}{hint}");
+                    self.err(&node, &path, unknown);
                 } else if let Some(other) = parent_of.get(child) {
-                    self.err(
-                        &node,
-                        &path,
-                        format!("{child:?} is already a child of group {other:?}"),
-                    );
+                    let taken = format!("{child:?} is already a child of group {other:?}");
+                    self.err(&node, &path, taken);
                 } else {
                     parent_of.insert(child.clone(), g.name.clone());
                 }
             }
         }
-        for g in groups.iter_mut() {
-            g.parent = parent_of.get(&g.name).cloned();
-        }
-        // Groups that contain each other.
-        for g in groups.iter() {
+        parent_of
+    }
+
+    /// Reports groups that contain each other, once from each group on the loop.
+    fn nested_groups(
+        &mut self,
+        anchor: &Node,
+        groups: &[GroupSpec],
+        parent_of: &HashMap<String, String>,
+    ) {
+        for g in groups {
             let mut chain = vec![g.name.clone()];
             let mut cur = g.name.clone();
             while let Some(p) = parent_of.get(&cur) {
                 if p == &g.name {
                     chain.push(p.clone());
                     let path = format!("groups.{}", g.name);
-                    let node = self.at(&path, &anchor);
-                    self.err(
-                        &node,
-                        &path,
-                        format!("groups contain each other: {}", chain.join(" → ")),
-                    );
+                    let node = self.at(&path, anchor);
+                    let cycle = format!("groups contain each other: {}", chain.join(" → "));
+                    self.err(&node, &path, cycle);
                     break;
                 }
                 if chain.contains(p) {
@@ -136,128 +132,173 @@ impl Parser<'_> {
                 cur = p.clone();
             }
         }
-        for s in services.iter_mut() {
-            s.group = parent_of.get(&s.name).cloned();
-        }
+    }
 
-        // Edges: (from, to, why) — `to` starts after `from`.
-        let mut edges: Vec<(usize, usize)> = Vec::new();
+    /// Edges `(a, b)`, b starting after a: each dependency, and the services
+    /// of a group in their listed order.
+    fn start_edges(
+        &mut self,
+        doc: &Node,
+        services: &[ServiceSpec],
+        groups: &[GroupSpec],
+    ) -> Vec<(usize, usize)> {
+        let index: HashMap<&str, usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let mut edges = Vec::new();
         for (i, s) in services.iter().enumerate() {
             for (dep, cond) in &s.depends_on {
-                let path = format!("services.{}.depends_on.{dep}", s.name);
-                let node = self.at(&path, doc);
-                match svc_index.get(dep) {
-                    None => {
-                        let hint = did_you_mean(dep, services.iter().map(|s| s.name.as_str()));
-                        self.err(&node, &path, format!("unknown service {dep:?}{hint}"));
-                    }
-                    Some(&j) if j == i => {
-                        self.err(&node, &path, "a service cannot depend on itself");
-                    }
-                    Some(&j) => {
-                        if *cond == DependOn::Ready && services[j].readiness.is_none() {
-                            self.err(
-                                &node,
-                                &path,
-                                format!(
-                                    "{dep:?} has no readiness probe, so it never becomes ready; give it one or use started"
-                                ),
-                            );
-                        }
-                        if *cond == DependOn::Completed
-                            && services[j].restart == RestartPolicy::Always
-                        {
-                            self.err(
-                                &node,
-                                &path,
-                                format!(
-                                    "{dep:?} has restart: always, so it never completes; give it restart: never or on-failure"
-                                ),
-                            );
-                        }
-                        edges.push((j, i));
-                    }
+                if let Some(j) = self.dependency(doc, services, &index, i, dep, *cond) {
+                    edges.push((j, i));
                 }
             }
         }
-        for g in groups.iter() {
-            let svc_children: Vec<usize> = g
+        for g in groups {
+            let in_order: Vec<usize> = g
                 .children
                 .iter()
-                .filter_map(|c| svc_index.get(c).copied())
+                .filter_map(|c| index.get(c.as_str()).copied())
                 .collect();
-            for w in svc_children.windows(2) {
-                edges.push((w[0], w[1]));
+            edges.extend(in_order.windows(2).map(|w| (w[0], w[1])));
+        }
+        edges
+    }
+
+    /// Checks service `i`'s dependency on `dep`; the index of `dep`, if
+    /// it is another service.
+    fn dependency(
+        &mut self,
+        doc: &Node,
+        services: &[ServiceSpec],
+        index: &HashMap<&str, usize>,
+        i: usize,
+        dep: &str,
+        cond: DependOn,
+    ) -> Option<usize> {
+        let path = format!("services.{}.depends_on.{dep}", services[i].name);
+        let node = self.at(&path, doc);
+        let Some(&j) = index.get(dep) else {
+            let hint = did_you_mean(dep, services.iter().map(|s| s.name.as_str()));
+            self.err(&node, &path, format!("unknown service {dep:?}{hint}"));
+            return None;
+        };
+        if j == i {
+            self.err(&node, &path, "a service cannot depend on itself");
+            return None;
+        }
+        if cond == DependOn::Ready && services[j].readiness.is_none() {
+            let never = format!(
+                "{dep:?} has no readiness probe, so it never becomes ready; give it one or use started"
+            );
+            self.err(&node, &path, never);
+        }
+        if cond == DependOn::Completed && services[j].restart == RestartPolicy::Always {
+            let never = format!(
+                "{dep:?} has restart: always, so it never completes; give it restart: never or on-failure"
+            );
+            self.err(&node, &path, never);
+        }
+        Some(j)
+    }
+
+    /// Reports a dependency cycle at the `depends_on` entry that closes it,
+    /// or at the service when group order closes it.
+    fn report_cycle(
+        &mut self,
+        doc: &Node,
+        services: &[ServiceSpec],
+        cycle: &[usize],
+        grouped: bool,
+    ) {
+        let names: Vec<&str> = cycle.iter().map(|&k| services[k].name.as_str()).collect();
+        let (first, second) = (names[0], names[1]);
+        let entry = format!("services.{second}.depends_on.{first}");
+        let node = self.at(&entry, doc);
+        let path = if self.positions.contains_key(&entry) {
+            entry
+        } else {
+            format!("services.{second}")
+        };
+        let note = if grouped {
+            " (a group's children also start in their listed order)"
+        } else {
+            ""
+        };
+        let message = format!("dependency cycle: {}{note}", names.join(" → "));
+        self.err(&node, &path, message);
+    }
+}
+
+/// Kahn's algorithm over `n` services, ties by declaration order. Err: a
+/// cycle among those that can never start, from a service back to itself.
+fn start_order(n: usize, edges: &[(usize, usize)]) -> Result<Vec<usize>, Vec<usize>> {
+    let mut indeg = vec![0usize; n];
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for &(a, b) in edges {
+        if !out[a].contains(&b) {
+            out[a].push(b);
+            indeg[b] += 1;
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &b in &out[i] {
+            indeg[b] -= 1;
+            if indeg[b] == 0 {
+                ready.insert(b);
             }
         }
-        // Kahn's algorithm; ties by declaration order.
-        let n = services.len();
-        let mut indeg = vec![0usize; n];
-        let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for &(a, b) in &edges {
-            if !out[a].contains(&b) {
-                out[a].push(b);
-                indeg[b] += 1;
-            }
+    }
+    if order.len() == n {
+        Ok(order)
+    } else {
+        Err(cycle_among_left(&out, &indeg))
+    }
+}
+
+/// Walks successors among the nodes Kahn's algorithm left until one repeats.
+fn cycle_among_left(out: &[Vec<usize>], indeg: &[usize]) -> Vec<usize> {
+    let start = (0..out.len())
+        .find(|&i| indeg[i] > 0)
+        .expect("Kahn left a node");
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next = out[cur]
+            .iter()
+            .copied()
+            .find(|&b| indeg[b] > 0)
+            .expect("a node left by Kahn has a successor left");
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            let mut cycle = path.split_off(pos);
+            cycle.push(next);
+            return cycle;
         }
-        let mut ready: std::collections::BTreeSet<usize> =
-            (0..n).filter(|&i| indeg[i] == 0).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(i) = ready.pop_first() {
-            order.push(i);
-            for &b in &out[i] {
-                indeg[b] -= 1;
-                if indeg[b] == 0 {
-                    ready.insert(b);
-                }
-            }
-        }
-        if order.len() < n {
-            // Name one cycle among what is left.
-            let left: Vec<usize> = (0..n).filter(|i| indeg[*i] > 0).collect();
-            let start = left[0];
-            let mut path = vec![start];
-            let mut cur = start;
-            loop {
-                let next = out[cur]
-                    .iter()
-                    .copied()
-                    .find(|b| indeg[*b] > 0)
-                    .expect("a node left by Kahn has a successor left");
-                if let Some(pos) = path.iter().position(|&p| p == next) {
-                    let cycle: Vec<&str> = path[pos..]
-                        .iter()
-                        .chain(std::iter::once(&next))
-                        .map(|&k| services[k].name.as_str())
-                        .collect();
-                    let first = services[path[pos]].name.clone();
-                    let second = services[path.get(pos + 1).copied().unwrap_or(next)]
-                        .name
-                        .clone();
-                    let p = format!("services.{second}.depends_on.{first}");
-                    let node = self.at(&p, doc);
-                    let p = if self.positions.contains_key(&p) {
-                        p
-                    } else {
-                        format!("services.{second}")
-                    };
-                    let note = if groups.is_empty() {
-                        ""
-                    } else {
-                        " (a group's children also start in their listed order)"
-                    };
-                    self.err(
-                        &node,
-                        &p,
-                        format!("dependency cycle: {}{note}", cycle.join(" → ")),
-                    );
-                    break;
-                }
-                path.push(next);
-                cur = next;
-            }
-            return (0..n).collect();
-        }
-        order
+        path.push(next);
+        cur = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_order;
+
+    #[test]
+    fn start_order_keeps_declaration_order_where_free() {
+        assert_eq!(start_order(3, &[]), Ok(vec![0, 1, 2]));
+        assert_eq!(start_order(3, &[(2, 0), (2, 0)]), Ok(vec![1, 2, 0]));
+    }
+
+    #[test]
+    fn a_cycle_is_named_from_a_service_back_to_itself() {
+        assert_eq!(
+            start_order(3, &[(0, 1), (1, 2), (2, 1)]),
+            Err(vec![1, 2, 1])
+        );
+        assert_eq!(start_order(2, &[(1, 1)]), Err(vec![1, 1]));
     }
 }
