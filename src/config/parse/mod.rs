@@ -1,8 +1,12 @@
 //! Validation: the spanned YAML tree → [`Plan`], collecting every error.
 //!
 //! [`Parser`] holds what every check needs (the file, the collected errors)
-//! and the readers of plain values; each submodule validates one part of
-//! the file.
+//! and the readers of plain values: strings, numbers, durations, words
+//! from a fixed set. A [`Section`] is a mapping of known keys read over its
+//! type's `Default`, so defaults are never restated here. Each submodule
+//! validates one part of the file: the document and groups, a service,
+//! probes, recovery, the dependency graph. Beyond the services file, it only
+//! reads `env_file`s, checks that `cwd` exists and looks up users.
 
 mod document;
 mod graph;
@@ -52,6 +56,8 @@ pub(super) fn plan_from_str(
     }
 }
 
+/// Validation's context; a check that fails records its error here and
+/// returns none, so that the rest of the file is still checked.
 struct Parser<'a> {
     file: &'a Path,
     base: &'a Path,
