@@ -47,6 +47,16 @@ pub struct SupervisorSpec {
     pub period: Duration,
 }
 
+impl Default for SupervisorSpec {
+    fn default() -> Self {
+        SupervisorSpec {
+            strategy: Strategy::OneForOne,
+            intensity: None,
+            period: Duration::from_secs(60),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupSpec {
     pub name: String,
@@ -58,6 +68,22 @@ pub struct GroupSpec {
     pub children: Vec<String>,
     /// The group this one is a child of; none: the root.
     pub parent: Option<String>,
+}
+
+impl GroupSpec {
+    /// A group with no children yet; it restarts like the root, but with a
+    /// limit: a group that keeps failing is the root's problem.
+    pub fn new(name: impl Into<String>) -> GroupSpec {
+        let root = SupervisorSpec::default();
+        GroupSpec {
+            name: name.into(),
+            strategy: root.strategy,
+            intensity: 10,
+            period: root.period,
+            children: Vec::new(),
+            parent: None,
+        }
+    }
 }
 
 #[derive(Clone, Serialize)]
@@ -94,6 +120,34 @@ pub struct ServiceSpec {
     pub group: Option<String>,
 }
 
+impl ServiceSpec {
+    /// A service with every optional key at its default.
+    pub fn new(name: impl Into<String>, command: Command, cwd: PathBuf) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            command,
+            cwd,
+            env: BTreeMap::new(),
+            user: None,
+            restart: RestartPolicy::Always,
+            min_uptime: Duration::from_secs(1),
+            stop: StopSpec::default(),
+            logs: LogSpec::default(),
+            classify: Vec::new(),
+            recovery: RecoverySpec::default(),
+            escalation: EscalationSpec::default(),
+            on_event: None,
+            liveness: None,
+            readiness: None,
+            startup: None,
+            watchdog: None,
+            start_timeout: None,
+            depends_on: Vec::new(),
+            group: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeSpec {
     pub check: Check,
@@ -104,6 +158,20 @@ pub struct ProbeSpec {
     pub initial_delay: Duration,
     pub failure_threshold: u32,
     pub success_threshold: u32,
+}
+
+/// Timing defaults; the check is `notify` until a kind is given.
+impl Default for ProbeSpec {
+    fn default() -> Self {
+        ProbeSpec {
+            check: Check::Notify,
+            interval: Duration::from_secs(5),
+            timeout: ProbeTimeout::Fixed(Duration::from_secs(1)),
+            initial_delay: Duration::ZERO,
+            failure_threshold: 3,
+            success_threshold: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,6 +196,20 @@ pub struct HttpCheck {
     /// Inclusive range of passing status codes.
     pub expect: (u16, u16),
     pub headers: Vec<(String, String)>,
+}
+
+/// The method and passing statuses; the URL parts are empty until given.
+impl Default for HttpCheck {
+    fn default() -> Self {
+        HttpCheck {
+            url: String::new(),
+            authority: String::new(),
+            path: String::new(),
+            method: "GET".into(),
+            expect: (200, 399),
+            headers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -205,20 +287,32 @@ pub struct EscalationSpec {
 impl Default for RecoverySpec {
     fn default() -> Self {
         RecoverySpec {
-            retry: RetrySpec {
-                attempts: 3,
-                backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(30),
-                jitter: 0.1,
-            },
-            restart: RestartSpec {
-                attempts: 3,
-                cleanup: None,
-                timeout: Duration::from_secs(30),
-            },
+            retry: RetrySpec::default(),
+            restart: RestartSpec::default(),
             fallback: None,
             retry_primary: Duration::from_secs(60),
             reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec {
+            attempts: 3,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            jitter: 0.1,
+        }
+    }
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        RestartSpec {
+            attempts: 3,
+            cleanup: None,
+            timeout: Duration::from_secs(30),
         }
     }
 }
@@ -346,10 +440,23 @@ pub struct LogSpec {
     pub keep: u32,
 }
 
-pub const DEFAULT_MIN_UPTIME: Duration = Duration::from_secs(1);
-pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 << 20;
-pub const DEFAULT_LOG_KEEP: u32 = 5;
+impl Default for StopSpec {
+    fn default() -> Self {
+        StopSpec {
+            signal: Signal::SIGTERM,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for LogSpec {
+    fn default() -> Self {
+        LogSpec {
+            max_size: 10 << 20,
+            keep: 5,
+        }
+    }
+}
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())

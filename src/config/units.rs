@@ -1,5 +1,6 @@
 //! Human units and small parsers used by validation: durations, sizes,
-//! signal names, `${VAR}` expansion, `.env` files and "did you mean".
+//! signal names, words from a fixed set, `${VAR}` expansion, `.env` files
+//! and "did you mean".
 //! Everything here is pure: the environment is passed in.
 
 use std::time::Duration;
@@ -57,12 +58,56 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
         format!("SIG{upper}")
     };
     name.parse::<Signal>().map_err(|_| {
-        let names: Vec<&str> = Signal::iterator().map(|s| s.as_str()).collect();
-        match suggest(&name, names.iter().copied()) {
-            Some(s) => format!("unknown signal {t:?} (did you mean {s:?}?)"),
-            None => format!("unknown signal {t:?}; expected a name like SIGTERM or SIGINT"),
+        let hint = did_you_mean(&name, Signal::iterator().map(|s| s.as_str()));
+        if hint.is_empty() {
+            format!("unknown signal {t:?}; expected a name like SIGTERM or SIGINT")
+        } else {
+            format!("unknown signal {t:?}{hint}")
         }
     })
+}
+
+/// The words of a key with a fixed set of values, from the values and
+/// their names: `words(RestartPolicy::ALL, RestartPolicy::as_str)`.
+pub fn words<T: Copy, const N: usize>(
+    all: [T; N],
+    name: fn(T) -> &'static str,
+) -> [(&'static str, T); N] {
+    all.map(|v| (name(v), v))
+}
+
+/// The value `word` stands for, if it is one of `options`.
+pub fn lookup<T: Copy>(word: &str, options: &[(&str, T)]) -> Option<T> {
+    options.iter().find(|(w, _)| *w == word).map(|&(_, v)| v)
+}
+
+/// `word` as one of `options`, or an error that lists them.
+pub fn one_of<T: Copy>(word: &str, options: &[(&str, T)]) -> Result<T, String> {
+    lookup(word, options).ok_or_else(|| not_one_of(word, options))
+}
+
+/// "expected a or b, found …" / "expected one of a, b, c, found …", with a
+/// suggestion when `word` looks like a typo of one of them.
+pub fn not_one_of<T>(word: &str, options: &[(&str, T)]) -> String {
+    let names: Vec<&str> = options.iter().map(|(w, _)| *w).collect();
+    let expected = match names.as_slice() {
+        [a, b] => format!("{a} or {b}"),
+        _ => format!("one of {}", names.join(", ")),
+    };
+    let hint = did_you_mean(word, names);
+    format!("expected {expected}, found {word:?}{hint}")
+}
+
+/// "a, b or c", for prose.
+pub fn or_list<T>(options: &[(&str, T)]) -> String {
+    match options {
+        [] => String::new(),
+        [only] => only.0.to_string(),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(|(w, _)| *w).collect();
+            format!("{} or {}", init.join(", "), last.0)
+        }
+    }
 }
 
 /// Expand `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`. A `$` not
@@ -148,6 +193,14 @@ pub fn valid_env_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// ` (did you mean "restart"?)` when `word` looks like a typo of one of
+/// `candidates`, else nothing: every suggestion in a message reads the same.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    suggest(word, candidates)
+        .map(|s| format!(" (did you mean {s:?}?)"))
+        .unwrap_or_default()
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a typo.
@@ -252,5 +305,32 @@ mod tests {
     fn suggestions() {
         assert_eq!(suggest("restrat", ["restart", "command"]), Some("restart"));
         assert_eq!(suggest("zzz", ["restart", "command"]), None);
+        assert_eq!(
+            did_you_mean("restrat", ["restart"]),
+            " (did you mean \"restart\"?)"
+        );
+        assert_eq!(did_you_mean("zzz", ["restart"]), "");
+    }
+
+    #[test]
+    fn words_from_a_fixed_set() {
+        const YES_NO: &[(&str, bool)] = &[("yes", true), ("no", false)];
+        const ABC: &[(&str, char)] = &[("alpha", 'a'), ("beta", 'b'), ("gamma", 'c')];
+        assert_eq!(one_of("no", YES_NO), Ok(false));
+        assert_eq!(
+            one_of("yse", YES_NO).unwrap_err(),
+            "expected yes or no, found \"yse\" (did you mean \"yes\"?)"
+        );
+        assert_eq!(
+            one_of("delta", ABC).unwrap_err(),
+            "expected one of alpha, beta, gamma, found \"delta\""
+        );
+        assert_eq!(lookup("Beta", ABC), None);
+        assert_eq!(or_list(ABC), "alpha, beta or gamma");
+        assert_eq!(or_list(YES_NO), "yes or no");
+        assert_eq!(
+            words(['x', 'y'], |c| if c == 'x' { "ex" } else { "why" }),
+            [("ex", 'x'), ("why", 'y')]
+        );
     }
 }

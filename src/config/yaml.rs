@@ -35,6 +35,17 @@ impl Node {
             if value.is_empty() || value == "~" || value == "null" || value == "Null" || value == "NULL")
     }
 
+    /// The value of `key` in a mapping (the first, if written twice).
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        let NodeKind::Map(entries) = &self.kind else {
+            return None;
+        };
+        entries
+            .iter()
+            .find(|(k, _)| matches!(&k.kind, NodeKind::Scalar { value, .. } if value == key))
+            .map(|(_, v)| v)
+    }
+
     /// What the node is, for "expected X, found Y" messages.
     pub fn describe(&self) -> String {
         match &self.kind {

@@ -65,6 +65,12 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    pub const ALL: [Strategy; 3] = [
+        Strategy::OneForOne,
+        Strategy::OneForAll,
+        Strategy::RestForOne,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::OneForOne => "one_for_one",
@@ -87,6 +93,8 @@ pub enum DependOn {
 }
 
 impl DependOn {
+    pub const ALL: [DependOn; 3] = [DependOn::Started, DependOn::Ready, DependOn::Completed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DependOn::Started => "started",
@@ -106,11 +114,38 @@ pub enum RestartPolicy {
 }
 
 impl RestartPolicy {
+    pub const ALL: [RestartPolicy; 3] = [
+        RestartPolicy::Always,
+        RestartPolicy::OnFailure,
+        RestartPolicy::Never,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RestartPolicy::Always => "always",
             RestartPolicy::OnFailure => "on-failure",
             RestartPolicy::Never => "never",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word a services file uses for a value is the word `check` prints.
+    fn names_match_serde<T: Serialize + Copy>(all: &[T], as_str: fn(T) -> &'static str) {
+        for &v in all {
+            let printed = serde_json::to_value(v).unwrap();
+            assert_eq!(printed.as_str(), Some(as_str(v)));
+        }
+    }
+
+    #[test]
+    fn every_value_is_named_as_it_is_printed() {
+        names_match_serde(&Severity::ALL, Severity::as_str);
+        names_match_serde(&Strategy::ALL, Strategy::as_str);
+        names_match_serde(&DependOn::ALL, DependOn::as_str);
+        names_match_serde(&RestartPolicy::ALL, RestartPolicy::as_str);
     }
 }
