@@ -203,11 +203,23 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .unwrap_or_default()
 }
 
+/// The longest word worth a "did you mean".
+pub const SUGGEST_MAX: usize = 128;
+
 /// The closest candidate by edit distance, if it is close enough to be a typo.
+///
+/// Bounded before anything is computed: a word longer than [`SUGGEST_MAX`]
+/// is no typo of a name, and a candidate whose length differs by more than
+/// the allowed distance cannot be one either, so a huge input costs nothing.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    if word.len() > SUGGEST_MAX {
+        return None;
+    }
+    let len = word.chars().count();
+    let limit = (len / 3).max(1);
     candidates
         .into_iter()
+        .filter(|c| c.len() <= SUGGEST_MAX && c.chars().count().abs_diff(len) <= limit)
         .map(|c| {
             (
                 edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
@@ -305,6 +317,13 @@ mod tests {
     fn suggestions() {
         assert_eq!(suggest("restrat", ["restart", "command"]), Some("restart"));
         assert_eq!(suggest("zzz", ["restart", "command"]), None);
+        let huge = "x".repeat(60_000);
+        let names: Vec<String> = (0..400).map(|i| format!("svc{i}")).collect();
+        assert_eq!(suggest(&huge, names.iter().map(String::as_str)), None);
+        assert_eq!(
+            suggest("svc1O", names.iter().map(String::as_str)),
+            Some("svc10")
+        );
         assert_eq!(
             did_you_mean("restrat", ["restart"]),
             " (did you mean \"restart\"?)"

@@ -7,16 +7,11 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::daemon::Daemon;
-use crate::config::units::suggest;
+use crate::config::units::{SUGGEST_MAX, did_you_mean};
 use crate::control::protocol::{ErrorKind, Request, Response};
 use crate::control::server::{Incoming, Reply};
 use crate::strategy::machine::{Event, Verb};
 use crate::strategy::system::Input;
-
-/// Longest name worth a "did you mean": anything longer is no typo of a
-/// service name (which config limits to 64 bytes), and an edit distance
-/// over it would cost the loop for nothing.
-const SUGGEST_MAX: usize = 128;
 
 impl Daemon {
     pub(super) fn handle(&mut self, incoming: Incoming, now: Instant) {
@@ -53,12 +48,7 @@ impl Daemon {
 
     #[cold]
     fn unknown(&self, name: &str) -> Response {
-        let names = self.rt.iter().map(|s| s.spec.name.as_str());
-        let hint = (name.len() <= SUGGEST_MAX)
-            .then(|| suggest(name, names))
-            .flatten()
-            .map(|s| format!(" (did you mean {s:?}?)"))
-            .unwrap_or_default();
+        let hint = did_you_mean(name, self.rt.iter().map(|s| s.spec.name.as_str()));
         let shown: String = name.chars().take(SUGGEST_MAX).collect();
         let more = if shown.len() < name.len() { "…" } else { "" };
         Response::error(
