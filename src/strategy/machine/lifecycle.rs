@@ -208,7 +208,10 @@ impl Service {
         for t in [Timer::Start, Timer::Settled, Timer::Recovered, Timer::Cleanup] {
             self.cancel(t);
         }
-        self.stop_fallback(now);
+        // Off to the fallback anyway: the one running keeps serving.
+        if then != Then::Quarantine {
+            self.stop_fallback(now);
+        }
         if let Some(pid) = self.cleanup {
             self.signal(pid, libc::SIGKILL, Target::Group);
         }
