@@ -236,6 +236,8 @@ impl Service {
                 self.record("stopping", msg);
             }
             Phase::Stopping { then: t, .. } => *t = then,
+            // Nothing runs; how it ended stays what its dependents see.
+            Phase::Exited | Phase::Failed { .. } if then == Then::Stay => {}
             _ => {
                 self.phase = Phase::Stopped;
                 self.after_down(then, now, ctx);

@@ -119,9 +119,9 @@ impl Service {
             (Phase::Running { pid, .. }, Want::Up) => {
                 Reply::Done(format!("{name} running (pid {pid})"))
             }
-            (Phase::Failed { reason }, _) => Reply::Conflict(format!("{name}: {reason}")),
             (_, Want::Down) if self.is_down() => Reply::Done(format!("{name} stopped")),
             (_, Want::Down) => return None,
+            (Phase::Failed { reason }, _) => Reply::Conflict(format!("{name}: {reason}")),
             (Phase::Waiting, Want::Up) => match &self.held {
                 Some((why, true)) => Reply::Conflict(format!("{name} cannot start: {why}")),
                 Some((why, false)) => {
