@@ -237,6 +237,24 @@ impl Rt {
         self.now += by;
     }
 
+    /// The armed timer due first.
+    fn next_timer(&self) -> Option<(Instant, Timer)> {
+        let armed = TIMERS.into_iter().filter_map(|t| Some((self.svc.timer_at(t)?, t)));
+        armed.min()
+    }
+
+    /// Let time pass as the runtime does: every timer due by `until`
+    /// fires, in order.
+    fn run_until(&mut self, until: Instant) {
+        while let Some((at, timer)) = self.next_timer()
+            && at <= until
+        {
+            self.now = self.now.max(at);
+            self.feed(Event::Timer(timer));
+        }
+        self.now = self.now.max(until);
+    }
+
     /// Fire `timer` at its time (moving the clock there), or, when it is
     /// not armed, now: a stale timer.
     fn fire(&mut self, timer: Timer) {
@@ -343,6 +361,21 @@ impl Rt {
         }
     }
 }
+
+const TIMERS: [Timer; Timer::COUNT] = [
+    Timer::Start,
+    Timer::Stop,
+    Timer::Fallback,
+    Timer::FallbackStop,
+    Timer::Cleanup,
+    Timer::Settled,
+    Timer::Recovered,
+    Timer::Probe(ProbeKind::Liveness),
+    Timer::Probe(ProbeKind::Readiness),
+    Timer::Probe(ProbeKind::Startup),
+    Timer::Watchdog,
+    Timer::StartTimeout,
+];
 
 const EXIT_0: ExitStatus = ExitStatus::Code(0);
 const EXIT_1: ExitStatus = ExitStatus::Code(1);
