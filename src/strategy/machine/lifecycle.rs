@@ -24,11 +24,17 @@ impl Service {
         }
     }
 
-    pub(super) fn spawn_primary(&mut self, _now: Instant, ctx: &Context) {
+    pub(super) fn spawn_primary(&mut self, now: Instant, ctx: &Context) {
         if ctx.shutting_down || self.spawning[Role::Primary as usize] {
             return;
         }
         self.cancel(Timer::Start);
+        // Never beside a cleanup (one a stop killed may not be reaped
+        // yet): the primary starts once it is over.
+        if self.cleanup.is_some() {
+            self.phase = Phase::Restarting { start_at: now };
+            return;
+        }
         self.spawning[Role::Primary as usize] = true;
         self.out.push(super::Action::Spawn(Role::Primary));
     }
