@@ -37,7 +37,7 @@ const SEC: Duration = Duration::from_secs(1);
 /// No probes, no fallback, no cleanup; `restart: always`, min_uptime 1s,
 /// stop timeout 10s, 2 retries from 100ms (no jitter), 2 restarts, the
 /// primary retried after 60s, escalation out of reach.
-fn config() -> Config {
+pub(in crate::strategy) fn config() -> Config {
     Config {
         name: "api".into(),
         restart: RestartPolicy::Always,
@@ -79,7 +79,7 @@ fn with_cleanup(mut c: Config) -> Config {
 }
 
 /// Liveness every 5s after 2s, one miss kills; readiness by `READY=1`.
-fn with_probes(mut c: Config) -> Config {
+pub(in crate::strategy) fn with_probes(mut c: Config) -> Config {
     let probe = |notify| ProbeConfig {
         interval: 5 * SEC,
         initial_delay: 2 * SEC,
