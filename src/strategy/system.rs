@@ -128,6 +128,9 @@ impl System {
     fn step(&mut self, now: Instant, i: usize, event: Event, queue: &mut Queue, out: &mut Out) {
         let before = self.view(i);
         let was_down = self.services[i].is_down();
+        // A shutdown this very step begins (the root gave up) counts `i`
+        // as it is by then: its change is not to be counted again.
+        let counted = self.shutdown.is_some();
         for action in self.services[i].on_event(now, event, &mut self.ctx) {
             match action {
                 Action::AskTree => self.tree_restart(now, i, queue, out),
@@ -147,6 +150,7 @@ impl System {
         }
         let down = self.services[i].is_down();
         if let Some(sd) = &mut self.shutdown
+            && counted
             && down != was_down
         {
             if down {
