@@ -239,7 +239,9 @@ impl Rt {
 
     /// The armed timer due first.
     fn next_timer(&self) -> Option<(Instant, Timer)> {
-        let armed = TIMERS.into_iter().filter_map(|t| Some((self.svc.timer_at(t)?, t)));
+        let armed = TIMERS
+            .into_iter()
+            .filter_map(|t| Some((self.svc.timer_at(t)?, t)));
         armed.min()
     }
 

@@ -179,7 +179,13 @@ fn agrees_with_the_runtime(rt: &Rt) -> Result<(), TestCaseError> {
     // or killed) only while the breaker is not closed (a half-open trial,
     // or a start by hand while open), or until the primary has settled
     // after a reset: a bounded handover.
-    let serving = matches!(s.fallback, Fallback::Running { stopping: false, .. });
+    let serving = matches!(
+        s.fallback,
+        Fallback::Running {
+            stopping: false,
+            ..
+        }
+    );
     let primary = matches!(s.phase, Phase::Running { .. }) && s.pending_cause.is_none();
     if serving && primary {
         let handover = s.timer_at(Timer::Settled).is_some();

@@ -157,6 +157,16 @@ fn requests_during_shutdown_are_refused_but_stop() {
     }
 }
 
+/// Running 5s, then the primary ends with `status` and the next spawn of
+/// `role` fails.
+fn exit_then_fail(status: ExitStatus, role: Role) -> Rt {
+    let mut rt = phases::running();
+    rt.advance(5 * SEC);
+    rt.fail_next = Some(role);
+    rt.exit_primary(status, false);
+    rt
+}
+
 #[test]
 fn a_failed_spawn_of_each_role_has_a_next_step() {
     // The primary: critical, so the fallback runs.
@@ -165,19 +175,13 @@ fn a_failed_spawn_of_each_role_has_a_next_step() {
     rt.begin();
     assert_eq!(outcome(&rt), "quarantined(60s)[open] +fb: spawn P, spawn F");
     // The fallback: tried again in 1s.
-    let mut rt = phases::running();
-    rt.advance(5 * SEC);
-    rt.fail_next = Some(Role::Fallback);
-    rt.exit_primary(EXIT_78, false);
+    let mut rt = exit_then_fail(EXIT_78, Role::Fallback);
     assert_eq!(outcome(&rt), "quarantined(60s)[open] +fb(respawn): spawn F");
     assert_eq!(rt.svc.timer_at(Timer::Fallback), Some(rt.now + SEC));
     rt.fire(Timer::Fallback);
     assert_eq!(outcome(&rt), "quarantined(59s)[open] +fb: spawn F");
     // The cleanup: the primary starts without it.
-    let mut rt = phases::running();
-    rt.advance(5 * SEC);
-    rt.fail_next = Some(Role::Cleanup);
-    rt.exit_primary(SEGV, false);
+    let rt = exit_then_fail(SEGV, Role::Cleanup);
     assert_eq!(outcome(&rt), "running: spawn C, spawn P");
 }
 
