@@ -24,11 +24,17 @@ impl Service {
         }
     }
 
-    pub(super) fn spawn_primary(&mut self, _now: Instant, ctx: &Context) {
+    pub(super) fn spawn_primary(&mut self, now: Instant, ctx: &Context) {
         if ctx.shutting_down || self.spawning[Role::Primary as usize] {
             return;
         }
         self.cancel(Timer::Start);
+        // Never beside a cleanup (one a stop killed may not be reaped
+        // yet): the primary starts once it is over.
+        if self.cleanup.is_some() {
+            self.phase = Phase::Restarting { start_at: now };
+            return;
+        }
         self.spawning[Role::Primary as usize] = true;
         self.out.push(super::Action::Spawn(Role::Primary));
     }
@@ -215,7 +221,10 @@ impl Service {
         ] {
             self.cancel(t);
         }
-        self.stop_fallback(now);
+        // Off to the fallback anyway: the one running keeps serving.
+        if then != Then::Quarantine {
+            self.stop_fallback(now);
+        }
         if let Some(pid) = self.cleanup {
             self.signal(pid, libc::SIGKILL, Target::Group);
         }
@@ -240,6 +249,8 @@ impl Service {
                 self.record("stopping", msg);
             }
             Phase::Stopping { then: t, .. } => *t = then,
+            // Nothing runs; how it ended stays what its dependents see.
+            Phase::Exited | Phase::Failed { .. } if then == Then::Stay => {}
             _ => {
                 self.phase = Phase::Stopped;
                 self.after_down(then, now, ctx);

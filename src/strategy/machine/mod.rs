@@ -21,7 +21,7 @@ mod probes;
 mod recovery;
 mod requests;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use std::time::{Duration, Instant};
 

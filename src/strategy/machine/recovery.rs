@@ -218,11 +218,20 @@ impl Service {
         self.execute(remedy, Duration::ZERO, now, ctx);
     }
 
+    /// The root gave up: off to the fallback or quarantine, unless the
+    /// service is there already (tripping the breaker again would only
+    /// double its cooldown) or at rest — stopped by request or ended for
+    /// good: nothing would start it again, and a quarantine would, at its
+    /// half-open trial.
     pub(super) fn root_gave_up(&mut self, now: Instant, ctx: &mut Context) {
-        self.pending_restart = None;
-        if self.is_down() && self.phase != Phase::Waiting {
-            self.quarantine_now(now, ctx);
-        } else {
+        let restart_pending = self.pending_restart.take().is_some();
+        let settled = match self.phase {
+            Phase::Quarantined { .. } | Phase::Exited | Phase::Failed { .. } => true,
+            Phase::Stopping { then, .. } => then == Then::Stay,
+            Phase::Stopped => !restart_pending,
+            _ => false,
+        };
+        if !settled && !ctx.shutting_down {
             self.stop(Then::Quarantine, now, ctx);
         }
     }

@@ -4,10 +4,15 @@
 
 use std::time::Instant;
 
-use super::{Context, Phase, Reply, Service, Then, Ticket, Verb, Want};
+use super::{Action, Context, Phase, Reply, Service, Then, Ticket, Verb, Want};
 
 impl Service {
     pub(super) fn request(&mut self, ticket: Ticket, verb: Verb, now: Instant, ctx: &mut Context) {
+        if ctx.shutting_down && verb != Verb::Stop {
+            let msg = format!("{}: sentineld is shutting down", self.config.name);
+            self.out.push(Action::Reply(ticket, Reply::Conflict(msg)));
+            return;
+        }
         match verb {
             Verb::Start => self.start_request(ticket, now, ctx),
             Verb::Stop => {
@@ -15,10 +20,11 @@ impl Service {
                 self.stop(Then::Stay, now, ctx);
             }
             Verb::Restart => {
+                self.overtake_stops();
                 self.waiters.push((ticket, Want::Up));
-                match self.phase {
+                match &mut self.phase {
                     // Queued: the primary starts once the cleanup is over.
-                    Phase::Restarting { .. } if self.cleanup.is_some() => {}
+                    Phase::Restarting { start_at } if self.cleanup.is_some() => *start_at = now,
                     Phase::Waiting => self.wants_start = true,
                     _ => {
                         self.ladder.young.clear();
@@ -31,18 +37,39 @@ impl Service {
     }
 
     fn start_request(&mut self, ticket: Ticket, now: Instant, ctx: &mut Context) {
+        self.overtake_stops();
         self.waiters.push((ticket, Want::Up));
         match &mut self.phase {
             Phase::Running { .. } => {}
-            // Applied after the current step.
+            // Applied after the current step; asked for by hand, so
+            // without what is left of a restart's delay.
             Phase::Stopping { then, .. } => *then = Then::Start,
-            Phase::Restarting { .. } if self.cleanup.is_some() => {}
-            Phase::Waiting => self.wants_start = true,
+            Phase::Restarting { start_at } if self.cleanup.is_some() => *start_at = now,
+            // Held or at rest: the tree says when, as for a restart.
+            Phase::Waiting | Phase::Stopped | Phase::Exited | Phase::Failed { .. } => {
+                self.ladder.young.clear();
+                self.phase = Phase::Waiting;
+                self.wants_start = true;
+            }
             _ => {
                 self.ladder.young.clear();
                 self.spawn_primary(now, ctx);
             }
         }
+    }
+
+    /// A start overtakes the stops still waiting for the service to be
+    /// down: it will not stay down, so their clients hear it now.
+    fn overtake_stops(&mut self) {
+        let name = &self.config.name;
+        let msg = format!("{name}: not stopped: started again by a later request");
+        let out = &mut self.out;
+        self.waiters.retain(|&(ticket, want)| {
+            if want == Want::Down {
+                out.push(Action::Reply(ticket, Reply::Conflict(msg.clone())));
+            }
+            want != Want::Down
+        });
     }
 
     /// `sentineld reset NAME`: as if the service had never failed; a
@@ -69,8 +96,7 @@ impl Service {
         } else {
             let name = &self.config.name;
             let msg = format!("{name} reset: breaker closed, failure history cleared");
-            self.out
-                .push(super::Action::Reply(ticket, Reply::Done(msg)));
+            self.out.push(Action::Reply(ticket, Reply::Done(msg)));
         }
     }
 
@@ -93,7 +119,7 @@ impl Service {
             match self.outcome(want) {
                 Some(reply) => {
                     self.waiters.swap_remove(k);
-                    self.out.push(super::Action::Reply(ticket, reply));
+                    self.out.push(Action::Reply(ticket, reply));
                 }
                 None => k += 1,
             }
@@ -115,15 +141,17 @@ impl Service {
             (Phase::Running { pid, .. }, Want::Reset) => Reply::Done(format!(
                 "{name} reset: breaker closed, primary started (pid {pid})"
             )),
+            // The primary starts once the cleanup is over.
+            (Phase::Restarting { .. }, Want::Reset) if self.cleanup.is_some() => return None,
             (_, Want::Reset) => Reply::Done(format!(
                 "{name} reset, but the primary did not start: {state}"
             )),
             (Phase::Running { pid, .. }, Want::Up) => {
                 Reply::Done(format!("{name} running (pid {pid})"))
             }
-            (Phase::Failed { reason }, _) => Reply::Conflict(format!("{name}: {reason}")),
             (_, Want::Down) if self.is_down() => Reply::Done(format!("{name} stopped")),
             (_, Want::Down) => return None,
+            (Phase::Failed { reason }, _) => Reply::Conflict(format!("{name}: {reason}")),
             (Phase::Waiting, Want::Up) => match &self.held {
                 Some((why, true)) => Reply::Conflict(format!("{name} cannot start: {why}")),
                 Some((why, false)) => {
