@@ -16,6 +16,7 @@
 //! is down), answered at once, or answered with why it waits (a dependency).
 //! Never a second primary, never a client left waiting.
 
+mod io;
 mod lifecycle;
 mod probes;
 mod recovery;
@@ -29,65 +30,16 @@ use super::classify::{Cause, Rule};
 use super::correlation::Correlation;
 use super::orchestrator::{Decision, Ladder, RecoveryPolicy};
 use super::policy::{RestartPolicy, Severity};
-use super::probe::{Latency, ProbeKind, Tracker};
+use super::probe::{Latency, Tracker};
 use super::restart::ExitStatus;
 use super::risk::{Conditions, Level, next_level};
 use super::rng::Rng;
 
+pub use io::{Action, Event, Exit, Notify, ProbeResult, Record, Reply, Role, Target, Timer, Verb};
+
 pub type Pid = i32;
 /// Identifies a control request waiting for its answer.
 pub type Ticket = u64;
-
-/// The processes a service runs, besides probes and hooks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    Primary,
-    Fallback,
-    Cleanup,
-}
-
-/// The timers a service can have pending, at most one of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Timer {
-    /// Backoff, retry, restart delay or quarantine cooldown ends.
-    Start,
-    /// The primary's stop timeout: SIGKILL its group.
-    Stop,
-    /// Respawn a fallback that ended.
-    Fallback,
-    /// The fallback's stop timeout.
-    FallbackStop,
-    /// The cleanup command's time limit.
-    Cleanup,
-    /// The primary has run `min_uptime`: a half-open trial passed.
-    Settled,
-    /// Up (and ready) for `reset_after` after a failure: recovered.
-    Recovered,
-    Probe(ProbeKind),
-    /// No `WATCHDOG=1` in time.
-    Watchdog,
-    /// Not ready within `start_timeout`.
-    StartTimeout,
-}
-
-impl Timer {
-    pub const COUNT: usize = 12;
-
-    pub fn index(self) -> usize {
-        match self {
-            Timer::Start => 0,
-            Timer::Stop => 1,
-            Timer::Fallback => 2,
-            Timer::FallbackStop => 3,
-            Timer::Cleanup => 4,
-            Timer::Settled => 5,
-            Timer::Recovered => 6,
-            Timer::Probe(k) => 7 + k as usize,
-            Timer::Watchdog => 10,
-            Timer::StartTimeout => 11,
-        }
-    }
-}
 
 /// One probe's timing and thresholds.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,149 +141,6 @@ pub enum Fallback {
     Respawn {
         until: Instant,
     },
-}
-
-/// How the primary ended, as the runtime saw it.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Exit {
-    pub status: Option<ExitStatus>,
-    /// exec failed in the child (errno), reported through its status pipe.
-    pub exec_errno: Option<i32>,
-    /// The kernel's OOM killer chose it.
-    pub oom: bool,
-    /// Other members of its process group are still alive (after the reap).
-    pub group_alive: bool,
-    /// Recent output, when a `classify` rule looks at it.
-    pub output: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeResult {
-    pub kind: ProbeKind,
-    /// The primary's spawn count the probe ran for.
-    pub generation: u64,
-    pub ok: bool,
-    pub latency: Duration,
-    pub output: String,
-}
-
-/// sd_notify messages from the primary.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Notify {
-    Ready,
-    Watchdog,
-    Status(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    Start,
-    Stop,
-    Restart,
-    Reset,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// The tree lets a waiting service start now.
-    Go,
-    /// The tree holds a waiting service: why, and whether it can ever start
-    /// (blocked: a dependency failed for good).
-    Held {
-        why: String,
-        blocked: bool,
-    },
-    Spawned {
-        role: Role,
-        pid: Pid,
-    },
-    SpawnFailed {
-        role: Role,
-        errno: i32,
-        message: String,
-    },
-    /// The primary's leader was reaped.
-    Exited {
-        pid: Pid,
-        exit: Exit,
-    },
-    /// The stopping primary's group has no member left.
-    GroupGone,
-    FallbackExited {
-        pid: Pid,
-        status: ExitStatus,
-        exec_errno: Option<i32>,
-    },
-    CleanupExited {
-        pid: Pid,
-        status: ExitStatus,
-    },
-    Probe(ProbeResult),
-    Notify(Notify),
-    Timer(Timer),
-    Request(Ticket, Verb),
-    /// The tree accounted the restart this machine asked about: go on.
-    Proceed,
-    /// A sibling's restart takes this service with it.
-    SiblingRestart {
-        message: String,
-    },
-    /// The root's intensity was exceeded: fallback or quarantine.
-    RootGaveUp,
-    /// Stop for good: sentineld is shutting down.
-    Shutdown,
-}
-
-/// How to signal: the group led by `pid` (the leader alone if the group
-/// does not exist yet), or only the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Group,
-    GroupOnly,
-}
-
-/// An entry for the event journal.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub kind: &'static str,
-    pub message: String,
-    pub severity: Option<Severity>,
-    pub action: Option<&'static str>,
-    /// Run the service's `on_event` hook for it.
-    pub hook: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Done(String),
-    /// Refused or not achieved: the request conflicts with the state.
-    Conflict(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Fork the role's command; answer with `Spawned` or `SpawnFailed`.
-    Spawn(Role),
-    Signal {
-        pid: Pid,
-        signal: i32,
-        target: Target,
-    },
-    SetTimer(Timer, Instant),
-    CancelTimer(Timer),
-    /// Run a probe; answer with `Probe` (always, even on a timeout).
-    RunProbe {
-        kind: ProbeKind,
-        generation: u64,
-        timeout: Duration,
-    },
-    /// Kill every probe in flight; their results are not wanted.
-    CancelProbes,
-    Record(Record),
-    Reply(Ticket, Reply),
-    /// A restart was decided: the tree accounts it and answers with
-    /// `Proceed` or `RootGaveUp`.
-    AskTree,
 }
 
 /// What all machines share: random draws (two sources, so the retry
