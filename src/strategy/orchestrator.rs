@@ -244,6 +244,17 @@ mod tests {
     }
 
     const YOUNG: Duration = Duration::from_millis(10);
+
+    /// An `exit 1` classified TRANSIENT after a run of `uptime`.
+    fn transient(
+        l: &mut Ladder,
+        p: &RecoveryPolicy,
+        uptime: Duration,
+        now: Instant,
+        draws: [f64; 2],
+    ) -> Decision {
+        l.on_failure(p, Cause::Exit(1), Severity::Transient, uptime, now, draws)
+    }
     const OLD: Duration = Duration::from_secs(5);
     /// The lottery always lets a retry through.
     const LUCKY: [f64; 2] = [0.0, 0.5];
@@ -255,14 +266,7 @@ mod tests {
         let t0 = Instant::now();
         let mut actions = Vec::new();
         for i in 0..7 {
-            let d = l.on_failure(
-                &p,
-                Cause::Exit(1),
-                Severity::Transient,
-                YOUNG,
-                t0 + Duration::from_millis(i),
-                LUCKY,
-            );
+            let d = transient(&mut l, &p, YOUNG, t0 + Duration::from_millis(i), LUCKY);
             actions.push(d.action);
         }
         assert!(
@@ -285,14 +289,7 @@ mod tests {
     fn a_long_run_is_retried_at_once() {
         let p = policy(false);
         let mut l = ladder();
-        let d = l.on_failure(
-            &p,
-            Cause::Exit(1),
-            Severity::Transient,
-            OLD,
-            Instant::now(),
-            LUCKY,
-        );
+        let d = transient(&mut l, &p, OLD, Instant::now(), LUCKY);
         assert_eq!(
             d.action,
             Action::Retry {
@@ -331,14 +328,7 @@ mod tests {
     fn a_first_failure_is_always_retried() {
         let p = policy(false);
         let mut l = ladder();
-        let d = l.on_failure(
-            &p,
-            Cause::Exit(1),
-            Severity::Transient,
-            OLD,
-            Instant::now(),
-            [0.999, 0.5],
-        );
+        let d = transient(&mut l, &p, OLD, Instant::now(), [0.999, 0.5]);
         assert!(
             matches!(d.action, Action::Retry { attempt: 1, .. }),
             "{d:?}"
@@ -396,7 +386,7 @@ mod tests {
         l.on_failure(&p, Cause::Exit(78), Severity::Critical, OLD, t0, LUCKY);
         let t1 = t0 + Duration::from_secs(60);
         assert!(l.breaker.poll(t1));
-        let d = l.on_failure(&p, Cause::Exit(1), Severity::Transient, YOUNG, t1, LUCKY);
+        let d = transient(&mut l, &p, YOUNG, t1, LUCKY);
         assert_eq!(
             d.action,
             Action::Quarantine {
@@ -407,14 +397,7 @@ mod tests {
         assert!(l.breaker.poll(t1 + Duration::from_secs(120)));
         l.trial_passed();
         assert!(l.breaker.is_closed());
-        let d = l.on_failure(
-            &p,
-            Cause::Exit(1),
-            Severity::Transient,
-            OLD,
-            t1 + Duration::from_secs(500),
-            LUCKY,
-        );
+        let d = transient(&mut l, &p, OLD, t1 + Duration::from_secs(500), LUCKY);
         assert!(matches!(d.action, Action::Retry { attempt: 1, .. }));
     }
 
@@ -428,10 +411,9 @@ mod tests {
         let t0 = Instant::now();
         let mut last = None;
         for i in 0..5 {
-            last = Some(l.on_failure(
+            last = Some(transient(
+                &mut l,
                 &p,
-                Cause::Exit(1),
-                Severity::Transient,
                 OLD,
                 t0 + Duration::from_secs(i * 5),
                 LUCKY,
@@ -455,7 +437,7 @@ mod tests {
             l.risk.on_failure(t0, Severity::Critical);
         }
         // Prior risk ≈ 0.95: p = (1 − risk)² is tiny; a draw of 0.5 loses.
-        let d = l.on_failure(&p, Cause::Exit(1), Severity::Transient, OLD, t0, [0.5, 0.5]);
+        let d = transient(&mut l, &p, OLD, t0, [0.5, 0.5]);
         assert!(matches!(d.action, Action::Restart { .. }), "{d:?}");
         assert!(d.notes[0].starts_with("risk 0.9"), "{:?}", d.notes);
     }
@@ -466,22 +448,14 @@ mod tests {
         let mut l = ladder();
         let t0 = Instant::now();
         for i in 0..3 {
-            l.on_failure(
-                &p,
-                Cause::Exit(1),
-                Severity::Transient,
-                YOUNG,
-                t0 + Duration::from_millis(i),
-                LUCKY,
-            );
+            transient(&mut l, &p, YOUNG, t0 + Duration::from_millis(i), LUCKY);
         }
         assert_eq!(l.retries, 3);
         l.settled();
         assert_eq!((l.retries, l.young.count()), (0, 0));
-        let d = l.on_failure(
+        let d = transient(
+            &mut l,
             &p,
-            Cause::Exit(1),
-            Severity::Transient,
             Duration::from_secs(61),
             t0 + Duration::from_secs(100),
             LUCKY,
@@ -530,7 +504,7 @@ mod tests {
             let mut l = ladder();
             let t0 = Instant::now();
             for (i, up) in ups.iter().enumerate() {
-                let d = l.on_failure(&p, Cause::Exit(1), Severity::Transient, Duration::from_millis(*up), t0 + Duration::from_millis(i as u64), [draw, draw]);
+                let d = transient(&mut l, &p, Duration::from_millis(*up), t0 + Duration::from_millis(i as u64), [draw, draw]);
                 match d.action {
                     Action::Retry { delay, .. } | Action::Restart { delay, .. } => prop_assert!(delay <= p.backoff.max),
                     _ => {}
