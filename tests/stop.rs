@@ -185,3 +185,34 @@ fn stop_start_and_restart_commands() {
         "sentineld: unknown service \"wbe\" (did you mean \"web\"?)"
     );
 }
+
+#[test]
+fn a_restart_waits_until_the_old_group_is_gone() {
+    // The leader exits on SIGTERM at once; its child ignores SIGTERM and
+    // holds 256 MiB, so that after the stop timeout's SIGKILL it takes a
+    // while to be gone. Each new primary notes whether the previous child
+    // is still there when it starts.
+    let mut inst = Instance::start(
+        "services:
+  svc:
+    command: if [ -f child ] && kill -0 $$(cat child) 2>/dev/null; then echo overlap >> overlaps; fi; python3 -c \"import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); b = b'x' * (256 << 20); open('big', 'w').close(); time.sleep(1000)\" & echo $$! > child; trap 'exit 0' TERM; wait
+    stop: { timeout: 300ms }
+",
+    );
+    let mut pid = inst.wait_running("svc", None);
+    for _ in 0..3 {
+        wait_until(Duration::from_secs(10), "the child's memory", || {
+            inst.path("big").exists()
+        });
+        std::fs::remove_file(inst.path("big")).unwrap();
+        let out = inst.cli(&["restart", "svc"]);
+        assert!(out.status.success(), "{out:?}");
+        pid = inst.wait_running("svc", Some(pid));
+    }
+    let overlaps = std::fs::read_to_string(inst.path("overlaps")).unwrap_or_default();
+    assert_eq!(
+        overlaps, "",
+        "a primary started beside the last one's child"
+    );
+    assert!(inst.down().success());
+}

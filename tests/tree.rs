@@ -208,6 +208,49 @@ services:
 }
 
 #[test]
+fn exit_on_critical_exits_1_when_the_failing_service_is_the_last_one_up() {
+    let mut inst = Instance::start(
+        "supervisor: { intensity: 1, period: 60s }
+exit_on_critical: true
+services:
+  crashy:
+    command: sleep 0.3; exec kill -ABRT $$$$
+    min_uptime: 100ms
+  done:
+    command: exit 0
+    restart: never
+",
+    );
+    let status = inst.wait_exit();
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn exit_on_critical_waits_for_every_service_to_be_down() {
+    // One ignores SIGTERM: sentineld exits only after its SIGKILL.
+    let mut inst = Instance::start(
+        "supervisor: { intensity: 1, period: 60s }
+exit_on_critical: true
+services:
+  crashy:
+    command: sleep 0.5; exec kill -ABRT $$$$
+    min_uptime: 100ms
+  stubborn:
+    command: trap '' TERM; while :; do sleep 0.05; done
+    stop: { timeout: 1s }
+",
+    );
+    let stubborn = inst.wait_running("stubborn", None);
+    let status = inst.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    assert!(!alive(stubborn));
+    assert!(
+        group_members(stubborn).is_empty(),
+        "its loop outlived sentineld"
+    );
+}
+
+#[test]
 fn depends_on_ready_starts_the_dependent_only_after_the_probe_passes() {
     let inst = Instance::start(
         "services:

@@ -27,13 +27,18 @@ pub enum Input {
     Shutdown,
 }
 
-/// Shutdown progress: how many of each service's dependents are still up.
+/// Shutdown progress. A service is told to stop once every service that
+/// depends on it has been released: told, and down. Counting releases, not
+/// "down" states, keeps the order transitive: a dependent that was already
+/// down (retrying, say) still holds back what it depends on until what
+/// depends on *it* is down too.
 #[derive(Debug)]
 struct Shutdown {
-    dependents_up: Vec<u32>,
+    /// Per service: dependents not yet released.
+    holding: Vec<u32>,
     told: Vec<bool>,
-    /// Services with a process left.
-    alive: usize,
+    released: Vec<bool>,
+    left: usize,
 }
 
 #[derive(Debug)]
@@ -101,7 +106,7 @@ impl System {
 
     /// Shut down and every process of every service gone.
     pub fn finished(&self) -> bool {
-        self.shutdown.as_ref().is_some_and(|s| s.alive == 0)
+        self.shutdown.as_ref().is_some_and(|s| s.left == 0)
     }
 
     /// What `j`'s dependents see of it.
@@ -129,10 +134,6 @@ impl System {
 
     fn step(&mut self, now: Instant, i: usize, event: Event, queue: &mut Queue, out: &mut Out) {
         let before = self.view(i);
-        let was_down = self.services[i].is_down();
-        // A shutdown this very step begins (the root gave up) counts `i`
-        // as it is by then: its change is not to be counted again.
-        let counted = self.shutdown.is_some();
         for action in self.services[i].on_event(now, event, &mut self.ctx) {
             match action {
                 Action::AskTree => self.tree_restart(now, i, queue, out),
@@ -150,18 +151,7 @@ impl System {
                 }
             }
         }
-        let down = self.services[i].is_down();
-        if let Some(sd) = &mut self.shutdown
-            && counted
-            && down != was_down
-        {
-            if down {
-                sd.alive -= 1;
-                self.went_down(i, queue);
-            } else {
-                sd.alive += 1;
-            }
-        }
+        self.release_if_down(i, queue);
     }
 
     /// Let a waiting service start, or tell it what it waits for.
@@ -235,23 +225,21 @@ impl System {
         }
         self.ctx.shutting_down = true;
         let n = self.services.len();
-        let mut dependents_up = vec![0u32; n];
-        for (i, up) in dependents_up.iter_mut().enumerate() {
-            let deps = self.tree.dependents(i);
-            *up = deps
-                .iter()
-                .filter(|d| !self.services[**d].is_down())
-                .count() as u32;
+        let mut holding = vec![0u32; n];
+        for i in 0..n {
+            for &(j, _) in self.tree.deps(i) {
+                holding[j] += 1;
+            }
         }
-        let alive = self.services.iter().filter(|s| !s.is_down()).count();
         let mut sd = Shutdown {
-            dependents_up,
+            holding,
             told: vec![false; n],
-            alive,
+            released: vec![false; n],
+            left: n,
         };
         for k in (0..self.tree.order().len()).rev() {
             let i = self.tree.order()[k];
-            if sd.dependents_up[i] == 0 {
+            if sd.holding[i] == 0 {
                 sd.told[i] = true;
                 queue.push_back((i, Event::Shutdown));
             }
@@ -259,15 +247,20 @@ impl System {
         self.shutdown = Some(sd);
     }
 
-    /// `i` is down at shutdown: what it depended on may stop once all its
-    /// other dependents are down too.
-    fn went_down(&mut self, i: usize, queue: &mut Queue) {
+    /// `i` was told to stop and is down: what it depends on may stop once
+    /// every other dependent is released too.
+    fn release_if_down(&mut self, i: usize, queue: &mut Queue) {
         let Some(sd) = &mut self.shutdown else {
             return;
         };
+        if !sd.told[i] || sd.released[i] || !self.services[i].is_down() {
+            return;
+        }
+        sd.released[i] = true;
+        sd.left -= 1;
         for &(j, _) in self.tree.deps(i) {
-            sd.dependents_up[j] = sd.dependents_up[j].saturating_sub(1);
-            if sd.dependents_up[j] == 0 && !sd.told[j] {
+            sd.holding[j] = sd.holding[j].saturating_sub(1);
+            if sd.holding[j] == 0 && !sd.told[j] {
                 sd.told[j] = true;
                 queue.push_back((j, Event::Shutdown));
             }
@@ -542,5 +535,66 @@ mod tests {
         r.exit(0, TERM);
         assert!(r.sys.finished());
         assert!(r.last.iter().all(|(_, a)| !matches!(a, Action::Spawn(_))));
+    }
+
+    #[test]
+    fn a_group_restart_brings_siblings_back_in_order_after_what_they_depend_on() {
+        let children = [Child::Service(0), Child::Service(1), Child::Service(2)];
+        let groups = vec![
+            group("root", Strategy::OneForOne, None, &[Child::Group(1)]),
+            group("backend", Strategy::OneForAll, Some(10), &children),
+        ];
+        let mut r = run(groups, vec![1; 3], &[], false);
+        r.input(Input::StartAll);
+        r.now += 5 * SEC;
+        r.exit(1, ExitStatus::Signal(libc::SIGSEGV));
+        // s1 restarts only once s0, which it follows, runs again.
+        assert_eq!((r.stopped(), r.spawned()), (vec![2, 0], vec![]));
+        assert_eq!(r.held(1), Some("waiting for s0 (started)"));
+        r.exit(0, TERM);
+        assert_eq!(r.spawned(), [0, 1]);
+        r.exit(2, TERM);
+        assert_eq!(r.spawned(), [2]);
+    }
+
+    #[test]
+    fn a_dependent_already_down_still_holds_back_what_it_depends_on() {
+        // s0 ← s1 ← s2 ← s3; s2 is down, about to be respawned, when shutdown begins.
+        let deps = [
+            (1, 0, DependOn::Started),
+            (2, 1, DependOn::Started),
+            (3, 2, DependOn::Started),
+        ];
+        let mut r = flat(4, &deps);
+        r.input(Input::StartAll);
+        r.now += 5 * SEC;
+        r.exit(2, ExitStatus::Code(1));
+        // Respawned at once, it dies young: down, waiting out a delay.
+        r.exit(2, ExitStatus::Code(1));
+        assert!(r.sys.services[2].is_down() && r.sys.services[2].next_step().is_some());
+        r.input(Input::Shutdown);
+        assert_eq!(r.stopped(), [3]);
+        r.exit(3, TERM);
+        assert_eq!(r.stopped(), [1]);
+        r.exit(1, TERM);
+        assert_eq!(r.stopped(), [0]);
+        r.exit(0, TERM);
+        assert!(r.sys.finished());
+    }
+
+    #[test]
+    fn exit_on_critical_with_the_last_service_failing_finishes() {
+        let groups = vec![group(
+            "root",
+            Strategy::OneForOne,
+            Some(0),
+            &[Child::Service(0)],
+        )];
+        let mut r = run(groups, vec![0], &[], true);
+        r.input(Input::StartAll);
+        r.now += 5 * SEC;
+        r.exit(0, ExitStatus::Signal(libc::SIGSEGV));
+        assert!(r.sys.finished());
+        assert_eq!(r.sys.exit_code, 1);
     }
 }

@@ -45,7 +45,7 @@ use crate::config::Plan;
 use crate::control::protocol::Response;
 use crate::control::server::{self, ControlSocket, Incoming};
 use crate::state_dir::StateDir;
-use crate::strategy::machine::Event;
+use crate::strategy::machine::{Event, Timer};
 use crate::strategy::system::Input;
 
 /// How long adopted orphans get after SIGTERM at shutdown before SIGKILL.
@@ -68,6 +68,9 @@ impl Daemon {
     fn on_timers(&mut self, now: Instant) {
         while let Some((i, key)) = self.timers.pop_due(now) {
             match key {
+                Key::Machine(Timer::Stop) if reaper::remnants_gone(self, i) => {
+                    self.feed(now, Input::Event(i, Event::GroupGone));
+                }
                 Key::Machine(t) => self.feed(now, Input::Event(i, Event::Timer(t))),
                 Key::ProbeTimeout(kind) => self.probe_timeout(i, kind),
             }

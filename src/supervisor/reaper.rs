@@ -62,14 +62,18 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
     }
 }
 
+/// A stopping service whose leader is gone has no member of its group left.
+pub(super) fn remnants_gone(daemon: &Daemon, i: usize) -> bool {
+    matches!(
+        daemon.system.services[i].phase,
+        Phase::Stopping { pid: None, pgid, .. } if !kill(-pgid, 0)
+    )
+}
+
 /// An adopted orphan was reaped: groups waiting on remnants may be empty now.
 fn recheck_remnants(daemon: &mut Daemon, now: Instant) {
     for i in 0..daemon.system.services.len() {
-        if let Phase::Stopping {
-            pid: None, pgid, ..
-        } = daemon.system.services[i].phase
-            && !kill(-pgid, 0)
-        {
+        if remnants_gone(daemon, i) {
             daemon.feed(now, Input::Event(i, Event::GroupGone));
         }
     }

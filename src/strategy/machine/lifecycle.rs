@@ -8,6 +8,9 @@ use super::super::restart::{ExitStatus, restarts};
 use super::super::text::{describe_exit, fmt_duration};
 use super::{Context, Exit, Fallback, Phase, Pid, Role, Service, Target, Then, Timer};
 
+/// How often a stop whose group outlived its SIGKILL looks again.
+const REMNANT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Service {
     pub(super) fn go(&mut self, now: Instant, ctx: &mut Context) {
         if self.phase == Phase::Waiting {
@@ -139,6 +142,7 @@ impl Service {
                 pgid,
                 since,
                 then,
+                killed,
             } if p == pid => {
                 self.last_exit = Some((status, now));
                 if exit.group_alive {
@@ -147,6 +151,7 @@ impl Service {
                         pgid,
                         since,
                         then,
+                        killed,
                     };
                     let what = describe_exit(status);
                     let msg = format!("main process {what}; waiting for the rest of group {pgid}");
@@ -172,7 +177,7 @@ impl Service {
         let restart = restarts(self.config.restart, status) && !ctx.shutting_down;
         if status.success() {
             if !restart {
-                return self.exited_for_good(&what);
+                return self.exited_for_good(&what, ctx);
             }
             let min = self.config.min_uptime;
             let delay = PLAIN.after_run(&mut self.ladder.young, uptime, min, 0.0, 0.5);
@@ -189,7 +194,7 @@ impl Service {
             return;
         }
         if !restart {
-            return self.exited_for_good(&what);
+            return self.exited_for_good(&what, ctx);
         }
         let cause = match status {
             ExitStatus::Code(c) => Cause::Exit(c),
@@ -201,10 +206,15 @@ impl Service {
     }
 
     /// The exit ends the service: its restart policy does not restart it.
-    fn exited_for_good(&mut self, what: &str) {
+    fn exited_for_good(&mut self, what: &str, ctx: &Context) {
         self.phase = Phase::Exited;
-        let policy = self.config.restart.as_str();
-        let msg = format!("{what}; not restarted (restart: {policy})");
+        let msg = match ctx.shutting_down {
+            true => format!("{what}; not restarted (shutting down)"),
+            false => format!(
+                "{what}; not restarted (restart: {})",
+                self.config.restart.as_str()
+            ),
+        };
         self.record("exited", msg);
     }
 
@@ -239,6 +249,7 @@ impl Service {
                     pgid: pid,
                     since,
                     then,
+                    killed: false,
                 };
                 self.set_timer(Timer::Stop, now + timeout);
                 let name = super::super::classify::signal_name(sig);
@@ -287,20 +298,26 @@ impl Service {
         self.after_down(then, now, ctx);
     }
 
-    pub(super) fn stop_timeout(&mut self, now: Instant, ctx: &mut Context) {
+    pub(super) fn stop_timeout(&mut self, now: Instant) {
         if let Phase::Stopping {
-            pid, pgid, then, ..
+            pgid,
+            ref mut killed,
+            ..
         } = self.phase
         {
             // With the leader unreaped the group is certainly ours. Without
             // it, the group's surviving members keep its number from being
             // reused, so a group that is still non-empty is still ours.
+            let first = !std::mem::replace(killed, true);
             self.signal(pgid, libc::SIGKILL, Target::GroupOnly);
-            let msg = format!("stop timeout: SIGKILL to process group {pgid}");
-            self.record("stopping", msg);
-            if pid.is_none() {
-                self.stopped(then, ExitStatus::Signal(libc::SIGKILL), now, ctx);
+            if first {
+                let msg = format!("stop timeout: SIGKILL to process group {pgid}");
+                self.record("stopping", msg);
             }
+            // Down only once the group is gone (the leader's exit, or
+            // `GroupGone` for the last of the rest): the next primary never
+            // runs beside the last one's processes. Until then, look again.
+            self.set_timer(Timer::Stop, now + REMNANT_CHECK);
         }
     }
 
@@ -308,7 +325,7 @@ impl Service {
     pub(super) fn start_timer(&mut self, now: Instant, ctx: &mut Context) {
         match self.phase {
             Phase::Backoff { .. } | Phase::Retrying { .. } => self.spawn_primary(now, ctx),
-            Phase::Restarting { .. } if self.cleanup.is_none() => self.spawn_primary(now, ctx),
+            Phase::Restarting { .. } if self.cleanup.is_none() => self.restart_when_allowed(ctx),
             Phase::Quarantined { .. } => {
                 if self.ladder.breaker.poll(now) {
                     let msg = "half-open: trying the primary again".to_string();

@@ -108,6 +108,8 @@ pub enum Phase {
         pgid: Pid,
         since: Instant,
         then: Then,
+        /// The stop timeout passed and the group was SIGKILLed.
+        killed: bool,
     },
     Stopped,
     /// Ended and, by its restart policy, not restarted.
@@ -457,7 +459,7 @@ impl Service {
         }
         match timer {
             Timer::Start => self.start_timer(now, ctx),
-            Timer::Stop => self.stop_timeout(now, ctx),
+            Timer::Stop => self.stop_timeout(now),
             Timer::Fallback => self.spawn_fallback(ctx),
             Timer::FallbackStop => self.fallback_stop_timeout(),
             Timer::Cleanup => self.cleanup_timeout(),

@@ -168,11 +168,21 @@ impl Service {
         }
     }
 
+    /// A restart starts the primary as a start does: once the tree allows
+    /// (siblings of a group restart come back in order, each after what it
+    /// depends on).
+    pub(super) fn restart_when_allowed(&mut self, ctx: &Context) {
+        if !ctx.shutting_down {
+            self.phase = Phase::Waiting;
+            self.wants_start = true;
+        }
+    }
+
     /// The restart's cleanup is over (or there is none): start at `start_at`.
     pub(super) fn start_after_cleanup(&mut self, now: Instant, ctx: &mut Context) {
         if let Phase::Restarting { start_at } = self.phase {
             if start_at <= now {
-                self.spawn_primary(now, ctx);
+                self.restart_when_allowed(ctx);
             } else {
                 self.set_timer(Timer::Start, start_at);
             }
@@ -231,8 +241,14 @@ impl Service {
             Phase::Stopped => !restart_pending,
             _ => false,
         };
+        // A service that is never restarted is stopped with the rest, and
+        // stays stopped: no fallback, no half-open trial brings it back.
+        let then = match self.config.restart {
+            RestartPolicy::Never => Then::Stay,
+            _ => Then::Quarantine,
+        };
         if !settled && !ctx.shutting_down {
-            self.stop(Then::Quarantine, now, ctx);
+            self.stop(then, now, ctx);
         }
     }
 
@@ -352,7 +368,7 @@ impl Service {
         if !self.ladder.breaker.is_closed() {
             self.ladder.trial_passed();
             let msg = "half-open trial passed, breaker closed".to_string();
-            self.record("recovered", msg);
+            self.record("trial", msg);
         }
         self.stop_fallback(now);
     }

@@ -223,7 +223,8 @@ const PHASES: &[Row] = &[
     ]]),
     ("remnants", phases::remnants, &[&[
         (Ev::GroupGone, "running: spawn P"),
-        (Ev::Timer(Timer::Stop), "running: KILL P, spawn P"),
+        // Down only once the group is gone: no new primary beside it.
+        (Ev::Timer(Timer::Stop), "stopping-rest: KILL P"),
         (Req(Reset), "stopping-rest: done"),
     ]]),
     ("stopped", phases::stopped, &[ENDED, &[

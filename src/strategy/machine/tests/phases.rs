@@ -5,7 +5,7 @@ use super::super::super::breaker::Breaker;
 use super::*;
 use crate::strategy::machine::Fallback;
 
-fn started(config: Config) -> Rt {
+pub(super) fn started(config: Config) -> Rt {
     let mut rt = Rt::new(config);
     rt.begin();
     assert!(rt.running_pid().is_some(), "{:?}", rt.svc.phase);

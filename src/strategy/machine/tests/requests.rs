@@ -220,3 +220,13 @@ fn a_probe_result_for_an_earlier_process_is_ignored() {
     rt.feed(Event::Probe(stale));
     assert_eq!(outcome(&rt), "running");
 }
+
+#[test]
+fn the_root_giving_up_stops_a_never_restarted_service_for_good() {
+    let mut rt = phases::started(with_restart(full(), RestartPolicy::Never));
+    rt.feed(Event::RootGaveUp);
+    rt.exit_primary(ExitStatus::Signal(libc::SIGTERM), false);
+    assert_eq!(rt.svc.phase, Phase::Stopped);
+    assert_eq!(rt.svc.timer_at(Timer::Start), None, "no half-open trial");
+    assert_eq!(spawns_of(&rt, Role::Fallback), 0);
+}
