@@ -469,3 +469,43 @@ fn on_event_hooks_get_the_failure_context() {
     );
     assert!(lines[1].starts_with("hooked|recovered|"), "{log}");
 }
+
+#[test]
+fn a_stopped_fallbacks_whole_group_is_gone_after_its_stop_timeout() {
+    // The fallback's leader exits on SIGTERM; its child ignores SIGTERM.
+    let inst = Instance::start(
+        "services:
+  api:
+    command: if [ -f fixed ]; then exec sleep 1000; fi; exit 78
+    min_uptime: 300ms
+    stop: { timeout: 500ms }
+    recovery:
+      fallback:
+        command: (trap '' TERM; exec sleep 7402) & echo $$! > fbchild; trap 'exit 0' TERM; wait
+        retry_primary: 500ms
+",
+    );
+    inst.wait_state("api", "fallback");
+    wait_until(Duration::from_secs(5), "the fallback's child", || {
+        inst.path("fbchild").exists()
+    });
+    let child: i32 = std::fs::read_to_string(inst.path("fbchild"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(child));
+    std::fs::write(inst.path("fixed"), "").unwrap();
+    let primary = inst.wait_running("api", None);
+    wait_until(
+        Duration::from_secs(10),
+        "the fallback's child to be gone",
+        || !alive(child),
+    );
+    assert_eq!(inst.pid_of("api"), Some(primary));
+    let m = inst.messages("api");
+    assert!(
+        m.iter().any(|x| x.starts_with("fallback stopped")),
+        "{m:#?}"
+    );
+}

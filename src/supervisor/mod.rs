@@ -71,6 +71,9 @@ impl Daemon {
                 Key::Machine(Timer::Stop) if reaper::remnants_gone(self, i) => {
                     self.feed(now, Input::Event(i, Event::GroupGone));
                 }
+                Key::Machine(Timer::FallbackStop) if reaper::fallback_remnants_gone(self, i) => {
+                    self.feed(now, Input::Event(i, Event::FallbackGroupGone));
+                }
                 Key::Machine(t) => self.feed(now, Input::Event(i, Event::Timer(t))),
                 Key::ProbeTimeout(kind) => self.probe_timeout(i, kind),
             }

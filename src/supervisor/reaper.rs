@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::daemon::{Daemon, Owner};
 use super::effects::{TAIL_WAIT, kill};
 use super::spawn;
-use crate::strategy::machine::{Event, Exit, Phase, Role};
+use crate::strategy::machine::{Event, Exit, Fallback, Phase, Role};
 use crate::strategy::restart::ExitStatus;
 use crate::strategy::system::Input;
 
@@ -70,11 +70,22 @@ pub(super) fn remnants_gone(daemon: &Daemon, i: usize) -> bool {
     )
 }
 
+/// Likewise for a stopped fallback's group.
+pub(super) fn fallback_remnants_gone(daemon: &Daemon, i: usize) -> bool {
+    matches!(
+        daemon.system.services[i].fallback,
+        Fallback::Remnants { pgid } if !kill(-pgid, 0)
+    )
+}
+
 /// An adopted orphan was reaped: groups waiting on remnants may be empty now.
 fn recheck_remnants(daemon: &mut Daemon, now: Instant) {
     for i in 0..daemon.system.services.len() {
         if remnants_gone(daemon, i) {
             daemon.feed(now, Input::Event(i, Event::GroupGone));
+        }
+        if fallback_remnants_gone(daemon, i) {
+            daemon.feed(now, Input::Event(i, Event::FallbackGroupGone));
         }
     }
 }
@@ -98,6 +109,7 @@ impl Daemon {
                     pid,
                     status,
                     exec_errno,
+                    group_alive: kill(-pid, 0),
                 }
             }
             Owner::Service(Role::Cleanup) => Event::CleanupExited { pid, status },

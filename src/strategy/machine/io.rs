@@ -129,7 +129,11 @@ pub enum Event {
         pid: Pid,
         status: ExitStatus,
         exec_errno: Option<i32>,
+        /// Other members of its group are still alive (after the reap).
+        group_alive: bool,
     },
+    /// The stopped fallback's group has no member left.
+    FallbackGroupGone,
     CleanupExited {
         pid: Pid,
         status: ExitStatus,

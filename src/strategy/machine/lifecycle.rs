@@ -9,7 +9,7 @@ use super::super::text::{describe_exit, fmt_duration};
 use super::{Context, Exit, Fallback, Phase, Pid, Role, Service, Target, Then, Timer};
 
 /// How often a stop whose group outlived its SIGKILL looks again.
-const REMNANT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const REMNANT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Service {
     pub(super) fn go(&mut self, now: Instant, ctx: &mut Context) {

@@ -143,6 +143,10 @@ pub enum Fallback {
     Respawn {
         until: Instant,
     },
+    /// Stopped: its leader exited, other members of its group live on.
+    Remnants {
+        pgid: Pid,
+    },
 }
 
 /// What all machines share: random draws (two sources, so the retry
@@ -308,7 +312,12 @@ impl Service {
                 pid,
                 status,
                 exec_errno,
-            } => self.fallback_exited(pid, status, exec_errno, now, ctx),
+                group_alive,
+            } => {
+                let how = (status, exec_errno, group_alive);
+                self.fallback_exited(pid, how, now, ctx)
+            }
+            Event::FallbackGroupGone => self.fallback_group_gone(),
             Event::CleanupExited { pid, status } => self.cleanup_exited(pid, status, now, ctx),
             Event::Probe(result) => self.probe_result(result, now),
             Event::Notify(n) => self.notify(n, now),
@@ -328,7 +337,10 @@ impl Service {
     pub fn is_down(&self) -> bool {
         !matches!(self.phase, Phase::Running { .. } | Phase::Stopping { .. })
             && self.cleanup.is_none()
-            && !matches!(self.fallback, Fallback::Running { .. })
+            && !matches!(
+                self.fallback,
+                Fallback::Running { .. } | Fallback::Remnants { .. }
+            )
     }
 
     /// The primary's pid while it runs or stops.
@@ -461,7 +473,7 @@ impl Service {
             Timer::Start => self.start_timer(now, ctx),
             Timer::Stop => self.stop_timeout(now),
             Timer::Fallback => self.spawn_fallback(ctx),
-            Timer::FallbackStop => self.fallback_stop_timeout(),
+            Timer::FallbackStop => self.fallback_stop_timeout(now),
             Timer::Cleanup => self.cleanup_timeout(),
             Timer::Settled => self.settled(now),
             Timer::Recovered => self.recovered(now),

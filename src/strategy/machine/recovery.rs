@@ -11,6 +11,7 @@ use super::super::orchestrator::{Action as Remedy, Decision};
 use super::super::policy::RestartPolicy;
 use super::super::restart::ExitStatus;
 use super::super::text::{describe_exit, fmt_duration};
+use super::lifecycle::REMNANT_CHECK;
 use super::{Action, Context, Fallback, Phase, Pid, Role, Service, Target, Then, Timer};
 
 fn remedy_text(remedy: &Remedy, now: Instant) -> String {
@@ -296,14 +297,16 @@ impl Service {
         }
     }
 
+    /// The fallback's leader was reaped: `how` is its status, an exec
+    /// error, and whether other members of its group live on.
     pub(super) fn fallback_exited(
         &mut self,
         pid: Pid,
-        status: ExitStatus,
-        exec_errno: Option<i32>,
+        how: (ExitStatus, Option<i32>, bool),
         now: Instant,
         ctx: &mut Context,
     ) {
+        let (status, exec_errno, group_alive) = how;
         let Fallback::Running {
             pid: p,
             since,
@@ -317,9 +320,15 @@ impl Service {
         }
         self.fallback = Fallback::Off;
         if stopping {
+            let what = describe_exit(status);
+            if group_alive {
+                // The rest of its group has until the stop timeout.
+                self.fallback = Fallback::Remnants { pgid: pid };
+                let msg = format!("fallback {what}; waiting for the rest of group {pid}");
+                return self.record("fallback", msg);
+            }
             self.cancel(Timer::FallbackStop);
-            let msg = format!("fallback stopped ({})", describe_exit(status));
-            return self.record("fallback", msg);
+            return self.record("fallback", format!("fallback stopped ({what})"));
         }
         let uptime = now.saturating_duration_since(since);
         let why = match exec_errno {
@@ -329,6 +338,11 @@ impl Service {
             ),
             None => format!("{} after {}", describe_exit(status), fmt_duration(uptime)),
         };
+        self.fallback_ended(why, uptime, now, ctx);
+    }
+
+    /// The fallback ended on its own: start it again while it is wanted.
+    fn fallback_ended(&mut self, why: String, uptime: Duration, now: Instant, ctx: &mut Context) {
         let wanted = matches!(
             self.phase,
             Phase::Quarantined { .. } | Phase::Running { .. }
@@ -351,11 +365,30 @@ impl Service {
         }
     }
 
-    pub(super) fn fallback_stop_timeout(&mut self) {
-        if let Fallback::Running { pid, .. } = self.fallback {
-            self.signal(pid, libc::SIGKILL, Target::Group);
-            let msg = format!("fallback stop timeout: SIGKILL to process group {pid}");
-            self.record("stopping", msg);
+    pub(super) fn fallback_group_gone(&mut self) {
+        if let Fallback::Remnants { pgid } = self.fallback {
+            self.fallback = Fallback::Off;
+            self.cancel(Timer::FallbackStop);
+            self.record("fallback", format!("fallback stopped (group {pgid} gone)"));
+        }
+    }
+
+    pub(super) fn fallback_stop_timeout(&mut self, now: Instant) {
+        match self.fallback {
+            Fallback::Running { pid, .. } => {
+                self.signal(pid, libc::SIGKILL, Target::Group);
+                let msg = format!("fallback stop timeout: SIGKILL to process group {pid}");
+                self.record("stopping", msg);
+            }
+            Fallback::Remnants { pgid } => {
+                // Its live members keep the group's number from reuse.
+                self.signal(pgid, libc::SIGKILL, Target::GroupOnly);
+                let msg = format!("fallback stop timeout: SIGKILL to process group {pgid}");
+                self.record("stopping", msg);
+                // Gone only when the group is empty; look again until then.
+                self.set_timer(Timer::FallbackStop, now + REMNANT_CHECK);
+            }
+            _ => {}
         }
     }
 

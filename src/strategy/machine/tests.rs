@@ -321,6 +321,7 @@ impl Rt {
             pid,
             status,
             exec_errno,
+            group_alive: false,
         });
     }
 

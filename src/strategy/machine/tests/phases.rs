@@ -187,6 +187,7 @@ pub(super) fn state(rt: &Rt) -> String {
         } => " +fb",
         Fallback::Running { .. } => " +fb(stopping)",
         Fallback::Respawn { .. } => " +fb(respawn)",
+        Fallback::Remnants { .. } => " +fb(remnants)",
     });
     if s.cleanup.is_some() {
         out.push_str(" +cl");

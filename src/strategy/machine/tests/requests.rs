@@ -5,6 +5,7 @@
 
 use super::phases::{self, outcome};
 use super::*;
+use crate::strategy::machine::{Fallback, Target};
 
 fn done(rt: &Rt, ticket: Ticket) -> &str {
     match rt.reply(ticket) {
@@ -229,4 +230,39 @@ fn the_root_giving_up_stops_a_never_restarted_service_for_good() {
     assert_eq!(rt.svc.phase, Phase::Stopped);
     assert_eq!(rt.svc.timer_at(Timer::Start), None, "no half-open trial");
     assert_eq!(spawns_of(&rt, Role::Fallback), 0);
+}
+
+#[test]
+fn a_stopped_fallback_is_down_only_once_its_whole_group_is_gone() {
+    let mut rt = phases::trial();
+    rt.fire(Timer::Settled);
+    assert!(matches!(
+        rt.svc.fallback,
+        Fallback::Running { stopping: true, .. }
+    ));
+    let pid = rt.pid(Role::Fallback);
+    rt.alive.remove(&pid);
+    let (status, exec_errno) = (ExitStatus::Signal(libc::SIGTERM), None);
+    let group_alive = true;
+    rt.feed(Event::FallbackExited {
+        pid,
+        status,
+        exec_errno,
+        group_alive,
+    });
+    assert_eq!(rt.svc.fallback, Fallback::Remnants { pgid: pid });
+    rt.fire(Timer::FallbackStop);
+    let kill = Action::Signal {
+        pid,
+        signal: libc::SIGKILL,
+        target: Target::GroupOnly,
+    };
+    assert!(rt.last.contains(&kill), "{:?}", rt.last);
+    assert!(
+        rt.svc.timer_at(Timer::FallbackStop).is_some(),
+        "looks again"
+    );
+    rt.feed(Event::FallbackGroupGone);
+    assert_eq!(rt.svc.fallback, Fallback::Off);
+    assert_eq!(rt.svc.timer_at(Timer::FallbackStop), None);
 }
