@@ -509,3 +509,48 @@ fn a_stopped_fallbacks_whole_group_is_gone_after_its_stop_timeout() {
         "{m:#?}"
     );
 }
+
+#[test]
+fn a_hung_hook_is_killed_at_its_time_limit_and_later_hooks_run() {
+    let inst = Instance::start(&format!(
+        "services:
+  hooked:
+    command: {}
+    min_uptime: 100ms
+    on_event: if [ ! -f hung ]; then touch hung; exec sleep 7511; fi; echo \"$$SENTINELD_EVENT\" >> hook.log
+    on_event_timeout: 500ms
+",
+        runs("1:0.3 1:0.3 1:0.3 1:0.3 forever")
+    ));
+    wait_until(Duration::from_secs(15), "a hook after the hung one", || {
+        inst.path("hook.log").exists()
+    });
+    let m = inst.messages("hooked");
+    assert!(
+        m.iter()
+            .any(|x| x.starts_with("on_event hook ran past 500ms: SIGKILL")),
+        "{m:#?}"
+    );
+}
+
+#[test]
+fn a_hook_still_running_at_down_is_stopped_with_everything_else() {
+    let mut inst = Instance::start(
+        "services:
+  hooked:
+    command: sleep 0.3; exit 1
+    on_event: echo $$$$ > hookpid; exec sleep 7501
+",
+    );
+    wait_until(Duration::from_secs(10), "the hook", || {
+        inst.path("hookpid").exists()
+    });
+    let hook: i32 = std::fs::read_to_string(inst.path("hookpid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(hook));
+    assert!(inst.down().success());
+    assert!(!alive(hook), "the hook outlived down");
+}

@@ -105,6 +105,9 @@ pub struct ServiceSpec {
     pub escalation: EscalationSpec,
     /// Run on every event of this service, with `SENTINELD_*` in its environment.
     pub on_event: Option<Command>,
+    /// An `on_event` hook still running after this is killed (its group).
+    #[serde(serialize_with = "ser_duration")]
+    pub on_event_timeout: Duration,
     pub liveness: Option<ProbeSpec>,
     pub readiness: Option<ProbeSpec>,
     pub startup: Option<ProbeSpec>,
@@ -137,6 +140,7 @@ impl ServiceSpec {
             recovery: RecoverySpec::default(),
             escalation: EscalationSpec::default(),
             on_event: None,
+            on_event_timeout: Duration::from_secs(30),
             liveness: None,
             readiness: None,
             startup: None,
@@ -346,6 +350,7 @@ impl fmt::Debug for ServiceSpec {
             .field("recovery", &self.recovery)
             .field("escalation", &self.escalation)
             .field("on_event", &self.on_event)
+            .field("on_event_timeout", &self.on_event_timeout)
             .field("liveness", &self.liveness)
             .field("readiness", &self.readiness)
             .field("startup", &self.startup)

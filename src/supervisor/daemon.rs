@@ -76,7 +76,8 @@ pub(super) struct ServiceRt {
     pub spec: ServiceSpec,
     pub image: spawn::SpawnSpec,
     pub log_pipes: Option<(OwnedFd, OwnedFd)>,
-    pub hook_running: bool,
+    /// The `on_event` hook's process while it runs (one at a time).
+    pub hook: Option<i32>,
     /// Start time of the current leader, for the pgid registry.
     pub start_time: Option<u64>,
     pub probes: [Option<ProbeRt>; 3],
@@ -153,7 +154,7 @@ impl Daemon {
             .map(|spec| ServiceRt {
                 image: spawn::SpawnSpec::new(spec, &base_env),
                 log_pipes: None,
-                hook_running: false,
+                hook: None,
                 start_time: None,
                 probes: ProbeRt::for_service(spec, &base_env),
                 needs_output: spec.classify.iter().any(|r| r.output_matches.is_some()),

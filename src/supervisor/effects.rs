@@ -77,7 +77,7 @@ impl Daemon {
                 timeout,
             } => return self.run_probe(i, kind, generation, timeout, now),
             Action::CancelProbes => self.cancel_probes(i),
-            Action::Record(record) => self.record(i, record),
+            Action::Record(record) => self.record(i, record, now),
             Action::Reply(ticket, reply) => {
                 let response = match reply {
                     Reply::Done(message) => Response::Done { message },
@@ -178,7 +178,7 @@ impl Daemon {
         }
     }
 
-    fn record(&mut self, i: usize, r: Record) {
+    fn record(&mut self, i: usize, r: Record, now: Instant) {
         let service = self.rt[i].spec.name.clone();
         tracing::info!("{service}: {}", r.message);
         let record = EventRecord {
@@ -190,15 +190,15 @@ impl Daemon {
             action: r.action.map(Into::into),
         };
         if r.hook {
-            self.run_hook(i, &record);
+            self.run_hook(i, &record, now);
         }
         self.journal.push(record);
     }
 
     /// Run the service's `on_event` command for `record`, unless one is
     /// still running (hooks never pile up).
-    fn run_hook(&mut self, i: usize, record: &EventRecord) {
-        if self.system.shutting_down() || self.rt[i].hook_running {
+    fn run_hook(&mut self, i: usize, record: &EventRecord, now: Instant) {
+        if self.system.shutting_down() || self.rt[i].hook.is_some() {
             return;
         }
         let Some(cmd) = self.rt[i].spec.on_event.clone() else {
@@ -207,7 +207,11 @@ impl Daemon {
         let env = self.context_env(i, Some(record));
         let image = spawn::SpawnSpec::for_command(&cmd, &self.rt[i].spec, &self.base_env, &env);
         match self.fork(i, Some(&image), Owner::Hook) {
-            Ok(_) => self.rt[i].hook_running = true,
+            Ok(child) => {
+                self.rt[i].hook = Some(child.pid);
+                let limit = now + self.rt[i].spec.on_event_timeout;
+                self.timers.set(i, Key::HookLimit, limit);
+            }
             Err(e) => tracing::warn!("{}: on_event hook could not start: {e}", record.service),
         }
     }
@@ -246,6 +250,23 @@ impl Daemon {
         }
         env.push(var("STATE", svc.state_name().to_string()));
         env
+    }
+
+    /// The hook ran past `on_event_timeout`: kill its group.
+    pub(super) fn hook_timed_out(&mut self, i: usize) {
+        if let Some(pid) = self.rt[i].hook {
+            signal_group(pid, libc::SIGKILL);
+            let limit = crate::timefmt::fmt_duration(self.rt[i].spec.on_event_timeout);
+            let message = format!("on_event hook ran past {limit}: SIGKILL to process group {pid}");
+            let record = Record {
+                kind: "hook",
+                message,
+                severity: None,
+                action: None,
+                hook: false,
+            };
+            self.record(i, record, Instant::now());
+        }
     }
 
     /// Whether the OOM killer struck since we last looked.

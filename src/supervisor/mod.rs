@@ -76,12 +76,16 @@ impl Daemon {
                 }
                 Key::Machine(t) => self.feed(now, Input::Event(i, Event::Timer(t))),
                 Key::ProbeTimeout(kind) => self.probe_timeout(i, kind),
+                Key::HookLimit => self.hook_timed_out(i),
             }
         }
         if self.orphan_deadline.is_some_and(|d| d <= now) {
             self.orphan_deadline = None;
             for pid in reaper::adopted_children(&self.by_pid) {
                 kill(pid, libc::SIGKILL);
+            }
+            for pid in self.hooks() {
+                effects::signal_group(pid, libc::SIGKILL);
             }
         }
     }
@@ -93,19 +97,31 @@ impl Daemon {
         }
     }
 
-    /// Once every service is down at shutdown, the orphans we adopted as
-    /// subreaper: SIGTERM, then SIGKILL after a grace period.
+    /// Hooks still running.
+    fn hooks(&self) -> Vec<i32> {
+        self.rt.iter().filter_map(|r| r.hook).collect()
+    }
+
+    /// Once every service is down at shutdown, the hooks still running and
+    /// the orphans we adopted as subreaper: SIGTERM, then SIGKILL after a
+    /// grace period.
     fn advance_shutdown(&mut self, now: Instant) {
         if !self.system.finished() || self.finished {
             return;
         }
         let orphans = reaper::adopted_children(&self.by_pid);
-        if orphans.is_empty() {
+        let hooks = self.hooks();
+        if orphans.is_empty() && hooks.is_empty() {
             self.finished = true;
             return;
         }
         if self.orphan_deadline.is_none() {
-            tracing::info!("stopping {} adopted orphan process(es)", orphans.len());
+            let (o, h) = (orphans.len(), hooks.len());
+            tracing::info!("stopping {h} hook(s) and {o} adopted orphan process(es)");
+            for pid in hooks {
+                effects::signal_group(pid, libc::SIGTERM);
+                effects::signal_group(pid, libc::SIGCONT);
+            }
             for pid in orphans {
                 kill(pid, libc::SIGTERM);
                 kill(pid, libc::SIGCONT);

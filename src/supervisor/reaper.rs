@@ -114,7 +114,8 @@ impl Daemon {
             }
             Owner::Service(Role::Cleanup) => Event::CleanupExited { pid, status },
             Owner::Hook => {
-                self.rt[i].hook_running = false;
+                self.rt[i].hook = None;
+                self.timers.cancel(i, super::timers::Key::HookLimit);
                 return;
             }
             Owner::Probe(kind) => return self.on_probe_exit(i, kind, pid, status, now),

@@ -12,6 +12,8 @@ use crate::strategy::probe::ProbeKind;
 pub(super) enum Key {
     Machine(Timer),
     ProbeTimeout(ProbeKind),
+    /// The `on_event` hook's time limit.
+    HookLimit,
 }
 
 #[derive(Debug, Default)]
