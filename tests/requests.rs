@@ -42,6 +42,9 @@ fn start_during_a_restarts_cleanup_starts_the_primary_after_the_cleanup() {
     let started = m.iter().rposition(|x| x.starts_with("started (pid"));
     assert!(finished.is_some() && finished < started, "{m:#?}");
     let pid = inst.wait_running("svc", None);
+    wait_until(Duration::from_secs(5), "the second run's pid", || {
+        std::fs::read_to_string(inst.path("pids")).is_ok_and(|p| p.lines().count() >= 2)
+    });
     // Two runs in all, one of them alive: never a second primary.
     let pids = std::fs::read_to_string(inst.path("pids")).unwrap();
     let pids: Vec<i32> = pids.lines().map(|l| l.parse().unwrap()).collect();
@@ -136,6 +139,9 @@ fn stop_then_start_while_stopping_leaves_exactly_one_primary() {
     let restart = restart.wait_with_output().unwrap();
     assert!(restart.status.success(), "{restart:?}");
     let second = inst.wait_running("slow", Some(first));
+    wait_until(Duration::from_secs(5), "the second run's pid", || {
+        std::fs::read_to_string(inst.path("pids")).is_ok_and(|p| p.lines().count() >= 2)
+    });
     let pids = std::fs::read_to_string(inst.path("pids")).unwrap();
     assert_eq!(pids.lines().count(), 2, "{pids}");
     assert!(!alive(first) && alive(second));

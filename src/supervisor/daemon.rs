@@ -110,6 +110,8 @@ pub(super) struct Daemon {
     /// A monotonic instant and the wall clock at the same moment: turns the
     /// core's instants into times for people.
     pub epoch: (Instant, SystemTime),
+    /// A cgroup per service, where cgroup v2 is writable.
+    pub cgroups: Option<super::cgroup::Cgroups>,
 }
 
 impl Daemon {
@@ -183,7 +185,15 @@ impl Daemon {
             finished: false,
             registry_dirty: false,
             epoch: (Instant::now(), SystemTime::now()),
+            cgroups: super::cgroup::Cgroups::open(&plan.state_dir),
         };
+        if let Some(cg) = &daemon.cgroups {
+            for name in cg.kill_leftovers() {
+                tracing::warn!(
+                    "{name}: killed the processes a previous sentineld left in its cgroup"
+                );
+            }
+        }
         Ok((daemon, probe_rx))
     }
 

@@ -6,13 +6,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::cgroup::Cgroups;
 use super::daemon::{Daemon, Owner};
 use super::timers::Key;
 use super::{logs, registry, spawn};
 use crate::control::protocol::{ErrorKind, EventRecord, Response};
 use crate::state_dir::StateDir;
 use crate::strategy::classify::{Cause, signal_name};
-use crate::strategy::machine::{Action, Event, Record, Reply, Role, Target};
+use crate::strategy::machine::{Action, Event, Fallback, Phase, Record, Reply, Role, Target};
 use crate::strategy::orchestrator::Action as Remedy;
 use crate::strategy::system::Input;
 use crate::timefmt::format_time;
@@ -63,12 +64,15 @@ impl Daemon {
                 pid,
                 signal,
                 target,
-            } => match target {
-                Target::Group => signal_group(pid, signal),
-                Target::GroupOnly => {
-                    kill(-pid, signal);
+            } => {
+                match target {
+                    Target::Group => signal_group(pid, signal),
+                    Target::GroupOnly => {
+                        kill(-pid, signal);
+                    }
                 }
-            },
+                self.signal_cgroup(i, pid, signal);
+            }
             Action::SetTimer(t, at) => self.timers.set(i, Key::Machine(t), at),
             Action::CancelTimer(t) => self.timers.cancel(i, Key::Machine(t)),
             Action::RunProbe {
@@ -126,16 +130,62 @@ impl Daemon {
         owner: Owner,
     ) -> Result<spawn::Spawned, spawn::SpawnError> {
         self.log_pipes(i).map_err(spawn::SpawnError::Pipe)?;
+        let cgroup = match owner {
+            Owner::Service(role) => self.cgroup_of(i, role),
+            _ => None,
+        };
+        let procs = cgroup.and_then(|p| self.cgroups.as_ref()?.procs(&p));
         let svc = &self.rt[i];
         let (stdout, stderr) = svc.log_pipes.as_ref().expect("made above");
         let stdio = spawn::Stdio {
             stdin: &self.stdin,
             stdout,
             stderr,
+            cgroup: procs.as_ref(),
         };
         let child = spawn::spawn(image.unwrap_or(&svc.image), &stdio)?;
         self.by_pid.insert(child.pid, (i, owner));
         Ok(child)
+    }
+
+    /// The cgroup of a service's primary or fallback, where there are
+    /// cgroups (the cleanup command runs in its own process group only).
+    pub(super) fn cgroup_of(&self, i: usize, role: Role) -> Option<std::path::PathBuf> {
+        let cg = self.cgroups.as_ref()?;
+        let name = &self.rt[i].spec.name;
+        match role {
+            Role::Primary => Some(cg.path(name, false)),
+            Role::Fallback => Some(cg.path(name, true)),
+            Role::Cleanup => None,
+        }
+    }
+
+    /// The cgroup of the primary or fallback whose group `pgid` leads.
+    fn cgroup_led_by(&self, i: usize, pgid: i32) -> Option<std::path::PathBuf> {
+        let svc = &self.system.services[i];
+        let primary = match svc.phase {
+            Phase::Running { pid, .. } => pid == pgid,
+            Phase::Stopping { pgid: p, .. } => p == pgid,
+            _ => false,
+        };
+        let fallback = match svc.fallback {
+            Fallback::Running { pid, .. } => pid == pgid,
+            Fallback::Remnants { pgid: p } => p == pgid,
+            _ => false,
+        };
+        match (primary, fallback) {
+            (true, _) => self.cgroup_of(i, Role::Primary),
+            (_, true) => self.cgroup_of(i, Role::Fallback),
+            _ => None,
+        }
+    }
+
+    /// A signal to a primary's or fallback's process group reaches every
+    /// process of its cgroup too — those that left the group by setsid().
+    fn signal_cgroup(&self, i: usize, pgid: i32, sig: libc::c_int) {
+        if let Some(path) = self.cgroup_led_by(i, pgid) {
+            Cgroups::signal_outside(&path, sig, pgid);
+        }
     }
 
     fn spawn(&mut self, i: usize, role: Role) -> Event {

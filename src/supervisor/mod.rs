@@ -16,6 +16,7 @@
 //! exited while other members of its group still run: the surviving members
 //! keep the group's number from being reused.
 
+mod cgroup;
 mod daemon;
 mod effects;
 mod handlers;
@@ -178,6 +179,9 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     // Every service's write ends close here; the log thread then drains the
     // pipes to EOF.
     let hub = daemon.logs.take();
+    if let Some(cg) = &daemon.cgroups {
+        cg.remove();
+    }
     drop(daemon);
     if let Some(hub) = hub {
         hub.shutdown(Duration::from_secs(5));

@@ -239,6 +239,7 @@ impl Daemon {
             stdin: &self.stdin,
             stdout: &out_w,
             stderr: &out_w,
+            cgroup: None,
         };
         let child = spawn::spawn(image, &stdio).map_err(|e| e.to_string())?;
         self.by_pid.insert(child.pid, (i, Owner::Probe(kind)));

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use super::cgroup::Cgroups;
 use super::daemon::{Daemon, Owner};
 use super::effects::{TAIL_WAIT, kill};
 use super::spawn;
@@ -46,8 +47,14 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
         };
         if takes_group {
             // The rest of its group goes with it, while the zombie leader
-            // still pins the group id.
+            // still pins the group id — and with its cgroup, whatever left
+            // the group by setsid().
             kill(-pid, libc::SIGKILL);
+            if let Some((i, Owner::Service(role))) = owner
+                && let Some(path) = daemon.cgroup_of(i, role)
+            {
+                Cgroups::signal(&path, libc::SIGKILL);
+            }
         }
         let mut raw = 0;
         // SAFETY: reaping a child we just saw exit.
@@ -62,20 +69,31 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
     }
 }
 
+/// Whether any process of the group led by `pgid`, or of the role's
+/// cgroup, is left.
+fn group_alive(daemon: &Daemon, i: usize, role: Role, pgid: i32) -> bool {
+    kill(-pgid, 0)
+        || daemon
+            .cgroup_of(i, role)
+            .is_some_and(|p| Cgroups::populated(&p))
+}
+
 /// A stopping service whose leader is gone has no member of its group left.
 pub(super) fn remnants_gone(daemon: &Daemon, i: usize) -> bool {
-    matches!(
-        daemon.system.services[i].phase,
-        Phase::Stopping { pid: None, pgid, .. } if !kill(-pgid, 0)
-    )
+    match daemon.system.services[i].phase {
+        Phase::Stopping {
+            pid: None, pgid, ..
+        } => !group_alive(daemon, i, Role::Primary, pgid),
+        _ => false,
+    }
 }
 
 /// Likewise for a stopped fallback's group.
 pub(super) fn fallback_remnants_gone(daemon: &Daemon, i: usize) -> bool {
-    matches!(
-        daemon.system.services[i].fallback,
-        Fallback::Remnants { pgid } if !kill(-pgid, 0)
-    )
+    match daemon.system.services[i].fallback {
+        Fallback::Remnants { pgid } => !group_alive(daemon, i, Role::Fallback, pgid),
+        _ => false,
+    }
 }
 
 /// An adopted orphan was reaped: groups waiting on remnants may be empty now.
@@ -109,7 +127,7 @@ impl Daemon {
                     pid,
                     status,
                     exec_errno,
-                    group_alive: kill(-pid, 0),
+                    group_alive: group_alive(self, i, Role::Fallback, pid),
                 }
             }
             Owner::Service(Role::Cleanup) => Event::CleanupExited { pid, status },
@@ -138,7 +156,7 @@ impl Daemon {
             status: Some(status),
             exec_errno: errno,
             oom,
-            group_alive: kill(-pid, 0),
+            group_alive: group_alive(self, i, Role::Primary, pid),
             output,
         }
     }

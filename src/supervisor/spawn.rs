@@ -144,11 +144,13 @@ pub struct Spawned {
     pub exec_status: OwnedFd,
 }
 
-/// The descriptors a child gets as 0, 1 and 2.
+/// The descriptors a child gets as 0, 1 and 2, and the `cgroup.procs` it
+/// moves itself into, if any.
 pub struct Stdio<'a> {
     pub stdin: &'a OwnedFd,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
+    pub cgroup: Option<&'a OwnedFd>,
 }
 
 pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError> {
@@ -164,6 +166,7 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         stdio.stdout.as_raw_fd(),
         stdio.stderr.as_raw_fd(),
     ];
+    let cgroup = stdio.cgroup.map_or(-1, |fd| fd.as_raw_fd());
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // Block every signal across the fork: a signal that reached the child
@@ -200,6 +203,7 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
                 &spec.cwd,
                 spec.user.as_ref(),
                 fds,
+                cgroup,
                 err_w.as_raw_fd(),
             )
         }
@@ -221,6 +225,7 @@ unsafe fn child_after_fork(
     cwd: &CString,
     user: Option<&(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     fds: [RawFd; 3],
+    cgroup: RawFd,
     err_w: RawFd,
 ) -> ! {
     unsafe {
@@ -232,6 +237,11 @@ unsafe fn child_after_fork(
         // Its own session and process group: no controlling terminal, and a
         // group id (= pid) that signals the whole service.
         libc::setsid();
+        // Into the service's cgroup before anything else can fork ("0" is
+        // the writing process), and while still root.
+        if cgroup >= 0 && libc::write(cgroup, c"0".as_ptr().cast(), 1) != 1 {
+            fail(*libc::__errno_location());
+        }
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,

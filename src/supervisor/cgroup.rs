@@ -1,0 +1,152 @@
+//! A cgroup (v2) per service where the unified hierarchy is writable —
+//! systemd's answer to "which processes are this service's?". Every process
+//! a service's primary or fallback starts stays in its cgroup, including one
+//! that calls `setsid()` and so leaves the process group; stopping the
+//! service reaches all of them (`cgroup.kill`), and the next `up` of the
+//! same state dir finds whatever a killed sentineld left behind, with no
+//! pid or pgid that could have been reused.
+//!
+//! Layout: `<our cgroup>/sentineld-<hash of the state dir>/<service>` and
+//! `…/<service>.fallback`. No controllers are enabled, so nothing is
+//! limited; membership is all that is used. Without a writable v2
+//! hierarchy this module is off and process groups (with the pgid
+//! registry) are what there is.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct Cgroups {
+    root: PathBuf,
+}
+
+/// Where the cgroup v2 hierarchy is mounted and which cgroup we are in.
+fn own_cgroup() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE SOURCE SUPER
+    let mount = mounts.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split(' ').nth(4).map(PathBuf::from))?
+    })?;
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroups.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(mount.join(path.trim().trim_start_matches('/')))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+impl Cgroups {
+    /// The cgroups of the state dir `state_dir`, made if need be; `None`
+    /// where cgroup v2 is not mounted or not writable.
+    pub fn open(state_dir: &Path) -> Option<Cgroups> {
+        let mut h = DefaultHasher::new();
+        state_dir.hash(&mut h);
+        let root = own_cgroup()?.join(format!("sentineld-{:016x}", h.finish()));
+        match std::fs::create_dir(&root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                tracing::debug!("no cgroup per service ({}: {e})", root.display());
+                return None;
+            }
+        }
+        Some(Cgroups { root })
+    }
+
+    /// A service's cgroup (`fallback`: its fallback's).
+    pub fn path(&self, service: &str, fallback: bool) -> PathBuf {
+        match fallback {
+            false => self.root.join(service),
+            true => self.root.join(format!("{service}.fallback")),
+        }
+    }
+
+    /// `cgroup.procs` of the cgroup at `path`, opened for a child to move
+    /// itself in (it writes "0" between fork and exec).
+    pub fn procs(&self, path: &Path) -> Option<OwnedFd> {
+        match std::fs::create_dir(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path.join("cgroup.procs"))
+            .ok()?;
+        Some(file.into())
+    }
+
+    /// Whether any process is left in the cgroup at `path`.
+    pub fn populated(path: &Path) -> bool {
+        read(&path.join("cgroup.events"))
+            .lines()
+            .any(|l| l == "populated 1")
+    }
+
+    /// Signal every process in the cgroup at `path`; SIGKILL through
+    /// `cgroup.kill`, which also reaches processes forked meanwhile.
+    pub fn signal(path: &Path, sig: libc::c_int) {
+        Cgroups::signal_outside(path, sig, 0);
+    }
+
+    /// Signal the processes of the cgroup at `path` that are not in process
+    /// group `pgid` (which was signalled already; 0: none was): each gets
+    /// the signal once.
+    pub fn signal_outside(path: &Path, sig: libc::c_int, pgid: i32) {
+        if sig == libc::SIGKILL && std::fs::write(path.join("cgroup.kill"), "1").is_ok() {
+            return;
+        }
+        for pid in read(&path.join("cgroup.procs"))
+            .lines()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: plain syscalls; a process in our cgroup is ours (its
+            // membership ends only when it is reaped).
+            unsafe {
+                if pgid == 0 || libc::getpgid(pid) != pgid {
+                    libc::kill(pid, sig);
+                }
+            }
+        }
+    }
+
+    /// Kill what a previous sentineld of this state dir left in its
+    /// cgroups; returns their names. Waits (at most a second) for them to
+    /// be gone, so nothing of theirs runs beside the new services.
+    pub fn kill_leftovers(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let left: Vec<PathBuf> = dir
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir() && Cgroups::populated(p))
+            .collect();
+        for p in &left {
+            Cgroups::signal(p, libc::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while left.iter().any(|p| Cgroups::populated(p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        left.iter()
+            .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    /// Remove the (empty) cgroups at shutdown.
+    pub fn remove(&self) {
+        if let Ok(dir) = std::fs::read_dir(&self.root) {
+            for e in dir.flatten().filter(|e| e.path().is_dir()) {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.root);
+    }
+}

@@ -1,0 +1,105 @@
+//! Processes that leave their service's process group with setsid() are
+//! still the service's: its cgroup holds them, so a stop, a crash of the
+//! main process, and the next `up` after a SIGKILLed sentineld reach them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+/// Where a cgroup of our own could be made, if cgroup v2 is writable here.
+fn cgroups_writable() -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mount = mounts.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split(' ').nth(4).map(PathBuf::from))?
+    });
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let (Some(mount), Some(path)) = (mount, own.lines().find_map(|l| l.strip_prefix("0::"))) else {
+        return false;
+    };
+    let probe = mount
+        .join(path.trim().trim_start_matches('/'))
+        .join(format!("sentineld-test-{}", std::process::id()));
+    let ok = std::fs::create_dir(&probe).is_ok();
+    let _ = std::fs::remove_dir(&probe);
+    ok
+}
+
+fn pids(inst: &Instance, file: &str) -> Vec<i32> {
+    std::fs::read_to_string(inst.path(file))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+const ESCAPES: &str = "services:
+  leaky:
+    command: setsid sleep 9001 & echo $$! >> escaped; sleep 0.4; exit 1
+    min_uptime: 100ms
+";
+
+#[test]
+fn a_grandchild_that_calls_setsid_dies_with_its_main_process() {
+    if !cgroups_writable() {
+        eprintln!("skipped: no writable cgroup v2 hierarchy on this machine");
+        return;
+    }
+    let mut inst = Instance::start(ESCAPES);
+    wait_until(Duration::from_secs(15), "three runs", || {
+        pids(&inst, "escaped").len() >= 3
+    });
+    // Every run's escapee but the current one's died with its main process.
+    let all = pids(&inst, "escaped");
+    let earlier = &all[..all.len() - 1];
+    wait_until(
+        Duration::from_secs(2),
+        "the earlier escapees to die",
+        || earlier.iter().all(|p| !alive(*p)),
+    );
+    let out = inst.cli(&["stop", "leaky"]);
+    assert!(out.status.success(), "{out:?}");
+    let all = pids(&inst, "escaped");
+    wait_until(Duration::from_secs(2), "every escapee to die", || {
+        all.iter().all(|p| !alive(*p))
+    });
+    assert!(inst.down().success());
+}
+
+#[test]
+fn the_next_up_kills_a_setsid_grandchild_a_killed_sentineld_left() {
+    if !cgroups_writable() {
+        eprintln!("skipped: no writable cgroup v2 hierarchy on this machine");
+        return;
+    }
+    let mut inst = Instance::start(
+        "services:
+  leaky:
+    command: setsid sleep 9002 & echo $$! >> escaped; exec sleep 1000
+",
+    );
+    inst.wait_running("leaky", None);
+    wait_until(Duration::from_secs(5), "the escapee", || {
+        !pids(&inst, "escaped").is_empty()
+    });
+    let escapee = pids(&inst, "escaped")[0];
+    kill(inst.pid(), libc::SIGKILL);
+    inst.wait_exit();
+    assert!(
+        alive(escapee),
+        "it left the group: PDEATHSIG and pgid miss it"
+    );
+    inst.launch();
+    wait_until(
+        Duration::from_secs(3),
+        "the leftover escapee to be killed",
+        || !alive(escapee),
+    );
+    inst.wait_running("leaky", None);
+    assert!(inst.down().success());
+}
