@@ -16,7 +16,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-pub use crate::strategy::policy::{DependOn, RestartPolicy, Strategy};
+pub use crate::strategy::policy::{DependOn, RestartPolicy, ServiceType, Strategy};
 
 /// The resolved, validated contents of a services file.
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +94,11 @@ pub struct ServiceSpec {
     /// Set on top of sentineld's own environment: `env_file` first, then `env`.
     pub env: BTreeMap<String, String>,
     pub user: Option<UserSpec>,
+    /// `forking`: the command is a launcher that daemonizes.
+    #[serde(rename = "type")]
+    pub kind: ServiceType,
+    /// Where a forking service's daemon writes its pid (resolved against cwd).
+    pub pid_file: Option<PathBuf>,
     pub restart: RestartPolicy,
     #[serde(serialize_with = "ser_duration")]
     pub min_uptime: Duration,
@@ -132,6 +137,8 @@ impl ServiceSpec {
             cwd,
             env: BTreeMap::new(),
             user: None,
+            kind: ServiceType::Simple,
+            pid_file: None,
             restart: RestartPolicy::Always,
             min_uptime: Duration::from_secs(1),
             stop: StopSpec::default(),
@@ -349,6 +356,8 @@ impl fmt::Debug for ServiceSpec {
             .field("classify", &self.classify)
             .field("recovery", &self.recovery)
             .field("escalation", &self.escalation)
+            .field("type", &self.kind)
+            .field("pid_file", &self.pid_file)
             .field("on_event", &self.on_event)
             .field("on_event_timeout", &self.on_event_timeout)
             .field("liveness", &self.liveness)

@@ -16,6 +16,8 @@ pub enum Cause {
     Liveness,
     /// Not ready within `start_timeout`.
     ReadinessTimeout,
+    /// A forking service's launcher exited 0, but no daemon was found.
+    NoDaemon,
     /// fork or exec failed (errno), e.g. ENOENT, EACCES.
     Spawn(i32),
 }
@@ -30,6 +32,7 @@ impl Cause {
             Cause::OomKill => "oom kill".into(),
             Cause::Liveness => "liveness probe failed".into(),
             Cause::ReadinessTimeout => "readiness timeout".into(),
+            Cause::NoDaemon => "no daemon".into(),
             Cause::Spawn(errno) => format!(
                 "spawn failed: {}",
                 std::io::Error::from_raw_os_error(*errno)
@@ -94,6 +97,8 @@ pub fn default_severity(cause: &Cause) -> Severity {
         Cause::Signal(SIGSEGV | SIGBUS | SIGABRT | SIGILL | SIGFPE) => Severity::Recoverable,
         Cause::OomKill | Cause::Liveness => Severity::Recoverable,
         Cause::ReadinessTimeout => Severity::Recoverable,
+        // A launcher whose daemon is not there: it failed as it started.
+        Cause::NoDaemon => Severity::Transient,
         Cause::Signal(_) => Severity::Transient,
     }
 }

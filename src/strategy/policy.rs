@@ -104,6 +104,30 @@ impl DependOn {
     }
 }
 
+/// How a service's main process behaves at start (systemd's `Type=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceType {
+    /// The process started is the service.
+    #[default]
+    Simple,
+    /// The process started is a launcher: it forks the daemon and exits 0;
+    /// the daemon (from `pid_file`, or the one process it left) is the
+    /// service from then on.
+    Forking,
+}
+
+impl ServiceType {
+    pub const ALL: [ServiceType; 2] = [ServiceType::Simple, ServiceType::Forking];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::Simple => "simple",
+            ServiceType::Forking => "forking",
+        }
+    }
+}
+
 /// OTP's permanent / transient / temporary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

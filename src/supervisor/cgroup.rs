@@ -82,6 +82,19 @@ impl Cgroups {
         Some(file.into())
     }
 
+    /// The processes in the cgroup at `path`.
+    pub fn pids(path: &Path) -> Vec<i32> {
+        read(&path.join("cgroup.procs"))
+            .lines()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// How many processes are in the cgroup at `path`.
+    pub fn count(path: &Path) -> u32 {
+        read(&path.join("cgroup.procs")).lines().count() as u32
+    }
+
     /// Whether any process is left in the cgroup at `path`.
     pub fn populated(path: &Path) -> bool {
         read(&path.join("cgroup.events"))

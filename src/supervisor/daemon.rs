@@ -112,6 +112,8 @@ pub(super) struct Daemon {
     pub epoch: (Instant, SystemTime),
     /// A cgroup per service, where cgroup v2 is writable.
     pub cgroups: Option<super::cgroup::Cgroups>,
+    /// Processes the leader being reaped left in its cgroup.
+    pub left_behind: u32,
 }
 
 impl Daemon {
@@ -150,19 +152,7 @@ impl Daemon {
             options.seed,
             plan.exit_on_critical,
         );
-        let rt = plan
-            .services
-            .iter()
-            .map(|spec| ServiceRt {
-                image: spawn::SpawnSpec::new(spec, &base_env),
-                log_pipes: None,
-                hook: None,
-                start_time: None,
-                probes: ProbeRt::for_service(spec, &base_env),
-                needs_output: spec.classify.iter().any(|r| r.output_matches.is_some()),
-                spec: spec.clone(),
-            })
-            .collect();
+        let rt = service_rt(plan, &base_env);
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let daemon = Daemon {
             system,
@@ -186,6 +176,7 @@ impl Daemon {
             registry_dirty: false,
             epoch: (Instant::now(), SystemTime::now()),
             cgroups: super::cgroup::Cgroups::open(&plan.state_dir),
+            left_behind: 0,
         };
         if let Some(cg) = &daemon.cgroups {
             for name in cg.kill_leftovers() {
@@ -209,4 +200,20 @@ impl Daemon {
     pub(super) fn find(&self, name: &str) -> Option<usize> {
         self.rt.iter().position(|s| s.spec.name == name)
     }
+}
+
+/// Each service's OS-side state, before anything has run.
+fn service_rt(plan: &Plan, base_env: &[(Vec<u8>, Vec<u8>)]) -> Vec<ServiceRt> {
+    plan.services
+        .iter()
+        .map(|spec| ServiceRt {
+            image: spawn::SpawnSpec::new(spec, base_env),
+            log_pipes: None,
+            hook: None,
+            start_time: None,
+            probes: ProbeRt::for_service(spec, base_env),
+            needs_output: spec.classify.iter().any(|r| r.output_matches.is_some()),
+            spec: spec.clone(),
+        })
+        .collect()
 }

@@ -91,6 +91,7 @@ impl Daemon {
                     let _ = tx.send(response.into());
                 }
             }
+            Action::Adopt => return Some(self.adopt(i)),
             Action::AskTree => unreachable!("the system answers AskTree itself"),
         }
         None
@@ -316,6 +317,65 @@ impl Daemon {
                 hook: false,
             };
             self.record(i, record, Instant::now());
+        }
+    }
+
+    /// Find a forking service's daemon: the pid in its `pid_file`, or the
+    /// one process its launcher left in its cgroup. Only a child of ours
+    /// (re-parented to us as subreaper) qualifies: a pid file can name any
+    /// process, and we signal only our own.
+    fn adopt(&mut self, i: usize) -> Event {
+        let me = std::process::id() as i32;
+        let parent_is_us = |pid: i32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            registry::stat_field(&stat, 4).and_then(|p| p.parse().ok()) == Some(me)
+        };
+        let found = match &self.rt[i].spec.pid_file {
+            Some(file) => match std::fs::read_to_string(file) {
+                Ok(text) => match text.trim().parse::<i32>() {
+                    Ok(pid) if pid > 1 && parent_is_us(pid) => Ok(pid),
+                    Ok(pid) => Err(format!(
+                        "{} names pid {pid}, not a process of this service",
+                        file.display()
+                    )),
+                    Err(_) => Err(format!(
+                        "{} holds no pid: {:?}",
+                        file.display(),
+                        text.trim()
+                    )),
+                },
+                Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+            },
+            None if self.cgroups.is_none() => {
+                Err("no pid_file, and no cgroup to find the daemon in: declare `pid_file`".into())
+            }
+            None => {
+                let procs = self.cgroup_of(i, Role::Primary).map(|p| Cgroups::pids(&p));
+                let ours: Vec<i32> = procs
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| parent_is_us(*p))
+                    .collect();
+                match ours[..] {
+                    [pid] => Ok(pid),
+                    [] => {
+                        Err("the launcher exited 0 and left no process; declare `pid_file`".into())
+                    }
+                    _ => Err(format!(
+                        "the launcher left {} processes; declare `pid_file` to say which is the daemon",
+                        ours.len()
+                    )),
+                }
+            }
+        };
+        match found {
+            Ok(pid) => {
+                self.by_pid.insert(pid, (i, Owner::Service(Role::Primary)));
+                self.rt[i].start_time = None;
+                self.registry_dirty = true;
+                Event::Adopted { pid }
+            }
+            Err(why) => Event::AdoptFailed { why },
         }
     }
 

@@ -45,6 +45,7 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
             Some((_, Owner::Hook | Owner::Probe(_))) => true,
             None => false,
         };
+        let mut left_behind = 0;
         if takes_group {
             // The rest of its group goes with it, while the zombie leader
             // still pins the group id — and with its cgroup, whatever left
@@ -53,9 +54,11 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
             if let Some((i, Owner::Service(role))) = owner
                 && let Some(path) = daemon.cgroup_of(i, role)
             {
+                left_behind = Cgroups::count(&path);
                 Cgroups::signal(&path, libc::SIGKILL);
             }
         }
+        daemon.left_behind = left_behind;
         let mut raw = 0;
         // SAFETY: reaping a child we just saw exit.
         unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
@@ -158,6 +161,7 @@ impl Daemon {
             oom,
             group_alive: group_alive(self, i, Role::Primary, pid),
             output,
+            left_behind: std::mem::take(&mut self.left_behind),
         }
     }
 }

@@ -15,6 +15,8 @@ const SERVICE_KEYS: &[&str] = &[
     "env",
     "env_file",
     "user",
+    "type",
+    "pid_file",
     "restart",
     "min_uptime",
     "stop",
@@ -81,6 +83,11 @@ impl Parser<'_> {
                 Some(())
             },
         )?;
+        if let (Some(file), ServiceType::Simple) = (node.get("pid_file"), spec.kind) {
+            let msg = "a pid_file is read only for `type: forking` services";
+            self.err(file, &join(path, "pid_file"), msg);
+            ok = false;
+        }
         if node.get("command").is_none() {
             self.err(
                 key,
@@ -89,6 +96,8 @@ impl Parser<'_> {
             );
             ok = false;
         }
+        // Relative to the service's cwd, whichever key came first.
+        spec.pid_file = spec.pid_file.take().map(|f| spec.cwd.join(f));
         let mut env: BTreeMap<String, String> = env_file_vars.into_iter().collect();
         env.extend(std::mem::take(&mut spec.env));
         spec.env = env;
@@ -110,6 +119,11 @@ impl Parser<'_> {
             "env" => spec.env = self.env(val, p)?,
             "user" => spec.user = Some(self.user(val, p)?),
             "restart" => spec.restart = self.choice(val, p, &restart)?,
+            "type" => {
+                let kinds = words(ServiceType::ALL, ServiceType::as_str);
+                spec.kind = self.choice(val, p, &kinds)?;
+            }
+            "pid_file" => spec.pid_file = Some(PathBuf::from(self.string(val, p)?)),
             "min_uptime" => spec.min_uptime = self.duration(val, p)?,
             "stop" => spec.stop = self.section(val, p)?,
             "logs" => spec.logs = self.section(val, p)?,

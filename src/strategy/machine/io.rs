@@ -71,6 +71,8 @@ pub struct Exit {
     pub group_alive: bool,
     /// Recent output, when a `classify` rule looks at it.
     pub output: Vec<u8>,
+    /// Processes the leader left in its cgroup (which go with it).
+    pub left_behind: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +127,13 @@ pub enum Event {
     },
     /// The stopping primary's group has no member left.
     GroupGone,
+    /// A forking service's daemon, found after its launcher exited 0.
+    Adopted {
+        pid: Pid,
+    },
+    AdoptFailed {
+        why: String,
+    },
     FallbackExited {
         pid: Pid,
         status: ExitStatus,
@@ -204,4 +213,8 @@ pub enum Action {
     /// A restart was decided: the tree accounts it and answers with
     /// `Proceed` or `RootGaveUp`.
     AskTree,
+    /// A forking service's launcher exited 0: find its daemon (its
+    /// `pid_file`, or the one process it left in the cgroup) and answer
+    /// with `Adopted` or `AdoptFailed`.
+    Adopt,
 }

@@ -67,6 +67,7 @@ impl Service {
 
     fn primary_spawned(&mut self, pid: Pid, now: Instant) {
         self.generation += 1;
+        self.launching = self.config.forking;
         self.phase = Phase::Running { pid, since: now };
         self.held = None;
         let on_trial = matches!(
@@ -130,6 +131,14 @@ impl Service {
                     return;
                 }
                 self.last_exit = Some((status, now));
+                if std::mem::take(&mut self.launching)
+                    && status.success()
+                    && self.pending_cause.is_none()
+                {
+                    self.adopting = true;
+                    self.out.push(super::Action::Adopt);
+                    return;
+                }
                 if let Some((cause, why)) = self.pending_cause.take() {
                     let detail = Some(format!("({why})"));
                     self.on_failure(cause, detail, uptime, &exit.output, now, ctx);
@@ -173,7 +182,18 @@ impl Service {
         now: Instant,
         ctx: &mut Context,
     ) {
-        let what = format!("{} after {}", describe_exit(status), fmt_duration(uptime));
+        let hint = match exit.left_behind {
+            0 => String::new(),
+            n => format!(
+                ", leaving {n} process(es) in its cgroup, stopped with it \
+                 (a program that daemonizes? declare `type: forking`, with its `pid_file`)"
+            ),
+        };
+        let what = format!(
+            "{} after {}{hint}",
+            describe_exit(status),
+            fmt_duration(uptime)
+        );
         let restart = restarts(self.config.restart, status) && !ctx.shutting_down;
         if status.success() {
             if !restart {
@@ -201,8 +221,28 @@ impl Service {
             ExitStatus::Signal(libc::SIGKILL) if exit.oom => Cause::OomKill,
             ExitStatus::Signal(s) => Cause::Signal(s),
         };
-        let detail = Some(format!("after {}", fmt_duration(uptime)));
+        let detail = Some(format!("after {}{hint}", fmt_duration(uptime)));
         self.on_failure(cause, detail, uptime, &exit.output, now, ctx);
+    }
+
+    /// A forking service's daemon takes its launcher's place.
+    pub(super) fn adopted(&mut self, pid: Pid, now: Instant) {
+        if !std::mem::take(&mut self.adopting) {
+            return;
+        }
+        self.phase = Phase::Running { pid, since: now };
+        self.record(
+            "started",
+            format!("daemon running (pid {pid}), in its launcher's place"),
+        );
+        self.start_probes(now);
+        self.watch_recovery(now);
+    }
+
+    pub(super) fn adopt_failed(&mut self, why: String, now: Instant, ctx: &mut Context) {
+        if std::mem::take(&mut self.adopting) {
+            self.on_failure(Cause::NoDaemon, Some(why), Duration::ZERO, &[], now, ctx);
+        }
     }
 
     /// The exit ends the service: its restart policy does not restart it.

@@ -69,6 +69,8 @@ pub struct Config {
     pub cleanup: Option<Duration>,
     /// An `on_event` hook is configured.
     pub hooks: bool,
+    /// `type: forking`: the process started is a launcher.
+    pub forking: bool,
     /// Liveness, readiness, startup (by [`ProbeKind`]).
     pub probes: [Option<ProbeConfig>; 3],
     pub watchdog: Option<Duration>,
@@ -244,6 +246,10 @@ pub struct Service {
     spawning: [bool; 3],
     /// Ask the tree whether it may start.
     wants_start: bool,
+    /// The running primary is a forking service's launcher.
+    launching: bool,
+    /// Its launcher exited 0: the runtime is finding the daemon.
+    adopting: bool,
     timers: [Option<Instant>; Timer::COUNT],
     waiters: Vec<(Ticket, Want)>,
     out: Vec<Action>,
@@ -289,6 +295,8 @@ impl Service {
             pending_restart: None,
             spawning: [false; 3],
             wants_start: true,
+            launching: false,
+            adopting: false,
             timers: [None; Timer::COUNT],
             waiters: Vec::new(),
             out: Vec::new(),
@@ -307,6 +315,8 @@ impl Service {
                 message,
             } => self.spawn_failed(role, errno, message, now, ctx),
             Event::Exited { pid, exit } => self.primary_exited(pid, exit, now, ctx),
+            Event::Adopted { pid } => self.adopted(pid, now),
+            Event::AdoptFailed { why } => self.adopt_failed(why, now, ctx),
             Event::GroupGone => self.group_gone(now, ctx),
             Event::FallbackExited {
                 pid,
@@ -364,7 +374,7 @@ impl Service {
     /// (a primary or fallback being stopped leaves the rest their stop time).
     pub fn kills_group_on_exit(&self, pid: Pid) -> bool {
         match (self.phase.clone(), self.fallback) {
-            (Phase::Running { pid: p, .. }, _) if p == pid => true,
+            (Phase::Running { pid: p, .. }, _) if p == pid => !self.launching,
             (
                 _,
                 Fallback::Running {

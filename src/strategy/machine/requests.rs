@@ -105,6 +105,7 @@ impl Service {
     fn in_transit(&self) -> bool {
         self.spawning[super::Role::Primary as usize]
             || self.pending_restart.is_some()
+            || self.adopting
             || self.wants_start()
     }
 

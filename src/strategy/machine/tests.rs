@@ -61,6 +61,7 @@ pub(in crate::strategy) fn config() -> Config {
         rules: Vec::new(),
         cleanup: None,
         hooks: false,
+        forking: false,
         probes: [None, None, None],
         watchdog: None,
         start_timeout: None,
