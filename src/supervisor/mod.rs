@@ -367,9 +367,12 @@ fn cloexec_inherited_fds() {
     }
 }
 
+/// Up to the hard limit for sentineld itself; its children get back the
+/// limit it was started with (see [`spawn::keep_nofile_for_children`]).
 fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        spawn::keep_nofile_for_children(soft, hard);
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
     }
 }
