@@ -1,8 +1,9 @@
 //! What a child gets from sentineld between fork and exec: its user, its
-//! resource limits, its death with sentineld.
+//! resource limits, its death with sentineld, a notify socket it can reach.
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::*;
@@ -53,4 +54,74 @@ fn children_get_the_fd_limit_sentineld_was_started_with() {
     let open_files = limits.lines().find(|l| l.starts_with("Max open files"));
     let fields: Vec<&str> = open_files.unwrap().split_whitespace().collect();
     assert_eq!(fields[3..5], ["4096", "4096"], "{limits}");
+}
+
+#[test]
+fn a_user_service_reports_ready_over_sd_notify() {
+    let inst = Instance::start(&format!(
+        "services:
+  guest:
+    command: [python3, {}, '0']
+    user: nobody
+    # Not root's PATH: a python3 under /root would be found but not run.
+    env: {{ PATH: /usr/local/bin:/usr/bin:/bin }}
+    readiness: notify
+    start_timeout: 20s
+",
+        fixture_for_anyone("notify.py").display()
+    ));
+    let pid = inst.wait_running("guest", None);
+    wait_until(Duration::from_secs(10), "READY=1 from nobody", || {
+        let s = inst.service("guest");
+        s["ready"] == true && s["notify_status"] == "working"
+    });
+    assert_eq!(uid_of(pid), Some(NOBODY));
+    assert_eq!(inst.pid_of("guest"), Some(pid));
+    // The socket is not a file a user could reach or replace in the state dir.
+    assert!(notify_socket_of(pid).starts_with("@sentineld-"));
+}
+
+/// `NOTIFY_SOCKET` in a live process's environment.
+fn notify_socket_of(pid: i32) -> String {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let var = env
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"NOTIFY_SOCKET="));
+    String::from_utf8_lossy(var.expect("NOTIFY_SOCKET is set")).into_owned()
+}
+
+#[test]
+fn a_stranger_on_the_notify_socket_cannot_make_a_service_ready() {
+    let inst = Instance::start(&format!(
+        "services:
+  mute:
+    command: [python3, {}, go, STATUS=genuine]
+    readiness: notify
+",
+        fixture("notify_when.py").display()
+    ));
+    let pid = inst.wait_running("mute", None);
+    let name = notify_socket_of(pid);
+    // Anyone can reach an abstract socket: here a process of another user,
+    // in no service's process group. Its words must not count.
+    let send = "import socket, sys; \
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); \
+        s.sendto(b'READY=1\\nSTATUS=forged', '\\0' + sys.argv[1])";
+    let stranger = std::process::Command::new("python3")
+        .args(["-c", send, &name[1..]])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .current_dir("/")
+        .status()
+        .unwrap();
+    assert!(stranger.success());
+    // The service speaks after the stranger: once its message is in, the
+    // stranger's (queued before it) has been read too.
+    std::fs::write(inst.path("go"), "").unwrap();
+    wait_until(Duration::from_secs(10), "the service's own status", || {
+        inst.service("mute")["notify_status"] == "genuine"
+    });
+    let s = inst.service("mute");
+    assert_eq!(s["ready"], false, "{s}");
 }

@@ -281,10 +281,7 @@ async fn event_loop(
     }
     let dir = StateDir::new(&daemon.state_dir);
     let socket = control.map(|c| c.path.clone());
-    for path in socket
-        .into_iter()
-        .chain([dir.notify_socket(), dir.pgid_registry()])
-    {
+    for path in socket.into_iter().chain([dir.pgid_registry()]) {
         let _ = std::fs::remove_file(path);
     }
     for tx in daemon.down_waiters.drain(..) {
