@@ -1,5 +1,6 @@
 //! What a child gets from sentineld between fork and exec: its user, its
-//! resource limits, its death with sentineld, a notify socket it can reach.
+//! resource limits, its death with sentineld, a notify socket it can reach
+//! — and how an exec short of resources is handled.
 
 mod common;
 
@@ -15,6 +16,28 @@ fn uid_of(pid: i32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn hard_limit(resource: libc::__rlimit_resource_t) -> libc::rlim_t {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid pointer to an rlimit.
+    assert_eq!(unsafe { libc::getrlimit(resource, &mut limit) }, 0);
+    limit.rlim_max
+}
+
+/// Failure events of a service, as (severity, action, message).
+fn failures(inst: &Instance, name: &str) -> Vec<(String, String, String)> {
+    inst.events(name)
+        .into_iter()
+        .filter(|e| e["kind"] == "failure")
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or("").to_string();
+            (field("severity"), field("action"), field("message"))
+        })
+        .collect()
 }
 
 #[test]
@@ -124,4 +147,45 @@ fn a_stranger_on_the_notify_socket_cannot_make_a_service_ready() {
     });
     let s = inst.service("mute");
     assert_eq!(s["ready"], false, "{s}");
+}
+
+#[test]
+fn an_exec_short_of_processes_is_retried_and_runs_once_the_limit_is_lifted() {
+    // With RLIMIT_NPROC at 0 a switch to nobody marks the child over the
+    // limit, and its execve fails with EAGAIN; root's own forks are exempt.
+    // The hard limit stays: raising one back takes CAP_SYS_RESOURCE.
+    let hard = hard_limit(libc::RLIMIT_NPROC);
+    let inst = Instance::start_limited(
+        tempfile::tempdir().unwrap(),
+        "services:
+  guest:
+    command: exec sleep 1000
+    user: nobody
+    recovery:
+      retry: { attempts: 50, backoff: 500ms, max_backoff: 500ms }
+",
+        &[(libc::RLIMIT_NPROC, 0, hard)],
+    );
+    wait_until(Duration::from_secs(10), "a failed exec", || {
+        !failures(&inst, "guest").is_empty()
+    });
+    let lift = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: plain syscall on sentineld's pid, a child of this test.
+    let lifted =
+        unsafe { libc::prlimit(inst.pid(), libc::RLIMIT_NPROC, &lift, std::ptr::null_mut()) };
+    assert_eq!(lifted, 0, "{}", std::io::Error::last_os_error());
+    let (severity, action, message) = failures(&inst, "guest").remove(0);
+    assert!(
+        message.contains("Resource temporarily unavailable"),
+        "{message}"
+    );
+    assert_eq!((severity.as_str(), action.as_str()), ("transient", "retry"));
+    let pid = inst.wait_running("guest", None);
+    assert_eq!(uid_of(pid), Some(NOBODY));
+    let s = inst.service("guest");
+    assert_eq!(s["state"], "running", "{s}");
+    assert!(failures(&inst, "guest").iter().all(|f| f.0 == "transient"));
 }
