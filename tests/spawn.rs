@@ -18,6 +18,13 @@ fn uid_of(pid: i32) -> Option<u32> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// `pid` runs `sleep` as nobody: past its fork, its change of user and its
+/// exec.
+fn execd_as_nobody(pid: i32) -> bool {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    uid_of(pid) == Some(NOBODY) && exe.is_ok_and(|p| p.ends_with("sleep"))
+}
+
 fn hard_limit(resource: libc::__rlimit_resource_t) -> libc::rlim_t {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -46,7 +53,7 @@ fn a_user_service_dies_with_a_sigkilled_sentineld() {
         Instance::start("services:\n  guest:\n    command: exec sleep 1000\n    user: nobody\n");
     let pid = inst.wait_running("guest", None);
     wait_until(Duration::from_secs(5), "guest exec'd as nobody", || {
-        uid_of(pid) == Some(NOBODY) && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok()
+        execd_as_nobody(pid)
     });
     kill(inst.pid(), libc::SIGKILL);
     inst.wait_exit();
@@ -95,22 +102,31 @@ fn a_user_service_reports_ready_over_sd_notify() {
     ));
     let pid = inst.wait_running("guest", None);
     wait_until(Duration::from_secs(10), "READY=1 from nobody", || {
-        let s = inst.service("guest");
-        s["ready"] == true && s["notify_status"] == "working"
+        inst.service("guest")["ready"] == true
     });
+    let s = inst.service("guest");
+    assert_eq!(
+        (&s["pid"], &s["notify_status"]),
+        (&pid.into(), &"working".into())
+    );
     assert_eq!(uid_of(pid), Some(NOBODY));
-    assert_eq!(inst.pid_of("guest"), Some(pid));
     // The socket is not a file a user could reach or replace in the state dir.
     assert!(notify_socket_of(pid).starts_with("@sentineld-"));
 }
 
-/// `NOTIFY_SOCKET` in a live process's environment.
+/// `NOTIFY_SOCKET` in the environment of `pid`, once it has exec'd (before,
+/// it has sentineld's, which has none).
 fn notify_socket_of(pid: i32) -> String {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let var = env
-        .split(|b| *b == 0)
-        .find_map(|v| v.strip_prefix(b"NOTIFY_SOCKET="));
-    String::from_utf8_lossy(var.expect("NOTIFY_SOCKET is set")).into_owned()
+    let mut var = None;
+    wait_until(Duration::from_secs(5), "NOTIFY_SOCKET", || {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        var = env
+            .split(|b| *b == 0)
+            .find_map(|v| v.strip_prefix(b"NOTIFY_SOCKET="))
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        var.is_some()
+    });
+    var.unwrap()
 }
 
 #[test]
@@ -184,7 +200,9 @@ fn an_exec_short_of_processes_is_retried_and_runs_once_the_limit_is_lifted() {
     );
     assert_eq!((severity.as_str(), action.as_str()), ("transient", "retry"));
     let pid = inst.wait_running("guest", None);
-    assert_eq!(uid_of(pid), Some(NOBODY));
+    wait_until(Duration::from_secs(5), "guest exec'd as nobody", || {
+        execd_as_nobody(pid)
+    });
     let s = inst.service("guest");
     assert_eq!(s["state"], "running", "{s}");
     assert!(failures(&inst, "guest").iter().all(|f| f.0 == "transient"));
