@@ -16,7 +16,6 @@ const CONTROL_SOCKET: &str = "control.sock";
 const LOCK: &str = "sentineld.lock";
 const PGID_REGISTRY: &str = "pgids";
 const PGID_REGISTRY_TMP: &str = "pgids.tmp";
-const NOTIFY_SOCKET: &str = "notify.sock";
 const LOG_DIR: &str = "logs";
 const DAEMON_LOG: &str = "sentineld.log";
 
@@ -56,11 +55,6 @@ impl<'a> StateDir<'a> {
         self.root.join(PGID_REGISTRY_TMP)
     }
 
-    /// The sd_notify datagram socket handed to services as `NOTIFY_SOCKET`.
-    pub fn notify_socket(&self) -> PathBuf {
-        self.root.join(NOTIFY_SOCKET)
-    }
-
     /// Where the services' captured output goes.
     pub fn log_dir(&self) -> PathBuf {
         self.root.join(LOG_DIR)
@@ -96,7 +90,6 @@ mod tests {
             (sd.lock_file(), "/srv/app/.sentineld/sentineld.lock"),
             (sd.pgid_registry(), "/srv/app/.sentineld/pgids"),
             (sd.pgid_registry_tmp(), "/srv/app/.sentineld/pgids.tmp"),
-            (sd.notify_socket(), "/srv/app/.sentineld/notify.sock"),
             (sd.log_dir(), "/srv/app/.sentineld/logs"),
             (sd.log_file("web"), "/srv/app/.sentineld/logs/web.log"),
             (sd.daemon_log(), "/srv/app/.sentineld/sentineld.log"),

@@ -18,7 +18,8 @@ pub enum Cause {
     ReadinessTimeout,
     /// A forking service's launcher exited 0, but no daemon was found.
     NoDaemon,
-    /// fork or exec failed (errno), e.g. ENOENT, EACCES.
+    /// fork or exec failed (errno), e.g. ENOENT, EACCES, or a resource
+    /// shortage: EMFILE, ENFILE, EAGAIN, ENOMEM.
     Spawn(i32),
 }
 
@@ -89,6 +90,9 @@ pub fn classify(cause: &Cause, rules: &[Rule], output: &[u8]) -> (Severity, Opti
 pub fn default_severity(cause: &Cause) -> Severity {
     use libc::*;
     match *cause {
+        // Out of descriptors, processes or memory: the shortage may clear,
+        // the service is not broken.
+        Cause::Spawn(EMFILE | ENFILE | EAGAIN | ENOMEM) => Severity::Transient,
         Cause::Spawn(_) => Severity::Critical,
         Cause::Exit(126 | 127) => Severity::Critical,
         Cause::Exit(75) => Severity::Transient,
@@ -112,6 +116,11 @@ mod tests {
         let cases = [
             (Cause::Spawn(libc::ENOENT), Severity::Critical),
             (Cause::Spawn(libc::EACCES), Severity::Critical),
+            (Cause::Spawn(libc::ENOEXEC), Severity::Critical),
+            (Cause::Spawn(libc::EMFILE), Severity::Transient),
+            (Cause::Spawn(libc::ENFILE), Severity::Transient),
+            (Cause::Spawn(libc::EAGAIN), Severity::Transient),
+            (Cause::Spawn(libc::ENOMEM), Severity::Transient),
             (Cause::Exit(126), Severity::Critical),
             (Cause::Exit(127), Severity::Critical),
             (Cause::Exit(64), Severity::Critical),

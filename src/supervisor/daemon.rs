@@ -123,15 +123,11 @@ impl Daemon {
         options: Options,
     ) -> Result<(Daemon, probes::AsyncResults), RunError> {
         let dir = StateDir::new(&plan.state_dir);
-        let notify = probes::bind_notify(&dir.notify_socket());
         let mut base_env = options.env;
-        if notify.is_some() {
-            let path = dir.notify_socket();
-            base_env.push((
-                b"NOTIFY_SOCKET".to_vec(),
-                path.as_os_str().as_bytes().to_vec(),
-            ));
-        }
+        let notify = probes::bind_notify(&plan.state_dir).map(|(sock, name)| {
+            base_env.push((b"NOTIFY_SOCKET".to_vec(), name.into_bytes()));
+            sock
+        });
         let log_dir = dir.log_dir();
         std::fs::create_dir_all(&log_dir).map_err(|source| RunError::StateDir {
             path: log_dir.display().to_string(),

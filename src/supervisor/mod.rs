@@ -281,10 +281,7 @@ async fn event_loop(
     }
     let dir = StateDir::new(&daemon.state_dir);
     let socket = control.map(|c| c.path.clone());
-    for path in socket
-        .into_iter()
-        .chain([dir.notify_socket(), dir.pgid_registry()])
-    {
+    for path in socket.into_iter().chain([dir.pgid_registry()]) {
         let _ = std::fs::remove_file(path);
     }
     for tx in daemon.down_waiters.drain(..) {
@@ -367,9 +364,12 @@ fn cloexec_inherited_fds() {
     }
 }
 
+/// Up to the hard limit for sentineld itself; its children get back the
+/// limit it was started with (see [`spawn::keep_nofile_for_children`]).
 fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        spawn::keep_nofile_for_children(soft, hard);
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
     }
 }

@@ -374,22 +374,35 @@ impl Daemon {
 }
 
 /// The notify socket: a datagram socket that passes credentials, so every
-/// message says which pid sent it.
-pub(super) fn bind_notify(path: &std::path::Path) -> Option<std::os::unix::net::UnixDatagram> {
-    // sun_path holds 108 bytes with the NUL.
-    if path.as_os_str().len() >= 108 {
-        return None;
-    }
+/// message says which pid sent it, and its `NOTIFY_SOCKET` value.
+///
+/// It lives in the abstract namespace, not in the state dir: a service
+/// running as another user reaches it without a way into the state dir
+/// (which only its owner may enter), and there is no file to plant a
+/// symlink at, nor a path length limit. Anyone may send to it: only the
+/// messages of a service's own processes count ([`Daemon::on_notify`]).
+/// Random bits in the name keep another user from binding it first.
+pub(super) fn bind_notify(
+    state_dir: &std::path::Path,
+) -> Option<(std::os::unix::net::UnixDatagram, String)> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, RandomState};
+    use std::os::linux::net::SocketAddrExt;
+    // Which state dir, for people reading `ss -xl`; then a hash keyed by
+    // the OS's random source, which nobody can compute beforehand.
+    let dir = BuildHasherDefault::<DefaultHasher>::default().hash_one(state_dir);
+    let secret = RandomState::new().hash_one(state_dir);
+    let name = format!("sentineld-{dir:016x}-{secret:016x}");
     let bind = || {
-        let _ = std::fs::remove_file(path);
-        let sock = std::os::unix::net::UnixDatagram::bind(path)?;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        let sock = std::os::unix::net::UnixDatagram::bind_addr(&addr)?;
         sock.set_nonblocking(true)?;
         nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true)?;
         Ok::<_, std::io::Error>(sock)
     };
     bind()
-        .inspect_err(|e| tracing::warn!("no sd_notify socket at {}: {e}", path.display()))
+        .inspect_err(|e| tracing::warn!("no sd_notify socket @{name}: {e}"))
         .ok()
+        .map(|sock| (sock, format!("@{name}")))
 }
 
 /// Read every pending datagram: (sender pid, text).

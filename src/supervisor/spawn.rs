@@ -153,6 +153,35 @@ pub struct Stdio<'a> {
     pub cgroup: Option<&'a OwnedFd>,
 }
 
+/// RLIMIT_NOFILE as sentineld was started with: sentineld raises its own
+/// soft limit, its children get this one back. Set once, before any fork.
+static CHILD_NOFILE: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
+
+/// Record the RLIMIT_NOFILE every child is to get, before sentineld raises
+/// its own. Only the first call counts: a later run in the same process
+/// would see the raised limit.
+pub fn keep_nofile_for_children(soft: libc::rlim_t, hard: libc::rlim_t) {
+    let _ = CHILD_NOFILE.set(libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    });
+}
+
+/// What the forked child works from, every piece prepared before the fork.
+struct ChildSetup<'a> {
+    parent: libc::pid_t,
+    program: &'a CString,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    cwd: &'a CString,
+    user: Option<&'a (libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    nofile: Option<libc::rlimit>,
+    fds: [RawFd; 3],
+    /// `cgroup.procs` of the service's cgroup, or -1.
+    cgroup: RawFd,
+    err_w: RawFd,
+}
+
 pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError> {
     let program = spec.resolve()?;
     let (err_r, err_w) =
@@ -161,14 +190,23 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = spec.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let fds = [
-        stdio.stdin.as_raw_fd(),
-        stdio.stdout.as_raw_fd(),
-        stdio.stderr.as_raw_fd(),
-    ];
-    let cgroup = stdio.cgroup.map_or(-1, |fd| fd.as_raw_fd());
-    // SAFETY: getpid has no preconditions.
-    let parent = unsafe { libc::getpid() };
+    let setup = ChildSetup {
+        // SAFETY: getpid has no preconditions.
+        parent: unsafe { libc::getpid() },
+        program: &program,
+        argv: &argv,
+        envp: &envp,
+        cwd: &spec.cwd,
+        user: spec.user.as_ref(),
+        nofile: CHILD_NOFILE.get().copied(),
+        fds: [
+            stdio.stdin.as_raw_fd(),
+            stdio.stdout.as_raw_fd(),
+            stdio.stderr.as_raw_fd(),
+        ],
+        cgroup: stdio.cgroup.map_or(-1, |fd| fd.as_raw_fd()),
+        err_w: err_w.as_raw_fd(),
+    };
     // Block every signal across the fork: a signal that reached the child
     // before it reset its handlers would run sentineld's handler there (a
     // stop signal swallowed, and reported to sentineld's own loop). The
@@ -194,19 +232,7 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
     }
     if pid == 0 {
         // SAFETY: we are the child of a fork; see child_after_fork.
-        unsafe {
-            child_after_fork(
-                parent,
-                &program,
-                &argv,
-                &envp,
-                &spec.cwd,
-                spec.user.as_ref(),
-                fds,
-                cgroup,
-                err_w.as_raw_fd(),
-            )
-        }
+        unsafe { child_after_fork(&setup) }
     }
     drop(err_w);
     Ok(Spawned {
@@ -215,22 +241,13 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
     })
 }
 
-/// Runs in the forked child. Only async-signal-safe libc calls.
-#[allow(clippy::too_many_arguments)]
-unsafe fn child_after_fork(
-    parent: libc::pid_t,
-    program: &CString,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    cwd: &CString,
-    user: Option<&(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
-    fds: [RawFd; 3],
-    cgroup: RawFd,
-    err_w: RawFd,
-) -> ! {
+/// Runs in the forked child. Only async-signal-safe libc calls, no
+/// allocation.
+unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
     unsafe {
-        let fail = |code: libc::c_int| -> ! {
-            let bytes = code.to_ne_bytes();
+        let err_w = setup.err_w;
+        let fail = || -> ! {
+            let bytes = (*libc::__errno_location()).to_ne_bytes();
             libc::write(err_w, bytes.as_ptr().cast(), bytes.len());
             libc::_exit(127)
         };
@@ -239,9 +256,40 @@ unsafe fn child_after_fork(
         libc::setsid();
         // Into the service's cgroup before anything else can fork ("0" is
         // the writing process), and while still root.
-        if cgroup >= 0 && libc::write(cgroup, c"0".as_ptr().cast(), 1) != 1 {
-            fail(*libc::__errno_location());
+        if setup.cgroup >= 0 && libc::write(setup.cgroup, c"0".as_ptr().cast(), 1) != 1 {
+            fail();
         }
+        // All signals are blocked (see spawn). Handlers would reset on exec
+        // by themselves, but one pending now must not run sentineld's
+        // handler, and ignored signals (SIGPIPE, by Rust's runtime) would
+        // stay ignored: default them all; unblock just before exec.
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        for (target, fd) in setup.fds.iter().enumerate() {
+            if libc::dup2(*fd, target as libc::c_int) < 0 {
+                fail();
+            }
+        }
+        if libc::chdir(setup.cwd.as_ptr()) != 0 {
+            fail();
+        }
+        if let Some(limit) = &setup.nofile
+            && libc::setrlimit(libc::RLIMIT_NOFILE, limit) != 0
+        {
+            fail();
+        }
+        if let Some((uid, gid, groups)) = setup.user
+            && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(*gid) != 0
+                || libc::setuid(*uid) != 0)
+        {
+            fail();
+        }
+        // After the change of ids: the kernel clears the parent-death
+        // signal when the effective uid or gid changes.
         if libc::prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
@@ -250,41 +298,21 @@ unsafe fn child_after_fork(
             0,
         ) != 0
         {
-            fail(*libc::__errno_location());
+            fail();
         }
-        // The parent may have died between fork and prctl.
-        if libc::getppid() != parent {
+        // The parent may have died before the prctl.
+        if libc::getppid() != setup.parent {
             libc::_exit(1);
-        }
-        // All signals are blocked (see spawn). Handlers would reset on exec
-        // by themselves, but one pending now must not run sentineld's
-        // handler, and ignored signals (SIGPIPE, by Rust's runtime) would
-        // stay ignored: default them all, then unblock.
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        for (target, fd) in fds.iter().enumerate() {
-            if libc::dup2(*fd, target as libc::c_int) < 0 {
-                fail(*libc::__errno_location());
-            }
-        }
-        if libc::chdir(cwd.as_ptr()) != 0 {
-            fail(*libc::__errno_location());
-        }
-        if let Some((uid, gid, groups)) = user
-            && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                || libc::setgid(*gid) != 0
-                || libc::setuid(*uid) != 0)
-        {
-            fail(*libc::__errno_location());
-        }
-        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        fail(*libc::__errno_location())
+        libc::execve(
+            setup.program.as_ptr(),
+            setup.argv.as_ptr(),
+            setup.envp.as_ptr(),
+        );
+        fail()
     }
 }
 

@@ -74,13 +74,44 @@ pub fn children_of(ppid: i32) -> Vec<i32> {
         .collect()
 }
 
-/// A copy of the binary that any user can run (the build dir of a CI clone
-/// need not be readable by `nobody`), for tests that act as another uid.
-pub fn bin_for_anyone() -> PathBuf {
+/// A directory of ours in /tmp that any user can read, for copies of the
+/// binary and of fixtures (the build dir of a CI clone need not be readable
+/// by `nobody`), for tests that act as another uid.
+fn dir_for_anyone() -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join("sentineld-test-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A shared name in /tmp: only run from a dir that is ours alone.
+    let m = std::fs::symlink_metadata(&dir).unwrap();
+    assert!(
+        m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::geteuid() },
+        "{} is not a directory of ours",
+        dir.display()
+    );
+    dir
+}
+
+/// A copy of `source` in [`dir_for_anyone`], named `name`, mode 0755; made
+/// once under that name and shared by every test process.
+fn copy_for_anyone(source: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = dir_for_anyone();
+    let copy = dir.join(name);
+    if !copy.exists() {
+        let tmp = dir.join(format!("partial-{}-{name}", std::process::id()));
+        std::fs::copy(source, &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &copy).unwrap();
+    }
+    copy
+}
+
+/// A copy of the binary that any user can run.
+pub fn bin_for_anyone() -> PathBuf {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
-        // One copy per build of the binary, shared by every test process.
+        // One copy per build of the binary.
         let meta = std::fs::metadata(BIN).unwrap();
         let stamp = meta
             .modified()
@@ -88,26 +119,19 @@ pub fn bin_for_anyone() -> PathBuf {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let dir = std::env::temp_dir().join("sentineld-test-bin");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // A shared name in /tmp: only run from a dir that is ours alone.
-        let m = std::fs::symlink_metadata(&dir).unwrap();
-        assert!(
-            m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == unsafe { libc::geteuid() },
-            "{} is not a directory of ours",
-            dir.display()
-        );
-        let copy = dir.join(format!("sentineld-{stamp}-{}", meta.len()));
-        if !copy.exists() {
-            let tmp = dir.join(format!("partial-{}", std::process::id()));
-            std::fs::copy(BIN, &tmp).unwrap();
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-            std::fs::rename(&tmp, &copy).unwrap();
-        }
-        copy
+        copy_for_anyone(Path::new(BIN), &format!("sentineld-{stamp}-{}", meta.len()))
     })
     .clone()
+}
+
+/// A copy of a fixture that any user can read and run; one per content.
+pub fn fixture_for_anyone(name: &str) -> PathBuf {
+    let source = fixture(name);
+    let text = std::fs::read(&source).unwrap();
+    let sum = text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
+    copy_for_anyone(&source, &format!("{sum:016x}-{name}"))
 }
 
 /// A TCP port nobody listens on right now.
@@ -123,8 +147,13 @@ pub fn kill(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// A resource limit sentineld is started with: (resource, soft, hard).
+pub type Limit = (libc::__rlimit_resource_t, libc::rlim_t, libc::rlim_t);
+
 pub struct Instance {
     pub dir: tempfile::TempDir,
+    /// Set in sentineld's process before exec, at every launch.
+    pub limits: Vec<Limit>,
     pub child: Option<Child>,
     /// Process groups seen in status, killed on drop if still there.
     pub groups: std::cell::RefCell<Vec<i32>>,
@@ -139,9 +168,16 @@ impl Instance {
     }
 
     pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Instance {
+        Self::start_limited(dir, yaml, &[])
+    }
+
+    /// As [`Instance::start_in`], with sentineld's resource limits set to
+    /// `limits` (as a shell's `ulimit` or `prlimit` would).
+    pub fn start_limited(dir: tempfile::TempDir, yaml: &str, limits: &[Limit]) -> Instance {
         std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
         let mut inst = Instance {
             dir,
+            limits: limits.to_vec(),
             child: None,
             groups: Default::default(),
         };
@@ -155,7 +191,24 @@ impl Instance {
             .append(true)
             .open(self.path("up.log"))
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        let limits = self.limits.clone();
+        // SAFETY: only setrlimit between fork and exec, on data made before.
+        unsafe {
+            cmd.pre_exec(move || {
+                for (resource, soft, hard) in &limits {
+                    let limit = libc::rlimit {
+                        rlim_cur: *soft,
+                        rlim_max: *hard,
+                    };
+                    if libc::setrlimit(*resource, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            })
+        };
+        let child = cmd
             .args(["up", "services.yaml"])
             .current_dir(self.dir.path())
             .env_remove("SENTINELD_STATE_DIR")

@@ -122,8 +122,10 @@ struct Rt {
     gate: Gate,
     /// Answer `AskTree` with `RootGaveUp` instead of `Proceed`.
     give_up: bool,
-    /// The next spawn of this role fails with ENOENT.
+    /// The next spawn of this role fails with `fail_errno` (ENOENT unless
+    /// a test says otherwise).
     fail_next: Option<Role>,
+    fail_errno: i32,
     next_pid: Pid,
     /// Every process spawned, by pid.
     roles: BTreeMap<Pid, Role>,
@@ -148,6 +150,7 @@ impl Rt {
             gate: Gate::Go,
             give_up: false,
             fail_next: None,
+            fail_errno: libc::ENOENT,
             next_pid: 100,
             roles: BTreeMap::new(),
             alive: BTreeMap::new(),
@@ -202,8 +205,8 @@ impl Rt {
                 self.fail_next = None;
                 queue.push_back(Event::SpawnFailed {
                     role,
-                    errno: libc::ENOENT,
-                    message: "no such file".into(),
+                    errno: self.fail_errno,
+                    message: std::io::Error::from_raw_os_error(self.fail_errno).to_string(),
                 });
             }
             Action::Spawn(role) => {

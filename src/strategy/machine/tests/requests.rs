@@ -187,6 +187,28 @@ fn a_failed_spawn_of_each_role_has_a_next_step() {
 }
 
 #[test]
+fn a_spawn_short_of_resources_is_retried_not_quarantined() {
+    for errno in [libc::EMFILE, libc::ENFILE, libc::EAGAIN, libc::ENOMEM] {
+        let mut rt = Rt::new(full());
+        rt.fail_next = Some(Role::Primary);
+        rt.fail_errno = errno;
+        rt.begin();
+        // Transient: retried after the backoff, with no fallback and no
+        // quarantine as for a missing binary.
+        assert_eq!(outcome(&rt), "retrying: spawn P");
+        let failure = rt.svc.summary.clone().unwrap();
+        assert!(
+            failure.contains("transient → retry 1/2 in 100ms"),
+            "{failure}"
+        );
+        assert_eq!(rt.svc.timer_at(Timer::Start), Some(rt.now + 100 * MS));
+        rt.fire(Timer::Start);
+        assert_eq!(outcome(&rt), "running: spawn P");
+        assert_eq!(spawns_of(&rt, Role::Fallback), 0);
+    }
+}
+
+#[test]
 fn a_failed_liveness_probe_kills_and_its_exit_is_that_failure() {
     let mut rt = phases::probing();
     rt.probe(false);
