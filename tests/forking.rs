@@ -16,14 +16,19 @@ const FORKING: &str = "services:
 ";
 
 fn pid_in(inst: &Instance, file: &str) -> Option<i32> {
-    std::fs::read_to_string(inst.path(file)).ok()?.trim().parse().ok()
+    std::fs::read_to_string(inst.path(file))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[test]
 fn a_forking_services_daemon_is_its_main_process() {
     let mut inst = Instance::start(FORKING);
     wait_until(Duration::from_secs(5), "the daemon's pid", || {
-        inst.pid_of("daemon").is_some_and(|p| Some(p) == pid_in(&inst, "app.pid"))
+        inst.pid_of("daemon")
+            .is_some_and(|p| Some(p) == pid_in(&inst, "app.pid"))
     });
     let daemon = inst.pid_of("daemon").unwrap();
     let s = inst.service("daemon");
@@ -46,7 +51,8 @@ fn a_forking_services_daemon_is_its_main_process() {
 fn after_kill_9_the_next_up_kills_a_forking_services_daemon() {
     let mut inst = Instance::start(FORKING);
     wait_until(Duration::from_secs(5), "the daemon", || {
-        inst.pid_of("daemon").is_some_and(|p| Some(p) == pid_in(&inst, "app.pid"))
+        inst.pid_of("daemon")
+            .is_some_and(|p| Some(p) == pid_in(&inst, "app.pid"))
     });
     let daemon = inst.pid_of("daemon").unwrap();
     kill(inst.pid(), libc::SIGKILL);
@@ -54,16 +60,21 @@ fn after_kill_9_the_next_up_kills_a_forking_services_daemon() {
     assert!(alive(daemon), "a daemon outlives its parent by design");
     std::fs::remove_file(inst.path("app.pid")).unwrap();
     inst.launch();
-    wait_until(Duration::from_secs(3), "the old daemon to be killed", || {
-        !alive(daemon)
-    });
+    wait_until(
+        Duration::from_secs(3),
+        "the old daemon to be killed",
+        || !alive(daemon),
+    );
     inst.wait_running("daemon", Some(daemon));
     assert!(inst.down().success());
 }
 
 #[test]
 fn a_pid_file_naming_a_process_not_of_the_service_is_refused() {
-    let mut other = std::process::Command::new("sleep").arg("9203").spawn().unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("9203")
+        .spawn()
+        .unwrap();
     let yaml = format!(
         "services:
   liar:
@@ -77,11 +88,17 @@ fn a_pid_file_naming_a_process_not_of_the_service_is_refused() {
     let mut inst = Instance::start(&yaml);
     let s = inst.wait_state("liar", "failed");
     assert!(
-        s["reason"].as_str().unwrap_or("").contains("not a process of this service"),
+        s["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a process of this service"),
         "{s}"
     );
     assert!(inst.down().success());
-    assert!(alive(other.id() as i32), "a process named by a pid file was signalled");
+    assert!(
+        alive(other.id() as i32),
+        "a process named by a pid file was signalled"
+    );
     other.kill().unwrap();
     other.wait().unwrap();
 }
@@ -97,7 +114,10 @@ fn an_undeclared_daemonizer_is_detected_and_said() {
     );
     inst.wait_state("sneaky", "exited");
     let m = inst.messages("sneaky");
-    let exit = m.iter().find(|x| x.starts_with("exit 0")).expect("an exit event");
+    let exit = m
+        .iter()
+        .find(|x| x.starts_with("exit 0"))
+        .expect("an exit event");
     if exit.contains("leaving") {
         assert!(
             exit.contains("leaving 1 process(es) in its cgroup")

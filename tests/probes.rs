@@ -269,3 +269,25 @@ fn sentineld_tells_its_own_supervisor_ready_and_stopping() {
     assert_eq!(stopping, "STOPPING=1");
     assert!(status.success());
 }
+
+#[test]
+fn an_exec_probe_may_write_more_than_a_pipe_holds() {
+    // 300 kB: several pipe buffers. The probe's stdout is an ordinary
+    // blocking pipe that sentineld drains as it fills.
+    let inst = Instance::start(
+        "services:
+  chatty:
+    command: exec sleep 1000
+    readiness: { exec: 'head -c 300000 /dev/zero | tr \"\\\\0\" x; echo; echo done', interval: 5s, timeout: 5s }
+",
+    );
+    inst.wait_running("chatty", None);
+    wait_until(Duration::from_secs(10), "ready", || {
+        inst.service("chatty")["ready"] == true
+    });
+    let out = inst.service("chatty")["probes"]["readiness"]["last_output"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(out.starts_with("xxxx"), "{out}");
+}

@@ -33,8 +33,8 @@ pub(super) type AsyncResults = mpsc::UnboundedReceiver<AsyncResult>;
 /// One run in flight.
 pub(super) struct Run {
     started: Instant,
-    /// Exec probes: the child and the read end of its output pipe.
-    exec: Option<(i32, OwnedFd)>,
+    /// Exec probes: the child and its output.
+    exec: Option<(i32, Drain)>,
     timed_out: bool,
     generation: u64,
 }
@@ -82,6 +82,64 @@ impl ProbeRt {
                 last: None,
             })
         })
+    }
+}
+
+/// An exec probe's output pipe, drained by a task on the loop as the probe
+/// writes: the first `OUTPUT_MAX` bytes are kept, the rest read and
+/// dropped, so a probe that writes more than a pipe holds never blocks on
+/// it (and never fails with EAGAIN: its end is an ordinary blocking one).
+pub(super) struct Drain {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Our own handle on the read end, for what is left at the exit.
+    fd: OwnedFd,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Append what fits of `data` to `kept`.
+fn keep(kept: &std::sync::Mutex<Vec<u8>>, data: &[u8]) {
+    let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+    let room = OUTPUT_MAX.saturating_sub(k.len());
+    k.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+impl Drain {
+    fn start(read_end: OwnedFd) -> std::io::Result<Drain> {
+        let fd = read_end.try_clone()?;
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
+        // SAFETY: the AsyncFd owns the read end, so the fd stays valid for
+        // as long as it is registered.
+        let afd = unsafe { tokio::io::unix::AsyncFd::register(read_end) }?;
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = kept.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            loop {
+                let Ok(mut ready) = afd.readable().await else {
+                    return;
+                };
+                match ready.try_io(|f| Ok(nix::unistd::read(f.get_ref(), &mut buf)?)) {
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(n)) => keep(&sink, &buf[..n]),
+                    Err(_would_block) => {}
+                }
+            }
+        });
+        Ok(Drain { kept, fd, task })
+    }
+
+    /// The probe exited: read what is still in the pipe (without waiting
+    /// for a grandchild that may hold it open) and stop draining.
+    fn finish(self) -> Vec<u8> {
+        self.task.abort();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = nix::unistd::read(&self.fd, &mut buf) {
+            keep(&self.kept, &buf[..n]);
+        }
+        std::mem::take(&mut *self.kept.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -228,9 +286,12 @@ impl Daemon {
         }
     }
 
-    fn fork_probe(&mut self, i: usize, kind: ProbeKind) -> Result<(i32, OwnedFd), String> {
-        let flags = nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK;
+    fn fork_probe(&mut self, i: usize, kind: ProbeKind) -> Result<(i32, Drain), String> {
+        // The probe's end blocks as any program's stdout does; ours does
+        // not, and is drained as output comes (see Drain).
+        let flags = nix::fcntl::OFlag::O_CLOEXEC;
         let (out_r, out_w) = nix::unistd::pipe2(flags).map_err(|e| format!("pipe: {e}"))?;
+        let drain = Drain::start(out_r).map_err(|e| format!("pipe: {e}"))?;
         let image = self.rt[i].probes[kind as usize]
             .as_ref()
             .and_then(|p| p.exec.as_ref())
@@ -243,7 +304,7 @@ impl Daemon {
         };
         let child = spawn::spawn(image, &stdio).map_err(|e| e.to_string())?;
         self.by_pid.insert(child.pid, (i, Owner::Probe(kind)));
-        Ok((child.pid, out_r))
+        Ok((child.pid, drain))
     }
 
     /// Record the last result and hand it to the machine.
@@ -327,9 +388,7 @@ impl Daemon {
         };
         self.timers.cancel(i, Key::ProbeTimeout(kind));
         let (_, out) = run.exec.expect("exec run");
-        let mut buf = vec![0u8; OUTPUT_MAX];
-        let n = nix::unistd::read(&out, &mut buf).unwrap_or(0);
-        let mut output = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut output = String::from_utf8_lossy(&out.finish()).into_owned();
         let latency = now.saturating_duration_since(run.started);
         let ok = !run.timed_out && status.success();
         if run.timed_out {
