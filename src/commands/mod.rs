@@ -49,6 +49,10 @@ pub fn check(file: &Path) -> Result<i32, CommandError> {
     }
     let yaml = serde_yaml::to_string(&value).expect("plans serialize");
     print!("{yaml}");
+    let budget = crate::supervisor::budget::Budget::of(&plan);
+    if budget.needed > budget.limit {
+        eprintln!("warning: {}", budget.shortfall(plan.services.len()));
+    }
     eprintln!(
         "{}: ok, {} service{}",
         file.display(),

@@ -15,6 +15,10 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
     if let Some(dir) = state_dir {
         plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
     }
+    let mut budget = supervisor::budget::Budget::of(&plan);
+    if !budget.fit() {
+        return Err(CommandError::Failed(budget.shortfall(plan.services.len())));
+    }
     init_tracing(!detach && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let control = server::bind(&plan.state_dir).map_err(|e| CommandError::Failed(e.to_string()))?;
     if !detach {

@@ -16,6 +16,7 @@
 //! exited while other members of its group still run: the surviving members
 //! keep the group's number from being reused.
 
+pub mod budget;
 mod cgroup;
 mod daemon;
 mod effects;
