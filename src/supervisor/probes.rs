@@ -20,6 +20,7 @@ use super::effects::signal_group;
 use super::spawn;
 use super::timers::Key;
 use crate::config::{Check, HttpCheck, ServiceSpec};
+use crate::state_dir::{Socket, Trusted};
 use crate::strategy::machine::{Event, Notify, ProbeResult};
 use crate::strategy::probe::ProbeKind;
 use crate::strategy::restart::ExitStatus;
@@ -374,14 +375,18 @@ impl Daemon {
 
 /// The notify socket: a datagram socket that passes credentials, so every
 /// message says which pid sent it.
-pub(super) fn bind_notify(path: &std::path::Path) -> Option<std::os::unix::net::UnixDatagram> {
-    // sun_path holds 108 bytes with the NUL.
+pub(super) fn bind_notify(
+    dir: &Trusted,
+    path: &std::path::Path,
+) -> Option<std::os::unix::net::UnixDatagram> {
+    // sun_path holds 108 bytes with the NUL; services reach it by `path`.
     if path.as_os_str().len() >= 108 {
         return None;
     }
     let bind = || {
-        let _ = std::fs::remove_file(path);
-        let sock = std::os::unix::net::UnixDatagram::bind(path)?;
+        dir.clear_socket(Socket::Notify)
+            .map_err(std::io::Error::other)?;
+        let sock = std::os::unix::net::UnixDatagram::bind(dir.bind_path(Socket::Notify))?;
         sock.set_nonblocking(true)?;
         nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true)?;
         Ok::<_, std::io::Error>(sock)

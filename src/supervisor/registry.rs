@@ -5,9 +5,7 @@
 //! from /proc) tells a leftover group from an unrelated one that reuses the
 //! number.
 
-use std::path::{Path, PathBuf};
-
-pub const FILE_NAME: &str = "pgids";
+use crate::state_dir::{StateDirError, Trusted};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -29,21 +27,25 @@ pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
     stat[close + 1..].split_whitespace().nth(n.checked_sub(3)?)
 }
 
-pub fn write(state_dir: &Path, records: &[Record]) -> std::io::Result<()> {
+pub fn write(dir: &Trusted, records: &[Record]) -> Result<(), StateDirError> {
     let mut text = String::with_capacity(records.len() * 32);
     for r in records {
         text.push_str(&format!("{} {} {}\n", r.name, r.pgid, r.start_time));
     }
-    let tmp = state_dir.join(format!("{FILE_NAME}.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(tmp, state_dir.join(FILE_NAME))
+    dir.replace_pgids(text.as_bytes())
 }
 
-pub fn read(state_dir: &Path) -> Vec<Record> {
-    let Ok(text) = std::fs::read_to_string(state_dir.join(FILE_NAME)) else {
-        return Vec::new();
+pub fn read(dir: &Trusted) -> Vec<Record> {
+    let text = match dir.read_pgids(u32::MAX.into()) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!("{e}");
+            return Vec::new();
+        }
     };
-    text.lines()
+    String::from_utf8_lossy(&text)
+        .lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             Some(Record {
@@ -63,9 +65,9 @@ pub fn read(state_dir: &Path) -> Vec<Record> {
 /// it is the old leader; if it exists with another start time, the old group
 /// died out and the number was reused — leave it alone; if no such process
 /// exists, whatever is still in group `pgid` is the old group's remains.
-pub fn kill_leftovers(state_dir: &Path) -> Vec<Record> {
+pub fn kill_leftovers(dir: &Trusted) -> Vec<Record> {
     let mut killed = Vec::new();
-    for r in read(state_dir) {
+    for r in read(dir) {
         if let Some(t) = start_time(r.pgid)
             && t != r.start_time
         {
@@ -76,12 +78,8 @@ pub fn kill_leftovers(state_dir: &Path) -> Vec<Record> {
             killed.push(r);
         }
     }
-    let _ = std::fs::remove_file(state_dir.join(FILE_NAME));
+    dir.remove_pgids();
     killed
-}
-
-pub fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join(FILE_NAME)
 }
 
 #[cfg(test)]
@@ -97,15 +95,16 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
+    fn records_round_trip_through_the_state_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Trusted::open(&tmp.path().join("state")).unwrap();
         let recs = vec![Record {
             name: "web".into(),
             pgid: 1234,
             start_time: 99,
         }];
-        write(dir.path(), &recs).unwrap();
-        assert_eq!(read(dir.path()), recs);
+        write(&dir, &recs).unwrap();
+        assert_eq!(read(&dir), recs);
     }
 
     #[test]

@@ -1,0 +1,312 @@
+//! The state dir is trusted only if it is ours alone, and nothing in it is
+//! followed through a symlink. Run as root (as CI does): a
+//! directory of uid 65534 stands for another user's.
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+
+/// Says hello (so a log is written at once) and leaves a mark when started.
+const WEB: &str = "services:\n  web:\n    command: echo hello; touch started; exec sleep 1000\n";
+const NOBODY: u32 = 65534;
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A project dir: services.yaml, and a state dir `.sentineld` with `logs/`,
+/// both 0700 and ours, as sentineld makes them.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("services.yaml"), WEB).unwrap();
+    let logs = dir.path().join(".sentineld/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    for d in [logs.parent().unwrap(), &logs] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    dir
+}
+
+fn state(dir: &Path) -> PathBuf {
+    dir.join(".sentineld")
+}
+
+fn chown(path: &Path, uid: u32) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, uid) }, 0);
+}
+
+/// A file that must come out of the test as it went in.
+struct Victim {
+    path: PathBuf,
+    mtime: SystemTime,
+    _dir: tempfile::TempDir,
+}
+
+impl Victim {
+    fn new() -> Victim {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("victim");
+        std::fs::write(&path, "precious\n").unwrap();
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        Victim {
+            path,
+            mtime,
+            _dir: dir,
+        }
+    }
+
+    fn plant(&self, link: &Path) {
+        std::os::unix::fs::symlink(&self.path, link).unwrap();
+    }
+
+    fn assert_untouched(&self) {
+        assert_eq!(std::fs::read_to_string(&self.path).unwrap(), "precious\n");
+        let mtime = std::fs::metadata(&self.path).unwrap().modified().unwrap();
+        assert_eq!(mtime, self.mtime, "{} was written", self.path.display());
+    }
+}
+
+/// Runs `sentineld down` in a dir on drop: stops a daemon `up -d` started
+/// when a test fails before it can.
+struct DownOnDrop<'a>(&'a Path);
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .arg("down")
+            .current_dir(self.0)
+            .env_remove("SENTINELD_STATE_DIR")
+            .output();
+    }
+}
+
+/// Run `sentineld up [-d] services.yaml` in `dir`, expecting a refusal:
+/// returns its exit code and stderr, once it has exited with nothing
+/// started. A daemon that starts its service instead is stopped, and the
+/// test fails.
+fn up_refused(dir: &Path, detach: bool) -> (Option<i32>, String) {
+    let _down = DownOnDrop(dir);
+    let log = dir.join("up.log");
+    let mut up = Command::new(BIN);
+    up.arg("up")
+        .args(detach.then_some("-d"))
+        .arg("services.yaml")
+        .current_dir(dir)
+        .env_remove("SENTINELD_STATE_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0);
+    let mut child = up.spawn().unwrap();
+    let mut status = None;
+    wait_until(Duration::from_secs(10), "up to exit or start", || {
+        status = child.try_wait().unwrap();
+        status.is_some() || dir.join("started").exists()
+    });
+    if status.is_none() {
+        kill(child.id() as i32, libc::SIGTERM);
+        let _ = child.wait();
+    }
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !dir.join("started").exists(),
+        "up started a service instead of refusing:\n{stderr}"
+    );
+    (status.unwrap().code(), stderr.trim_end().to_string())
+}
+
+#[test]
+fn a_state_dir_of_another_user_is_refused_and_nothing_starts() {
+    if !root() {
+        return;
+    }
+    for detach in [false, true] {
+        let dir = project();
+        let sd = state(dir.path());
+        chown(&sd, NOBODY);
+        let expected = format!(
+            "sentineld: state dir {} is owned by uid 65534, not 0: refusing to use it",
+            sd.display()
+        );
+        assert_eq!(up_refused(dir.path(), detach), (Some(1), expected));
+    }
+}
+
+#[test]
+fn a_state_dir_others_may_write_to_is_refused() {
+    for (mode, by) in [(0o777, "others"), (0o1777, "others"), (0o770, "its group")] {
+        let dir = project();
+        let sd = state(dir.path());
+        std::fs::set_permissions(&sd, std::fs::Permissions::from_mode(mode)).unwrap();
+        let expected = format!(
+            "sentineld: state dir {} is writable by {by} (mode {mode:04o}): refusing to use it",
+            sd.display()
+        );
+        assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+    }
+}
+
+#[test]
+fn a_state_dir_that_is_a_symlink_is_refused() {
+    let dir = project();
+    let sd = state(dir.path());
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::remove_dir_all(&sd).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &sd).unwrap();
+    let expected = format!(
+        "sentineld: {} is a symlink: refusing to follow it",
+        sd.display()
+    );
+    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_log_dir_of_another_user_or_a_symlink_is_refused() {
+    if !root() {
+        return;
+    }
+    let dir = project();
+    let logs = state(dir.path()).join("logs");
+    chown(&logs, NOBODY);
+    let expected = format!(
+        "sentineld: log dir {} is owned by uid 65534, not 0: refusing to use it",
+        logs.display()
+    );
+    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+
+    let dir = project();
+    let logs = state(dir.path()).join("logs");
+    std::fs::remove_dir(&logs).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &logs).unwrap();
+    let expected = format!(
+        "sentineld: {} is a symlink: refusing to follow it",
+        logs.display()
+    );
+    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_planted_log_symlink_or_hard_link_is_refused_and_its_target_untouched() {
+    let dir = project();
+    let log = state(dir.path()).join("logs/web.log");
+    let victim = Victim::new();
+    victim.plant(&log);
+    let expected = format!(
+        "sentineld: {} is a symlink: refusing to follow it",
+        log.display()
+    );
+    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+    victim.assert_untouched();
+
+    std::fs::remove_file(&log).unwrap();
+    std::fs::hard_link(&victim.path, &log).unwrap();
+    let expected = format!(
+        "sentineld: {} has 2 links: refusing to write through a hard link",
+        log.display()
+    );
+    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+    victim.assert_untouched();
+}
+
+#[test]
+fn the_logs_command_refuses_a_symlinked_log_rather_than_print_its_target() {
+    let dir = project();
+    let log = state(dir.path()).join("logs/web.log");
+    let victim = Victim::new();
+    victim.plant(&log);
+    for args in [&["logs", "web"][..], &["logs", "web", "-n", "5"]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--state-dir")
+            .arg(state(dir.path()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim_end(),
+            format!(
+                "sentineld: {} is a symlink: refusing to follow it",
+                log.display()
+            )
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+}
+
+#[test]
+fn a_planted_lock_or_daemon_log_symlink_is_refused_and_its_target_untouched() {
+    for (name, detach) in [("sentineld.lock", false), ("sentineld.log", true)] {
+        let dir = project();
+        let link = state(dir.path()).join(name);
+        let victim = Victim::new();
+        victim.plant(&link);
+        let expected = format!(
+            "sentineld: {} is a symlink: refusing to follow it",
+            link.display()
+        );
+        assert_eq!(up_refused(dir.path(), detach), (Some(1), expected));
+        victim.assert_untouched();
+    }
+}
+
+#[test]
+fn a_stale_control_socket_that_is_not_a_socket_is_left_and_refused() {
+    let dir = project();
+    let sock = state(dir.path()).join("control.sock");
+    std::fs::write(&sock, "not a socket\n").unwrap();
+    let expected = format!(
+        "sentineld: {} is not a socket: refusing to use it",
+        sock.display()
+    );
+    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "not a socket\n");
+
+    std::fs::remove_file(&sock).unwrap();
+    let victim = Victim::new();
+    victim.plant(&sock);
+    let expected = format!(
+        "sentineld: {} is a symlink: refusing to follow it",
+        sock.display()
+    );
+    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+    assert!(sock.symlink_metadata().unwrap().is_symlink());
+    victim.assert_untouched();
+}
+
+#[test]
+fn planted_pgids_and_pgids_tmp_symlinks_leave_their_targets_untouched() {
+    let dir = project();
+    let sd = state(dir.path());
+    let (tmp_victim, pgids_victim) = (Victim::new(), Victim::new());
+    tmp_victim.plant(&sd.join("pgids.tmp"));
+    pgids_victim.plant(&sd.join("pgids"));
+    let inst = Instance::start_in(dir, WEB);
+    inst.wait_running("web", None);
+    // The record of web's group replaced both links.
+    wait_until(Duration::from_secs(5), "pgids to be written", || {
+        std::fs::symlink_metadata(sd.join("pgids")).is_ok_and(|m| m.is_file())
+    });
+    assert!(!sd.join("pgids.tmp").exists());
+    tmp_victim.assert_untouched();
+    pgids_victim.assert_untouched();
+    let log = std::fs::read_to_string(inst.path("up.log")).unwrap();
+    let refused = format!(
+        "{} is a symlink: refusing to follow it",
+        sd.join("pgids").display()
+    );
+    assert!(log.contains(&refused), "{log}");
+}
