@@ -1,5 +1,6 @@
-//! The state dir is trusted only if it is ours alone, and nothing in it is
-//! followed through a symlink. Run as root (as CI does): a
+//! The state dir is trusted only if it is ours alone, nothing in it is
+//! followed through a symlink, and the `pgids` file kills only groups a
+//! live leader proves are the recorded ones. Run as root (as CI does): a
 //! directory of uid 65534 stands for another user's.
 
 mod common;
@@ -8,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use common::*;
@@ -309,4 +310,150 @@ fn planted_pgids_and_pgids_tmp_symlinks_leave_their_targets_untouched() {
         sd.join("pgids").display()
     );
     assert!(log.contains(&refused), "{log}");
+}
+
+/// A process group of the test's own, in its own session, that `up` must
+/// leave alone (or kill, when it is a real leftover); killed by its number
+/// on drop if anything of it is left.
+struct Group {
+    leader: Child,
+    pgid: i32,
+}
+
+impl Group {
+    /// `sh -c script` as leader of a new session.
+    fn start(script: &str) -> Group {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        // SAFETY: setsid is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            })
+        };
+        let leader = cmd.spawn().unwrap();
+        let pgid = leader.id() as i32;
+        Group { leader, pgid }
+    }
+
+    fn sleeper() -> Group {
+        let g = Group::start("exec sleep 1000");
+        wait_until(Duration::from_secs(5), "sleep to run", || {
+            std::fs::read_to_string(format!("/proc/{}/comm", g.pgid))
+                .is_ok_and(|c| c.trim() == "sleep")
+        });
+        g
+    }
+
+    fn start_time(&self) -> String {
+        stat_field(self.pgid, 22).unwrap()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !group_members(self.pgid).is_empty() {
+            kill(-self.pgid, libc::SIGKILL);
+        }
+        let _ = self.leader.kill();
+        let _ = self.leader.wait();
+    }
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// `up` in a project whose state dir holds `pgids`; returns the instance
+/// once it serves (the leftovers have been dealt with by then) and its log.
+fn up_with_pgids(pgids: &str) -> (Instance, String) {
+    let dir = project();
+    std::fs::write(state(dir.path()).join("pgids"), pgids).unwrap();
+    let inst = Instance::start_in(dir, WEB);
+    inst.wait_running("web", None);
+    let log = std::fs::read_to_string(inst.path("up.log")).unwrap();
+    (inst, log)
+}
+
+#[test]
+fn a_pgids_record_of_no_service_of_this_plan_kills_nothing() {
+    let other = Group::sleeper();
+    let line = format!("intruder {} {}", other.pgid, other.start_time());
+    let (_inst, log) = up_with_pgids(&format!("boot {}\n{line}\n", boot_id()));
+    assert!(alive(other.pgid), "{log}");
+    assert!(
+        log.contains("pgids line 2: ignored: \"intruder\" is not a service of this plan"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_group_whose_recorded_leader_is_dead_is_left_alone() {
+    // The leader exits and leaves a member behind: group `pgid` lives on
+    // with nobody whose pid is its number.
+    let mut group = Group::start("sleep 1000 & echo $!");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(group.leader.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let member: i32 = line.trim().parse().unwrap();
+    group.leader.wait().unwrap();
+    assert_eq!(group_members(group.pgid), [member]);
+    let record = format!("web {} {}", group.pgid, stat_field(member, 22).unwrap());
+    let (_inst, log) = up_with_pgids(&format!("boot {}\n{record}\n", boot_id()));
+    assert!(alive(member), "{log}");
+    let why = format!(
+        "web: left process group {0} alone: its leader (pid {0}) is gone",
+        group.pgid
+    );
+    assert!(log.contains(&why), "{log}");
+}
+
+#[test]
+fn a_record_of_another_boot_kills_nothing_even_with_the_right_start_time() {
+    let other = Group::sleeper();
+    let record = format!("web {} {}", other.pgid, other.start_time());
+    let boot = "00000000-0000-4000-8000-000000000000";
+    let (_inst, log) = up_with_pgids(&format!("boot {boot}\n{record}\n"));
+    assert!(alive(other.pgid), "{log}");
+    assert!(
+        log.contains(
+            "pgids: left 1 recorded process group(s) alone: they were recorded in another boot"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn garbage_in_pgids_is_ignored_with_a_warning_and_a_real_leftover_still_killed() {
+    let mut leftover = Group::sleeper();
+    let record = format!("web {} {}", leftover.pgid, leftover.start_time());
+    let garbage = "web\n\u{0}\u{1}binary\u{ff}junk\nweb 1 1\nweb -5 1\nweb 99999999999 1\n";
+    let (_inst, log) = up_with_pgids(&format!("boot {}\n{garbage}{record}\n", boot_id()));
+    // Killed: it is our child, so it waits as a zombie until reaped here.
+    let status = leftover.leader.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    for line in [
+        "pgids line 2: ignored: not NAME PGID STARTTIME",
+        "pgids line 4: ignored: group 1 is never a service's",
+        "pgids line 6: ignored: \"99999999999\" is not a group number",
+    ] {
+        assert!(log.contains(line), "{line}\n{log}");
+    }
+    let killed = format!(
+        "web: killed process group {} left by a previous sentineld",
+        leftover.pgid
+    );
+    assert!(log.contains(&killed), "{log}");
 }

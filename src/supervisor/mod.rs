@@ -150,10 +150,8 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
         Inbox::Socket(control) => control.state_dir.clone(),
         Inbox::Channel(_) => open_state_dir(&plan)?,
     };
-    for r in registry::kill_leftovers(&state_dir) {
-        let (name, pgid) = (&r.name, r.pgid);
-        tracing::warn!("{name}: killed process group {pgid} left by a previous sentineld");
-    }
+    let services: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+    registry::kill_leftovers(&state_dir, &services);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
