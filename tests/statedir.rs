@@ -40,6 +40,14 @@ fn state(dir: &Path) -> PathBuf {
     dir.join(".sentineld")
 }
 
+/// What `up` says of a symlink where a file or directory of its own should be.
+fn symlink_refused(path: &Path) -> String {
+    format!(
+        "sentineld: {} is a symlink: refusing to follow it",
+        path.display()
+    )
+}
+
 fn chown(path: &Path, uid: u32) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: a valid C string.
@@ -127,48 +135,56 @@ fn up_refused(dir: &Path, detach: bool) -> (Option<i32>, String) {
     (status.unwrap().code(), stderr.trim_end().to_string())
 }
 
+/// In a fresh project whose state dir `spoil` makes unfit, `up` refuses
+/// with "sentineld: " and `message(the state dir)`.
+fn refuses(detach: bool, spoil: impl FnOnce(&Path), message: impl FnOnce(String) -> String) {
+    let dir = project();
+    let sd = state(dir.path());
+    spoil(&sd);
+    let expected = format!("sentineld: {}", message(sd.display().to_string()));
+    assert_eq!(up_refused(dir.path(), detach), (Some(1), expected));
+}
+
 #[test]
 fn a_state_dir_of_another_user_is_refused_and_nothing_starts() {
     if !root() {
         return;
     }
     for detach in [false, true] {
-        let dir = project();
-        let sd = state(dir.path());
-        chown(&sd, NOBODY);
-        let expected = format!(
-            "sentineld: state dir {} is owned by uid 65534, not 0: refusing to use it",
-            sd.display()
+        refuses(
+            detach,
+            |sd| chown(sd, NOBODY),
+            |sd| format!("state dir {sd} is owned by uid 65534, not 0: refusing to use it"),
         );
-        assert_eq!(up_refused(dir.path(), detach), (Some(1), expected));
     }
 }
 
 #[test]
 fn a_state_dir_others_may_write_to_is_refused() {
     for (mode, by) in [(0o777, "others"), (0o1777, "others"), (0o770, "its group")] {
-        let dir = project();
-        let sd = state(dir.path());
-        std::fs::set_permissions(&sd, std::fs::Permissions::from_mode(mode)).unwrap();
-        let expected = format!(
-            "sentineld: state dir {} is writable by {by} (mode {mode:04o}): refusing to use it",
-            sd.display()
-        );
-        assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
+        let chmod = |sd: &Path| {
+            std::fs::set_permissions(sd, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        refuses(false, chmod, |sd| {
+            format!("state dir {sd} is writable by {by} (mode {mode:04o}): refusing to use it")
+        });
     }
 }
 
 #[test]
 fn a_state_dir_that_is_a_symlink_is_refused() {
+    symlinked_dir_is_refused(".sentineld");
+}
+
+/// With the project's directory `rel` swapped for a symlink to an empty
+/// directory elsewhere, `up` refuses and writes nothing there.
+fn symlinked_dir_is_refused(rel: &str) {
     let dir = project();
-    let sd = state(dir.path());
+    let link = dir.path().join(rel);
     let elsewhere = tempfile::tempdir().unwrap();
-    std::fs::remove_dir_all(&sd).unwrap();
-    std::os::unix::fs::symlink(elsewhere.path(), &sd).unwrap();
-    let expected = format!(
-        "sentineld: {} is a symlink: refusing to follow it",
-        sd.display()
-    );
+    std::fs::remove_dir_all(&link).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+    let expected = symlink_refused(&link);
     assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
     assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
 }
@@ -178,41 +194,18 @@ fn a_log_dir_of_another_user_or_a_symlink_is_refused() {
     if !root() {
         return;
     }
-    let dir = project();
-    let logs = state(dir.path()).join("logs");
-    chown(&logs, NOBODY);
-    let expected = format!(
-        "sentineld: log dir {} is owned by uid 65534, not 0: refusing to use it",
-        logs.display()
+    refuses(
+        false,
+        |sd| chown(&sd.join("logs"), NOBODY),
+        |sd| format!("log dir {sd}/logs is owned by uid 65534, not 0: refusing to use it"),
     );
-    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
-
-    let dir = project();
-    let logs = state(dir.path()).join("logs");
-    std::fs::remove_dir(&logs).unwrap();
-    let elsewhere = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(elsewhere.path(), &logs).unwrap();
-    let expected = format!(
-        "sentineld: {} is a symlink: refusing to follow it",
-        logs.display()
-    );
-    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
-    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    symlinked_dir_is_refused(".sentineld/logs");
 }
 
 #[test]
 fn a_planted_log_symlink_or_hard_link_is_refused_and_its_target_untouched() {
-    let dir = project();
+    let (dir, victim) = planted_symlink_is_refused("logs/web.log", false);
     let log = state(dir.path()).join("logs/web.log");
-    let victim = Victim::new();
-    victim.plant(&log);
-    let expected = format!(
-        "sentineld: {} is a symlink: refusing to follow it",
-        log.display()
-    );
-    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
-    victim.assert_untouched();
-
     std::fs::remove_file(&log).unwrap();
     std::fs::hard_link(&victim.path, &log).unwrap();
     let expected = format!(
@@ -239,10 +232,7 @@ fn the_logs_command_refuses_a_symlinked_log_rather_than_print_its_target() {
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr).trim_end(),
-            format!(
-                "sentineld: {} is a symlink: refusing to follow it",
-                log.display()
-            )
+            symlink_refused(&log)
         );
         assert!(out.stdout.is_empty(), "{out:?}");
     }
@@ -251,17 +241,22 @@ fn the_logs_command_refuses_a_symlinked_log_rather_than_print_its_target() {
 #[test]
 fn a_planted_lock_or_daemon_log_symlink_is_refused_and_its_target_untouched() {
     for (name, detach) in [("sentineld.lock", false), ("sentineld.log", true)] {
-        let dir = project();
-        let link = state(dir.path()).join(name);
-        let victim = Victim::new();
-        victim.plant(&link);
-        let expected = format!(
-            "sentineld: {} is a symlink: refusing to follow it",
-            link.display()
-        );
-        assert_eq!(up_refused(dir.path(), detach), (Some(1), expected));
-        victim.assert_untouched();
+        planted_symlink_is_refused(name, detach);
     }
+}
+
+/// With a symlink planted at `rel` in a project's state dir, `up` refuses,
+/// and the symlink's target comes out as it went in.
+fn planted_symlink_is_refused(rel: &str, detach: bool) -> (tempfile::TempDir, Victim) {
+    let dir = project();
+    let link = state(dir.path()).join(rel);
+    let victim = Victim::new();
+    victim.plant(&link);
+    let expected = symlink_refused(&link);
+    assert_eq!(up_refused(dir.path(), detach), (Some(1), expected));
+    victim.assert_untouched();
+    assert!(link.symlink_metadata().unwrap().is_symlink());
+    (dir, victim)
 }
 
 #[test]
@@ -276,16 +271,7 @@ fn a_stale_control_socket_that_is_not_a_socket_is_left_and_refused() {
     assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
     assert_eq!(std::fs::read_to_string(&sock).unwrap(), "not a socket\n");
 
-    std::fs::remove_file(&sock).unwrap();
-    let victim = Victim::new();
-    victim.plant(&sock);
-    let expected = format!(
-        "sentineld: {} is a symlink: refusing to follow it",
-        sock.display()
-    );
-    assert_eq!(up_refused(dir.path(), false), (Some(1), expected));
-    assert!(sock.symlink_metadata().unwrap().is_symlink());
-    victim.assert_untouched();
+    planted_symlink_is_refused("control.sock", false);
 }
 
 #[test]
