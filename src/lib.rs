@@ -6,7 +6,8 @@
 //!   forks, reaps, times and stops; a log thread that drains the children's pipes.
 //! - [`control`] is the Unix-socket protocol between the daemon and the CLI.
 //! - [`report`] renders status for people.
-//! - [`state_dir`] names every file and directory in the state dir.
+//! - [`state_dir`] names every file and directory in the state dir, checks
+//!   that the dir is ours alone, and opens every file in it.
 //! - [`timefmt`] writes times, durations and exits alike in every layer.
 
 pub mod cli;

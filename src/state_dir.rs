@@ -2,10 +2,16 @@
 //! there is named here and nowhere else, so the daemon that writes a file
 //! and the client that reads it cannot disagree about its name.
 //!
-//! This module only computes paths; it never creates, opens or removes
-//! anything, and it imports nothing else of the crate.
+//! [`StateDir`] only computes paths, for readers that work by path (the
+//! CLI). The daemon works through [`Trusted`], which checks the directory
+//! and is the only code that creates, opens or removes anything in it.
+//! Nothing here imports the rest of the crate.
+
+mod trusted;
 
 use std::path::{Path, PathBuf};
+
+pub use trusted::{LogFile, Socket, StateDirError, Trusted, open_read_nofollow};
 
 /// The state dir's name when neither `state_dir:`, `--state-dir` nor
 /// `SENTINELD_STATE_DIR` gives one: beside services.yaml for `up`, in the
@@ -62,13 +68,17 @@ impl<'a> StateDir<'a> {
 
     /// `logs/NAME.log`: a service's stdout and stderr.
     pub fn log_file(&self, service: &str) -> PathBuf {
-        self.log_dir().join(format!("{service}.log"))
+        self.log_dir().join(log_name(service))
     }
 
     /// The detached daemon's own stdout and stderr (`up -d`).
     pub fn daemon_log(&self) -> PathBuf {
         self.root.join(DAEMON_LOG)
     }
+}
+
+fn log_name(service: &str) -> String {
+    format!("{service}.log")
 }
 
 /// The `i`-th rotated copy of a log file: `NAME.log.1` is the newest.

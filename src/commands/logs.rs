@@ -1,5 +1,6 @@
 //! `sentineld logs NAME [-n N] [-f]`: read the log files directly, so logs
-//! stay readable after the daemon has gone.
+//! stay readable after the daemon has gone. By path, but never through a
+//! symlink: a log that is one is refused, not followed.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,11 +12,11 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use super::CommandError;
 use crate::control::client;
 use crate::control::protocol::{Request, Response};
-use crate::state_dir::{StateDir, rotated};
+use crate::state_dir::{StateDir, open_read_nofollow, rotated};
 
 pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<i32, CommandError> {
     let path = StateDir::new(state_dir).log_file(name);
-    if !path.exists() {
+    if open_log(&path)?.is_none() {
         // Let the daemon say whether the name is wrong (with a suggestion).
         if let Ok(Response::Error { message, .. }) = client::request(
             state_dir,
@@ -35,7 +36,7 @@ pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<
         }
     }
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(&tail(&path, lines));
+    let _ = out.write_all(&tail(&path, lines)?);
     let _ = out.flush();
     if follow {
         follow_file(&path, &mut out)?;
@@ -45,14 +46,13 @@ pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<
 
 /// The last `n` lines of the log, reaching into `NAME.log.1` if the current
 /// file is shorter.
-pub fn tail(path: &Path, n: usize) -> Vec<u8> {
+pub fn tail(path: &Path, n: usize) -> Result<Vec<u8>, CommandError> {
     if n == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let mut data = std::fs::read(path).unwrap_or_default();
-    if count_lines(&data) < n
-        && let Ok(mut older) = std::fs::read(rotated(path, 1))
-    {
+    let mut data = read_log(path)?;
+    if count_lines(&data) < n {
+        let mut older = read_log(&rotated(path, 1))?;
         older.extend_from_slice(&data);
         data = older;
     }
@@ -66,11 +66,30 @@ pub fn tail(path: &Path, n: usize) -> Vec<u8> {
         if data[i] == b'\n' {
             seen += 1;
             if seen == n {
-                return data[i + 1..].to_vec();
+                return Ok(data[i + 1..].to_vec());
             }
         }
     }
-    data
+    Ok(data)
+}
+
+/// The log at `path`, `None` if there is none; a symlink or anything but a
+/// regular file is an error.
+fn open_log(path: &Path) -> Result<Option<File>, CommandError> {
+    match open_read_nofollow(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(CommandError::Failed(e.to_string())),
+    }
+}
+
+fn read_log(path: &Path) -> Result<Vec<u8>, CommandError> {
+    let mut data = Vec::new();
+    if let Some(mut f) = open_log(path)? {
+        f.read_to_end(&mut data)
+            .map_err(|e| CommandError::Failed(format!("cannot read {}: {e}", path.display())))?;
+    }
+    Ok(data)
 }
 
 fn count_lines(data: &[u8]) -> usize {
@@ -88,7 +107,7 @@ fn follow_file(path: &Path, out: &mut impl Write) -> Result<(), CommandError> {
             AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
         )
         .map_err(fail)?;
-    let mut file = File::open(path).ok();
+    let mut file = open_log(path)?;
     let mut ino = file
         .as_ref()
         .and_then(|f| f.metadata().ok())
@@ -113,12 +132,12 @@ fn follow_file(path: &Path, out: &mut impl Write) -> Result<(), CommandError> {
                     .find(|(_, i)| *i == old)
                     .map_or(1, |(k, _)| k);
                 for k in (1..at).rev() {
-                    if let Ok(mut f) = File::open(rotated(path, k)) {
+                    if let Some(mut f) = open_log(&rotated(path, k))? {
                         copy_rest(&mut f, &mut buf, out);
                     }
                 }
             }
-            file = File::open(path).ok();
+            file = open_log(path)?;
             ino = file
                 .as_ref()
                 .and_then(|f| f.metadata().ok())

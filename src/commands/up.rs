@@ -1,6 +1,6 @@
 //! `sentineld up [-d] FILE`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
@@ -20,18 +20,18 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
         return Err(CommandError::Failed(budget.shortfall(plan.services.len())));
     }
     init_tracing(!detach && std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let control = server::bind(&plan.state_dir).map_err(|e| CommandError::Failed(e.to_string()))?;
-    if !detach {
-        return supervisor::run(plan, Inbox::Socket(control), Options::from_env())
-            .map_err(|e| CommandError::Failed(e.to_string()));
-    }
-
+    // Checked before anything starts: a state dir we cannot trust is an
+    // error, not something to work around.
+    let state_dir = supervisor::open_state_dir(&plan).map_err(failed)?;
+    let log = match detach {
+        true => Some(state_dir.open_daemon_log().map_err(failed)?),
+        false => None,
+    };
+    let control = server::bind(state_dir).map_err(failed)?;
+    let Some(log) = log else {
+        return supervisor::run(plan, Inbox::Socket(control), Options::from_env()).map_err(failed);
+    };
     let log_path = StateDir::new(&plan.state_dir).daemon_log();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| CommandError::Failed(format!("cannot open {}: {e}", log_path.display())))?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| CommandError::Failed(format!("pipe: {e}")))?;
     // SAFETY: no other thread exists yet (no runtime, no log thread), so the
@@ -90,6 +90,10 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
             std::process::exit(code);
         }
     }
+}
+
+fn failed(e: impl ToString) -> CommandError {
+    CommandError::Failed(e.to_string())
 }
 
 fn init_tracing(ansi: bool) {

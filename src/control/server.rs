@@ -5,10 +5,10 @@
 //! connect before the mode is right. Peers of another uid are refused unless
 //! they are root.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr};
@@ -16,13 +16,15 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::protocol::{self, ErrorKind, EventRecord, MAX_LINE, Request, Response};
-use crate::state_dir::StateDir;
+use crate::state_dir::{Socket, StateDir, StateDirError, Trusted};
 use crate::timefmt::format_time;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
     #[error("sentineld is already running for {} (pid {pid})", dir.display())]
     AlreadyRunning { dir: PathBuf, pid: String },
+    #[error("{0}")]
+    StateDir(#[from] StateDirError),
     #[error("{op} {}: {source}", path.display())]
     Io {
         op: &'static str,
@@ -37,6 +39,8 @@ pub enum BindError {
 pub struct ControlSocket {
     pub listener: std::os::unix::net::UnixListener,
     pub path: PathBuf,
+    /// The checked state dir the socket and the lock are in.
+    pub state_dir: Trusted,
     _lock: File,
 }
 
@@ -48,40 +52,13 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Bi
     }
 }
 
-pub fn bind(state_dir: &Path) -> Result<ControlSocket, BindError> {
-    if !state_dir.is_dir() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(state_dir)
-            .map_err(io("cannot create", state_dir))?;
-    }
-    let lock_path = StateDir::new(state_dir).lock_file();
-    let mut lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(io("cannot open", &lock_path))?;
-    // SAFETY: flock on a valid, owned fd.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let mut pid = String::new();
-        let _ = lock.read_to_string(&mut pid);
-        return Err(BindError::AlreadyRunning {
-            dir: state_dir.to_path_buf(),
-            pid: pid.trim().to_string(),
-        });
-    }
-    lock.set_len(0).map_err(io("cannot write", &lock_path))?;
-    write!(lock, "{}", std::process::id()).map_err(io("cannot write", &lock_path))?;
-
-    let path = StateDir::new(state_dir).control_socket();
-    match std::fs::remove_file(&path) {
-        Ok(()) => tracing::info!("replaced a stale socket at {}", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io("cannot remove stale socket", &path)(e)),
+pub fn bind(state_dir: Trusted) -> Result<ControlSocket, BindError> {
+    let lock = lock(&state_dir)?;
+    let path = StateDir::new(state_dir.root()).control_socket();
+    // Checked before binding elsewhere: clients connect by this path.
+    UnixAddr::new(&path).map_err(|e| io("bad socket path", &path)(e.into()))?;
+    if state_dir.clear_socket(Socket::Control)? {
+        tracing::info!("replaced a stale socket at {}", path.display());
     }
     let fd = nix::sys::socket::socket(
         AddressFamily::Unix,
@@ -90,10 +67,11 @@ pub fn bind(state_dir: &Path) -> Result<ControlSocket, BindError> {
         None,
     )
     .map_err(|e| io("cannot create socket", &path)(e.into()))?;
-    let addr = UnixAddr::new(&path).map_err(|e| io("bad socket path", &path)(e.into()))?;
+    let at = state_dir.bind_path(Socket::Control);
+    let addr = UnixAddr::new(&at).map_err(|e| io("bad socket path", &path)(e.into()))?;
     nix::sys::socket::bind(fd.as_raw_fd(), &addr)
         .map_err(|e| io("cannot bind", &path)(e.into()))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+    std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o600))
         .map_err(io("cannot chmod", &path))?;
     nix::sys::socket::listen(
         &fd,
@@ -105,8 +83,28 @@ pub fn bind(state_dir: &Path) -> Result<ControlSocket, BindError> {
     Ok(ControlSocket {
         listener,
         path,
+        state_dir,
         _lock: lock,
     })
+}
+
+/// Take the state dir's lock and write our pid in it; a live daemon holds
+/// it already.
+fn lock(state_dir: &Trusted) -> Result<File, BindError> {
+    let lock_path = StateDir::new(state_dir.root()).lock_file();
+    let mut lock = state_dir.open_lock()?;
+    // SAFETY: flock on a valid, owned fd.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut pid = String::new();
+        let _ = lock.read_to_string(&mut pid);
+        return Err(BindError::AlreadyRunning {
+            dir: state_dir.root().to_path_buf(),
+            pid: pid.trim().to_string(),
+        });
+    }
+    lock.set_len(0).map_err(io("cannot write", &lock_path))?;
+    write!(lock, "{}", std::process::id()).map_err(io("cannot write", &lock_path))?;
+    Ok(lock)
 }
 
 /// A request from a peer, with the way back.

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod classify;
 pub mod correlation;
 pub mod escalation;
+pub mod leftovers;
 pub mod machine;
 pub mod orchestrator;
 pub mod policy;

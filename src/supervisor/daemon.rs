@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +17,7 @@ use super::timers::Timers;
 use super::{RunError, logs, spawn};
 use crate::config::{Plan, ServiceSpec};
 use crate::control::server::Reply;
-use crate::state_dir::StateDir;
+use crate::state_dir::Trusted;
 use crate::strategy::machine::{self, Ticket};
 use crate::strategy::probe::ProbeKind;
 use crate::strategy::system::System;
@@ -96,7 +95,7 @@ pub(super) struct Daemon {
     pub next_ticket: Ticket,
     pub down_waiters: Vec<oneshot::Sender<Reply>>,
     pub base_env: Vec<(Vec<u8>, Vec<u8>)>,
-    pub state_dir: PathBuf,
+    pub state_dir: Trusted,
     pub stdin: OwnedFd,
     pub logs: Option<logs::LogHub>,
     pub probe_tx: mpsc::UnboundedSender<probes::AsyncResult>,
@@ -119,20 +118,15 @@ pub(super) struct Daemon {
 impl Daemon {
     pub(super) fn new(
         plan: &Plan,
+        state_dir: Trusted,
         hub: logs::LogHub,
         options: Options,
     ) -> Result<(Daemon, probes::AsyncResults), RunError> {
-        let dir = StateDir::new(&plan.state_dir);
         let mut base_env = options.env;
-        let notify = probes::bind_notify(&plan.state_dir).map(|(sock, name)| {
+        let notify = probes::bind_notify(state_dir.root()).map(|(sock, name)| {
             base_env.push((b"NOTIFY_SOCKET".to_vec(), name.into_bytes()));
             sock
         });
-        let log_dir = dir.log_dir();
-        std::fs::create_dir_all(&log_dir).map_err(|source| RunError::StateDir {
-            path: log_dir.display().to_string(),
-            source,
-        })?;
         let stdin: OwnedFd = File::open("/dev/null")
             .map_err(|source| RunError::StateDir {
                 path: "/dev/null".into(),
@@ -161,7 +155,7 @@ impl Daemon {
             next_ticket: 0,
             down_waiters: Vec::new(),
             base_env,
-            state_dir: plan.state_dir.clone(),
+            state_dir,
             stdin,
             logs: Some(hub),
             probe_tx,

@@ -11,7 +11,6 @@ use super::daemon::{Daemon, Owner};
 use super::timers::Key;
 use super::{logs, registry, spawn};
 use crate::control::protocol::{ErrorKind, EventRecord, Response};
-use crate::state_dir::StateDir;
 use crate::strategy::classify::{Cause, signal_name};
 use crate::strategy::machine::{Action, Event, Fallback, Phase, Record, Reply, Role, Target};
 use crate::strategy::orchestrator::Action as Remedy;
@@ -108,9 +107,11 @@ impl Daemon {
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let svc = &self.rt[i];
         if let Some(hub) = &self.logs {
+            let file = self.state_dir.log_file(&svc.spec.name);
             hub.add(logs::LogSink {
                 id: i,
-                path: StateDir::new(&self.state_dir).log_file(&svc.spec.name),
+                path: file.path(),
+                file,
                 max_size: svc.spec.logs.max_size,
                 keep: svc.spec.logs.keep,
                 stdout: out_r,
@@ -424,8 +425,7 @@ impl Daemon {
             }
         }
         if let Err(e) = registry::write(&self.state_dir, &records) {
-            let path = StateDir::new(&self.state_dir).pgid_registry();
-            tracing::warn!("cannot write {}: {e}", path.display());
+            tracing::warn!("pgids not recorded: {e}");
         }
     }
 }

@@ -9,10 +9,10 @@
 //! mid-line; order within each stream is kept.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,6 +21,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use crate::state_dir::LogFile;
+
 /// A partial line longer than this is written out as a line of its own.
 const MAX_LINE: usize = 1 << 20;
 const WAKE: u64 = u64::MAX;
@@ -28,6 +30,8 @@ const WAKE: u64 = u64::MAX;
 pub struct LogSink {
     pub id: usize,
     pub path: PathBuf,
+    /// Opened and rotated through the checked state dir.
+    pub file: LogFile,
     pub max_size: u64,
     pub keep: u32,
     pub stdout: OwnedFd,
@@ -112,6 +116,7 @@ struct Stream {
 
 struct Target {
     path: PathBuf,
+    log: LogFile,
     file: Option<File>,
     size: u64,
     max_size: u64,
@@ -209,6 +214,7 @@ impl Pump {
             sink.id,
             Target {
                 path: sink.path,
+                log: sink.file,
                 file: None,
                 size: 0,
                 max_size: sink.max_size,
@@ -312,18 +318,14 @@ impl Target {
     }
 
     fn open(&mut self) -> bool {
-        match OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
+        match self.log.open_append() {
             Ok(f) => {
                 self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
                 self.file = Some(f);
                 true
             }
             Err(e) => {
-                tracing::error!("cannot open {}: {e}; output lost", self.path.display());
+                tracing::error!("{e}; output lost");
                 false
             }
         }
@@ -357,20 +359,9 @@ impl Target {
     fn rotate(&mut self) {
         self.file = None;
         self.size = 0;
-        if self.keep == 0 {
-            let _ = std::fs::remove_file(&self.path);
-        } else {
-            for i in (1..self.keep).rev() {
-                let _ = std::fs::rename(rotated(&self.path, i), rotated(&self.path, i + 1));
-            }
-            let _ = std::fs::rename(&self.path, rotated(&self.path, 1));
+        if let Err(e) = self.log.rotate(self.keep) {
+            tracing::error!("rotating {}: {e}", self.path.display());
         }
         self.open();
     }
-}
-
-pub fn rotated(path: &Path, i: u32) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{i}"));
-    PathBuf::from(s)
 }

@@ -46,7 +46,7 @@ use timers::Key;
 use crate::config::Plan;
 use crate::control::protocol::Response;
 use crate::control::server::{self, ControlSocket, Incoming};
-use crate::state_dir::StateDir;
+use crate::state_dir::{Socket, StateDirError, Trusted};
 use crate::strategy::machine::{Event, Timer};
 use crate::strategy::system::Input;
 
@@ -59,6 +59,8 @@ pub enum RunError {
     Runtime(std::io::Error),
     #[error("cannot start the log thread: {0}")]
     Logs(std::io::Error),
+    #[error("{0}")]
+    Untrusted(#[from] StateDirError),
     #[error("cannot create {path}: {source}")]
     StateDir {
         path: String,
@@ -150,6 +152,14 @@ pub enum Inbox {
     Channel(mpsc::Receiver<Incoming>),
 }
 
+/// Open and check the plan's state dir, and the log of each of its
+/// services, before anything starts.
+pub fn open_state_dir(plan: &Plan) -> Result<Trusted, StateDirError> {
+    let dir = Trusted::open(&plan.state_dir)?;
+    dir.check_logs(plan.services.iter().map(|s| s.name.as_str()))?;
+    Ok(dir)
+}
+
 /// Run the daemon until it is told to stop (`down`, SIGTERM, SIGINT, or a
 /// closed inbox). Returns the process exit code.
 pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunError> {
@@ -157,10 +167,12 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     cloexec_inherited_fds();
     raise_fd_limit();
-    for r in registry::kill_leftovers(&plan.state_dir) {
-        let (name, pgid) = (&r.name, r.pgid);
-        tracing::warn!("{name}: killed process group {pgid} left by a previous sentineld");
-    }
+    let state_dir = match &inbox {
+        Inbox::Socket(control) => control.state_dir.clone(),
+        Inbox::Channel(_) => open_state_dir(&plan)?,
+    };
+    let services: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+    registry::kill_leftovers(&state_dir, &services);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -168,7 +180,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
         .map_err(RunError::Runtime)?;
     let hub = logs::LogHub::start().map_err(RunError::Logs)?;
     let ready = options.ready.take();
-    let (mut daemon, probe_rx) = Daemon::new(&plan, hub, options)?;
+    let (mut daemon, probe_rx) = Daemon::new(&plan, state_dir, hub, options)?;
     let (control, mut channel) = match inbox {
         Inbox::Socket(control) => (Some(control), None),
         Inbox::Channel(rx) => (None, Some(rx)),
@@ -280,11 +292,10 @@ async fn event_loop(
     if let Some(server) = &inputs.server {
         server.abort();
     }
-    let dir = StateDir::new(&daemon.state_dir);
-    let socket = control.map(|c| c.path.clone());
-    for path in socket.into_iter().chain([dir.pgid_registry()]) {
-        let _ = std::fs::remove_file(path);
+    if control.is_some() {
+        daemon.state_dir.remove_socket(Socket::Control);
     }
+    daemon.state_dir.remove_pgids();
     for tx in daemon.down_waiters.drain(..) {
         let message = "all services stopped".into();
         let _ = tx.send(Response::Done { message }.into());

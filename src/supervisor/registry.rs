@@ -1,20 +1,24 @@
 //! The record of live process groups in `state_dir/pgids`, so that the next
 //! `up` of the same state dir can kill what a SIGKILLed sentineld left behind.
 //!
-//! A record is `NAME PGID STARTTIME`: the start time (clock ticks since boot,
-//! from /proc) tells a leftover group from an unrelated one that reuses the
-//! number.
+//! The format, and what a record proves, are decided in
+//! [`crate::strategy::leftovers`]: the file is untrusted input, and a group
+//! is killed only when its live leader proves it is the one recorded. This
+//! module reads and writes the file through the checked state dir, reads
+//! /proc, and sends the kills.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::sync::OnceLock;
 
-pub const FILE_NAME: &str = "pgids";
+use crate::state_dir::{StateDir, StateDirError, Trusted};
+pub use crate::strategy::leftovers::Record;
+use crate::strategy::leftovers::{self, Parsed};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub name: String,
-    pub pgid: i32,
-    pub start_time: u64,
-}
+/// A bigger file was not written by sentineld (10,000 services with their
+/// fallbacks take about 1 MiB): it is ignored as a whole.
+const MAX_FILE: u64 = 4 << 20;
+/// Ignored lines are logged one by one up to this many, then counted.
+const MAX_REPORTED: usize = 5;
 
 /// Field 22 of /proc/PID/stat: when the process started, in ticks since boot.
 pub fn start_time(pid: i32) -> Option<u64> {
@@ -29,59 +33,86 @@ pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
     stat[close + 1..].split_whitespace().nth(n.checked_sub(3)?)
 }
 
-pub fn write(state_dir: &Path, records: &[Record]) -> std::io::Result<()> {
-    let mut text = String::with_capacity(records.len() * 32);
-    for r in records {
-        text.push_str(&format!("{} {} {}\n", r.name, r.pgid, r.start_time));
-    }
-    let tmp = state_dir.join(format!("{FILE_NAME}.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(tmp, state_dir.join(FILE_NAME))
+/// This boot's id (/proc/sys/kernel/random/boot_id), read once.
+pub fn boot_id() -> Option<&'static str> {
+    static ID: OnceLock<Option<String>> = OnceLock::new();
+    ID.get_or_init(|| {
+        let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        Some(id.trim().to_string())
+    })
+    .as_deref()
 }
 
-pub fn read(state_dir: &Path) -> Vec<Record> {
-    let Ok(text) = std::fs::read_to_string(state_dir.join(FILE_NAME)) else {
-        return Vec::new();
+pub fn write(dir: &Trusted, records: &[Record]) -> Result<(), StateDirError> {
+    // With no boot id to write, the next `up` ties no record to this boot.
+    let text = leftovers::render(boot_id().unwrap_or("unknown"), records);
+    dir.replace_pgids(text.as_bytes())
+}
+
+/// Kill the groups a previous instance of this plan left behind that
+/// provably are its own, and remove the file. Each group killed or left
+/// alone, and each line ignored, is logged with the reason.
+pub fn kill_leftovers(dir: &Trusted, services: &[&str]) {
+    let Some(parsed) = read(dir, services) else {
+        return;
     };
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some(Record {
-                name: it.next()?.to_string(),
-                pgid: it.next()?.parse().ok()?,
-                start_time: it.next()?.parse().ok()?,
-            })
-        })
-        .filter(|r| r.pgid > 1)
-        .collect()
-}
-
-/// Kill the groups a previous instance recorded, and return what was killed.
-///
-/// While any member of a group lives, its number cannot be reused as a pid,
-/// so: if a process with pid == pgid exists and started at the recorded time,
-/// it is the old leader; if it exists with another start time, the old group
-/// died out and the number was reused — leave it alone; if no such process
-/// exists, whatever is still in group `pgid` is the old group's remains.
-pub fn kill_leftovers(state_dir: &Path) -> Vec<Record> {
-    let mut killed = Vec::new();
-    for r in read(state_dir) {
-        if let Some(t) = start_time(r.pgid)
-            && t != r.start_time
-        {
-            continue;
+    dir.remove_pgids();
+    if let Err(why) = leftovers::same_boot(parsed.boot.as_deref(), boot_id()) {
+        if !parsed.records.is_empty() {
+            let n = parsed.records.len();
+            tracing::warn!("pgids: left {n} recorded process group(s) alone: {why}");
         }
-        // SAFETY: plain syscall.
-        if unsafe { libc::kill(-r.pgid, libc::SIGKILL) } == 0 {
-            killed.push(r);
+        return;
+    }
+    for r in &parsed.records {
+        let (name, pgid) = (&r.name, r.pgid);
+        match leftovers::judge(r, start_time(pgid)).why_spared(r) {
+            Some(why) => tracing::warn!("{name}: left process group {pgid} alone: {why}"),
+            // SAFETY: plain syscall. The leader was alive with the recorded
+            // start time a moment ago; its number cannot be reused before
+            // it dies, is reaped and its whole group is gone.
+            None if unsafe { libc::kill(-pgid, libc::SIGKILL) } == 0 => {
+                tracing::warn!("{name}: killed process group {pgid} left by a previous sentineld")
+            }
+            None => {}
         }
     }
-    let _ = std::fs::remove_file(state_dir.join(FILE_NAME));
-    killed
 }
 
-pub fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join(FILE_NAME)
+/// The file, parsed as untrusted input; `None` if there is none (or none
+/// worth reading, said in the log).
+fn read(dir: &Trusted, services: &[&str]) -> Option<Parsed> {
+    let path = StateDir::new(dir.root()).pgid_registry();
+    let text = match dir.read_pgids(MAX_FILE) {
+        Ok(None) => return None,
+        Ok(Some(text)) if text.len() as u64 <= MAX_FILE => text,
+        Ok(Some(_)) => {
+            tracing::warn!(
+                "{}: over {MAX_FILE} bytes, not written by sentineld: ignored",
+                path.display()
+            );
+            dir.remove_pgids();
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!("{e}; no leftover process group is killed");
+            dir.remove_pgids();
+            return None;
+        }
+    };
+    let services: HashSet<&str> = services.iter().copied().collect();
+    // SAFETY: plain syscalls with no preconditions.
+    let never = unsafe { [libc::getpid(), libc::getpgrp(), libc::getsid(0)] };
+    let parsed = leftovers::parse(&String::from_utf8_lossy(&text), &services, &never);
+    for r in parsed.rejected.iter().take(MAX_REPORTED) {
+        tracing::warn!("{} line {}: ignored: {}", path.display(), r.line, r.why);
+    }
+    if let Some(more) = parsed.rejected.len().checked_sub(MAX_REPORTED)
+        && more > 0
+    {
+        tracing::warn!("{}: {more} more lines ignored", path.display());
+    }
+    Some(parsed)
 }
 
 #[cfg(test)]
@@ -97,15 +128,18 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
+    fn records_round_trip_through_the_state_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Trusted::open(&tmp.path().join("state")).unwrap();
         let recs = vec![Record {
             name: "web".into(),
             pgid: 1234,
             start_time: 99,
         }];
-        write(dir.path(), &recs).unwrap();
-        assert_eq!(read(dir.path()), recs);
+        write(&dir, &recs).unwrap();
+        let parsed = read(&dir, &["web"]).unwrap();
+        assert_eq!(parsed.records, recs);
+        assert_eq!(parsed.boot.as_deref(), boot_id());
     }
 
     #[test]
