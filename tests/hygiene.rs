@@ -7,7 +7,7 @@ use std::time::Duration;
 use common::*;
 
 #[test]
-fn after_kill_9_children_die_and_the_next_up_leaves_a_group_without_its_leader_alone() {
+fn after_kill_9_the_next_up_kills_leftovers_only_with_proof() {
     let mut inst = Instance::start(
         "services:\n  family:\n    command: sleep 1000 & echo $$! > grandchild.pid; exec sleep 1000\n",
     );
@@ -35,9 +35,10 @@ fn after_kill_9_children_die_and_the_next_up_leaves_a_group_without_its_leader_a
         "grandchild should outlive a SIGKILLed sentineld"
     );
 
-    // Once the dead leader is reaped by whoever adopted it, nothing proves
-    // that group `leader` is still the recorded one: its number could have
-    // gone to someone else's group. The next `up` leaves it alone.
+    // Once the dead leader is reaped by whoever adopted it, its group number
+    // proves nothing (it could have gone to someone else's group), so the
+    // next `up` leaves that group alone — unless the service's cgroup
+    // proves the grandchild is its own.
     wait_until(
         Duration::from_secs(30),
         "the dead leader to be reaped",
@@ -46,14 +47,27 @@ fn after_kill_9_children_die_and_the_next_up_leaves_a_group_without_its_leader_a
     std::fs::remove_file(&pidfile).unwrap();
     inst.launch();
     inst.wait_running("family", Some(leader));
-    assert!(alive(grandchild));
     let log = std::fs::read_to_string(inst.path("up.log")).unwrap();
-    assert!(
-        log.contains(&format!(
-            "family: left process group {leader} alone: its leader (pid {leader}) is gone"
-        )),
-        "{log}"
-    );
+    if cgroups_writable() {
+        // Its cgroup proves the grandchild is the service's: killed.
+        wait_until(
+            Duration::from_secs(2),
+            "the leftover grandchild to die",
+            || !alive(grandchild),
+        );
+        assert!(
+            log.contains("family: killed the processes a previous sentineld left in its cgroup"),
+            "{log}"
+        );
+    } else {
+        assert!(alive(grandchild));
+        assert!(
+            log.contains(&format!(
+                "family: left process group {leader} alone: its leader (pid {leader}) is gone"
+            )),
+            "{log}"
+        );
+    }
     kill(grandchild, libc::SIGKILL);
 }
 

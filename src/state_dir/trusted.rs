@@ -22,8 +22,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::{
-    CONTROL_SOCKET, DAEMON_LOG, LOCK, LOG_DIR, PGID_REGISTRY, PGID_REGISTRY_TMP,
-    log_name,
+    CONTROL_SOCKET, DAEMON_LOG, LOCK, LOG_DIR, PGID_REGISTRY, PGID_REGISTRY_TMP, log_name,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -389,3 +389,24 @@ impl Drop for Instance {
         }
     }
 }
+
+/// Where a cgroup of our own could be made, if cgroup v2 is writable here.
+pub fn cgroups_writable() -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mount = mounts.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split(' ').nth(4).map(std::path::PathBuf::from))?
+    });
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let (Some(mount), Some(path)) = (mount, own.lines().find_map(|l| l.strip_prefix("0::"))) else {
+        return false;
+    };
+    let probe = mount
+        .join(path.trim().trim_start_matches('/'))
+        .join(format!("sentineld-test-{}", std::process::id()));
+    let ok = std::fs::create_dir(&probe).is_ok();
+    let _ = std::fs::remove_dir(&probe);
+    ok
+}
