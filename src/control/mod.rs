@@ -2,5 +2,6 @@
 //! blocking client.
 
 pub mod client;
+mod parse;
 pub mod protocol;
 pub mod server;

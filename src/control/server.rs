@@ -173,9 +173,6 @@ async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, 
             return;
         }
         let trimmed = line.trim_ascii();
-        if trimmed.is_empty() {
-            continue;
-        }
         if !allowed {
             // Refused after reading the request, so the peer's write does
             // not fail before it can read why.
