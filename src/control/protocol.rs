@@ -108,6 +108,10 @@ pub enum ErrorKind {
     Conflict,
     /// The peer speaks another protocol version.
     Version,
+    /// The daemon has no room for this connection now: every connection it
+    /// allows is in use, or this one was closed to make room for a newer
+    /// one. Trying again later may work.
+    Busy,
     /// The daemon's own fault; also what a kind this client does not know
     /// yet is read as.
     #[default]
@@ -422,6 +426,7 @@ mod tests {
             (ErrorKind::BadRequest, "bad_request"),
             (ErrorKind::Conflict, "conflict"),
             (ErrorKind::Version, "version"),
+            (ErrorKind::Busy, "busy"),
             (ErrorKind::Internal, "internal"),
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), word);

@@ -139,24 +139,38 @@ impl Instance {
     }
 
     pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> Instance {
+        Self::start_with(dir, yaml, |_| {})
+    }
+
+    /// Like [`Instance::start_in`], with `configure` applied to the `up`
+    /// command (a resource limit, an environment variable).
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Instance {
         std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
         let mut inst = Instance {
             dir,
             child: None,
             groups: Default::default(),
         };
-        inst.launch();
+        inst.launch_with(configure);
         inst
     }
 
     pub fn launch(&mut self) {
+        self.launch_with(|_| {});
+    }
+
+    pub fn launch_with(&mut self, configure: impl FnOnce(&mut Command)) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path("up.log"))
             .unwrap();
-        let child = Command::new(BIN)
-            .args(["up", "services.yaml"])
+        let mut up = Command::new(BIN);
+        up.args(["up", "services.yaml"])
             .current_dir(self.dir.path())
             .env_remove("SENTINELD_STATE_DIR")
             .env("NO_COLOR", "1")
@@ -164,10 +178,9 @@ impl Instance {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .process_group(0);
+        configure(&mut up);
+        self.child = Some(up.spawn().unwrap());
         wait_until(Duration::from_secs(10), "the control socket", || {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 let log = std::fs::read_to_string(self.path("up.log")).unwrap_or_default();
