@@ -141,6 +141,66 @@ fn bad_requests_get_an_error_and_the_daemon_keeps_serving() {
 }
 
 #[test]
+fn empty_lines_and_mistyped_fields_get_errors_that_say_so() {
+    let inst = Instance::start(ONE);
+    let web = inst.wait_running("web", None);
+    let empty =
+        "invalid request: empty line (expected a JSON object with \"version\" and \"type\")";
+    let version = |got: &str| {
+        format!(
+            "invalid request: \"version\" must be an unsigned 64-bit integer \
+             (this daemon speaks 1), got {got}"
+        )
+    };
+    for (payload, message) in [
+        ("\n", empty.to_string()),
+        (" \t\r\n", empty.to_string()),
+        (
+            r#"{"version":"1","type":"status"}"#,
+            version(r#"a string ("1")"#),
+        ),
+        (
+            r#"{"version":1.0,"type":"status"}"#,
+            version("the number 1.0"),
+        ),
+        (
+            r#"{"version":18446744073709551616,"type":"status"}"#,
+            version("the number 1.8446744073709552e+19"),
+        ),
+        (
+            r#"{"version":1,"type":["status"]}"#,
+            "invalid request: \"type\" must be a string, got an array".into(),
+        ),
+    ] {
+        let reply = raw_exchange(
+            &inst,
+            format!("{}\n", payload.trim_end_matches('\n')).as_bytes(),
+        );
+        assert_eq!(reply["type"], "error", "{payload:?}: {reply}");
+        assert_eq!(reply["kind"], "bad_request", "{payload:?}: {reply}");
+        assert_eq!(reply["message"], message, "{payload:?}");
+    }
+    assert_eq!(inst.pid_of("web"), Some(web));
+}
+
+#[test]
+fn an_empty_line_is_answered_and_the_connection_goes_on() {
+    let inst = Instance::start(ONE);
+    inst.wait_running("web", None);
+    let mut s = UnixStream::connect(inst.path(".sentineld/control.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"\n{\"version\":1,\"type\":\"ping\"}\n")
+        .unwrap();
+    let mut lines = BufReader::new(s).lines();
+    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let first = next();
+    assert_eq!(first["type"], "error", "{first}");
+    assert_eq!(first["kind"], "bad_request", "{first}");
+    let second = next();
+    assert_eq!(second["type"], "pong", "{second}");
+}
+
+#[test]
 fn a_start_that_fails_is_a_conflict() {
     let inst = Instance::start(
         "services:\n  ghost:\n    command: [definitely-not-a-program-xyz]\n    restart: never\n",

@@ -2,5 +2,7 @@
 //! blocking client.
 
 pub mod client;
+mod connection;
+mod parse;
 pub mod protocol;
 pub mod server;

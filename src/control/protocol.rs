@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::parse::{RequestError, parse_request};
+
 pub const VERSION: u32 = 1;
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -106,76 +108,15 @@ pub enum ErrorKind {
     Conflict,
     /// The peer speaks another protocol version.
     Version,
+    /// The daemon has no room for this connection now: every connection it
+    /// allows is in use, or this one was closed to make room for a newer
+    /// one. Trying again later may work.
+    Busy,
     /// The daemon's own fault; also what a kind this client does not know
     /// yet is read as.
     #[default]
     #[serde(other)]
     Internal,
-}
-
-/// A request line that could not be parsed, as the reply will say it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct RequestError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl RequestError {
-    fn bad(message: impl Into<String>) -> RequestError {
-        RequestError {
-            kind: ErrorKind::BadRequest,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<RequestError> for Response {
-    fn from(e: RequestError) -> Response {
-        Response::error(e.kind, e.message)
-    }
-}
-
-/// Parse one request line.
-pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
-    let value: serde_json::Value = serde_json::from_slice(line)
-        .map_err(|e| RequestError::bad(format!("invalid request: not JSON ({e})")))?;
-    let Some(obj) = value.as_object() else {
-        return Err(RequestError::bad("invalid request: expected a JSON object"));
-    };
-    match obj.get("version").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(VERSION) => {}
-        Some(v) => {
-            return Err(RequestError {
-                kind: ErrorKind::Version,
-                message: format!(
-                    "protocol version {v} is not supported: this daemon speaks version {VERSION}"
-                ),
-            });
-        }
-        None => return Err(RequestError::bad("invalid request: missing \"version\"")),
-    }
-    let mut obj = obj.clone();
-    obj.remove("version");
-    let ty = obj
-        .get("type")
-        .and_then(|t| t.as_str())
-        .unwrap_or("")
-        .to_string();
-    if ty.is_empty() {
-        return Err(RequestError::bad("invalid request: missing \"type\""));
-    }
-    const KNOWN: &[&str] = &[
-        "ping", "status", "start", "stop", "restart", "reset", "events", "down",
-    ];
-    if !KNOWN.contains(&ty.as_str()) {
-        return Err(RequestError::bad(format!(
-            "unknown request type {ty:?}; known: {}",
-            KNOWN.join(", ")
-        )));
-    }
-    serde_json::from_value(serde_json::Value::Object(obj))
-        .map_err(|e| RequestError::bad(format!("invalid {ty:?} request: {e}")))
 }
 
 /// One row of the `status` table.
@@ -474,51 +415,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip() {
-        for r in [
-            Request::Ping,
-            Request::Status {
-                name: None,
-                brief: false,
-            },
-            Request::Stop { name: "web".into() },
-            Request::Down,
-        ] {
-            assert_eq!(parse_request(r.to_line().as_bytes()).unwrap(), r);
-        }
-    }
-
-    #[test]
-    fn bad_requests_say_what_is_wrong() {
-        use ErrorKind::*;
-        for (line, kind, says) in [
-            (&b"garbage"[..], BadRequest, "not JSON"),
-            (b"[1]", BadRequest, "JSON object"),
-            (br#"{"type":"ping"}"#, BadRequest, "missing \"version\""),
-            (br#"{"version":1}"#, BadRequest, "missing \"type\""),
-            (
-                br#"{"version":7,"type":"ping"}"#,
-                Version,
-                "protocol version 7 is not supported",
-            ),
-            (
-                br#"{"version":1,"type":"explode"}"#,
-                BadRequest,
-                "unknown request type \"explode\"",
-            ),
-            (
-                br#"{"version":1,"type":"stop"}"#,
-                BadRequest,
-                "missing field `name`",
-            ),
-        ] {
-            let e = parse_request(line).unwrap_err();
-            assert_eq!(e.kind, kind, "{e}");
-            assert!(e.message.contains(says), "{e}");
-        }
-    }
-
-    #[test]
     fn error_kinds_are_snake_case_on_the_wire() {
         let line =
             serde_json::to_string(&Response::error(ErrorKind::UnknownService, "no")).unwrap();
@@ -530,6 +426,7 @@ mod tests {
             (ErrorKind::BadRequest, "bad_request"),
             (ErrorKind::Conflict, "conflict"),
             (ErrorKind::Version, "version"),
+            (ErrorKind::Busy, "busy"),
             (ErrorKind::Internal, "internal"),
         ] {
             assert_eq!(serde_json::to_value(kind).unwrap(), word);

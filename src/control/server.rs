@@ -5,19 +5,22 @@
 //! connect before the mode is right. Peers of another uid are refused unless
 //! they are root.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
-use super::protocol::{self, ErrorKind, EventRecord, MAX_LINE, Request, Response};
+use super::connection::{self, Peer};
+use super::protocol::{ErrorKind, EventRecord, Request, Response};
 use crate::state_dir::{Socket, StateDir, StateDirError, Trusted};
-use crate::timefmt::format_time;
+use crate::strategy::admission::{Admission, ConnId, Connections, Limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -130,117 +133,113 @@ impl From<Response> for Reply {
 }
 
 /// Accept connections until the listener fails; each connection is served
-/// by a task that forwards requests to the supervisor loop.
-pub async fn serve(listener: tokio::net::UnixListener, tx: mpsc::Sender<Incoming>) {
+/// by a task that forwards requests to the supervisor loop. How many stay
+/// open, and for how long, is [`admission`](crate::strategy::admission)'s to say: at most one past the
+/// cap is ever open, so clients cannot take the descriptors the services
+/// need.
+pub async fn serve(listener: tokio::net::UnixListener, tx: mpsc::Sender<Incoming>, limits: Limits) {
     let me = nix::unistd::geteuid().as_raw();
+    let shared = Shared::new(limits);
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, tx.clone(), me));
-            }
+        while !shared.table().connections.may_accept() {
+            shared.closed.notified().await;
+        }
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!("control socket: accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-async fn connection(stream: tokio::net::UnixStream, tx: mpsc::Sender<Incoming>, me: u32) {
-    let (r, mut w) = stream.into_split();
-    let peer_uid = w.as_ref().peer_cred().map(|c| c.uid()).ok();
-    let allowed = peer_uid == Some(me) || peer_uid == Some(0);
-    let mut reader = BufReader::new(r);
-    let mut line = Vec::with_capacity(256);
-    loop {
-        line.clear();
-        let n = match (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(n) => n,
-            Err(_) => return,
-        };
-        if n == 0 {
-            return;
-        }
-        if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
-            let message = format!("request too large: the limit is {MAX_LINE} bytes per line");
-            let _ = write_response(&mut w, &Response::error(ErrorKind::BadRequest, message)).await;
-            return;
-        }
-        let trimmed = line.trim_ascii();
-        if trimmed.is_empty() {
-            continue;
-        }
-        if !allowed {
-            // Refused after reading the request, so the peer's write does
-            // not fail before it can read why.
-            let message = format!(
-                "permission denied: uid {} may not control a sentineld run by uid {me}",
-                peer_uid.map_or("?".into(), |u| u.to_string())
-            );
-            let _ = write_response(&mut w, &Response::error(ErrorKind::BadRequest, message)).await;
-            return;
-        }
-        let reply = match protocol::parse_request(trimmed) {
-            Err(e) => Reply::from(Response::from(e)),
-            Ok(request) => {
-                let (reply, rx) = oneshot::channel();
-                if tx.send(Incoming { request, reply }).await.is_err() {
-                    return;
-                }
-                match rx.await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
+                continue;
             }
         };
-        if write_response(&mut w, &reply.response).await.is_err() {
-            return;
-        }
-        if let Some((events, only)) = reply.stream {
-            follow(&mut w, events, only).await;
-            return;
-        }
-    }
-}
-
-/// `events -f`: every new event (of one service, if named) until the
-/// daemon stops or the peer goes away.
-async fn follow(
-    w: &mut tokio::net::unix::OwnedWriteHalf,
-    mut events: broadcast::Receiver<EventRecord>,
-    only: Option<String>,
-) {
-    loop {
-        let event = match events.recv().await {
-            Ok(e) => e,
-            Err(broadcast::error::RecvError::Lagged(n)) => EventRecord {
-                at: format_time(std::time::SystemTime::now()),
-                service: String::new(),
-                kind: "lagged".into(),
-                message: format!("{n} events were dropped: this reader is too slow"),
-                severity: None,
-                action: None,
-            },
-            Err(broadcast::error::RecvError::Closed) => return,
+        let mut table = shared.table();
+        let id = match table.connections.admit(Instant::now()) {
+            Admission::Admit(id) => id,
+            Admission::Replace { id, evict } => {
+                if let Some(tell) = table.evict.remove(&evict) {
+                    let _ = tell.send(());
+                }
+                id
+            }
+            Admission::Refuse => {
+                let message = format!(
+                    "too many connections: all {} that this daemon allows are busy \
+                     (requests under way, or following events); try again",
+                    limits.connections
+                );
+                connection::parting_word(&stream, ErrorKind::Busy, message);
+                continue;
+            }
         };
-        if only.as_ref().is_some_and(|n| *n != event.service) && event.kind != "lagged" {
-            continue;
-        }
-        if write_response(w, &Response::Event(event)).await.is_err() {
-            return;
-        }
+        let (tell, evicted) = oneshot::channel();
+        table.evict.insert(id, tell);
+        drop(table);
+        let peer = Peer::new(stream, id, shared.clone(), evicted);
+        tokio::spawn(connection::serve(peer, tx.clone(), me));
     }
 }
 
-async fn write_response(
-    w: &mut tokio::net::unix::OwnedWriteHalf,
-    response: &Response,
-) -> std::io::Result<()> {
-    let mut buf = serde_json::to_vec(response).expect("responses serialize");
-    buf.push(b'\n');
-    w.write_all(&buf).await
+/// The connections' table, shared by the accept loop and the connection
+/// tasks; all run on the daemon's one thread and none holds the lock across
+/// an await.
+pub(super) struct Shared {
+    table: Mutex<Table>,
+    /// Signalled each time a connection lets go of its descriptor.
+    closed: Notify,
+}
+
+pub(super) struct Table {
+    pub connections: Connections,
+    /// How to tell each waiting connection that it was closed to make room.
+    pub evict: HashMap<ConnId, oneshot::Sender<()>>,
+    /// Connections holding a large unfinished line.
+    big_buffers: usize,
+}
+
+impl Shared {
+    fn new(limits: Limits) -> Arc<Shared> {
+        Arc::new(Shared {
+            table: Mutex::new(Table {
+                connections: Connections::new(limits),
+                evict: HashMap::new(),
+                big_buffers: 0,
+            }),
+            closed: Notify::new(),
+        })
+    }
+
+    pub(super) fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection's line buffer became large, or stopped being. Once none
+    /// is, the allocator is asked to hand freed memory back to the system:
+    /// a flood of clients holding near-[`MAX_LINE`] lines must not leave
+    /// the daemon's RSS raised after they are gone.
+    ///
+    /// [`MAX_LINE`]: super::protocol::MAX_LINE
+    pub(super) fn big_buffer(&self, big: bool) {
+        let mut table = self.table();
+        match big {
+            true => table.big_buffers += 1,
+            false => table.big_buffers -= 1,
+        }
+        if table.big_buffers == 0 {
+            drop(table);
+            // SAFETY: malloc_trim only returns free memory to the system.
+            #[cfg(target_env = "gnu")]
+            unsafe {
+                libc::malloc_trim(0)
+            };
+        }
+    }
+
+    /// Connection `id` has let go of its descriptor.
+    pub(super) fn closed(&self, id: ConnId) {
+        let mut table = self.table();
+        table.connections.close(id);
+        table.evict.remove(&id);
+        drop(table);
+        self.closed.notify_one();
+    }
 }

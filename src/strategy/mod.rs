@@ -3,6 +3,7 @@
 //! in as arguments and a decision goes out, so every rule is unit-tested
 //! without sleeping.
 
+pub mod admission;
 pub mod backoff;
 pub mod breaker;
 pub mod classify;

@@ -47,6 +47,7 @@ use crate::config::Plan;
 use crate::control::protocol::Response;
 use crate::control::server::{self, ControlSocket, Incoming};
 use crate::state_dir::{Socket, StateDirError, Trusted};
+use crate::strategy::admission::{Limits, MIN_CONNECTIONS};
 use crate::strategy::machine::{Event, Timer};
 use crate::strategy::system::Input;
 
@@ -166,7 +167,15 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     cloexec_inherited_fds();
-    raise_fd_limit();
+    let limits = Limits::for_plan(raise_fd_limit(), plan.services.len());
+    if limits.shortfall > 0 {
+        tracing::warn!(
+            "the descriptor limit (RLIMIT_NOFILE) is {} short of what {} services and \
+             {MIN_CONNECTIONS} control connections need; raise it (ulimit -n)",
+            limits.shortfall,
+            plan.services.len()
+        );
+    }
     let state_dir = match &inbox {
         Inbox::Socket(control) => control.state_dir.clone(),
         Inbox::Channel(_) => open_state_dir(&plan)?,
@@ -186,7 +195,8 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
         Inbox::Channel(rx) => (None, Some(rx)),
     };
     let code = runtime.block_on(async {
-        let mut inputs = Inputs::open(&daemon, &mut channel, control.as_ref(), probe_rx)?;
+        let control_socket = control.as_ref().map(|c| (c, limits));
+        let mut inputs = Inputs::open(&daemon, &mut channel, control_socket, probe_rx)?;
         event_loop(&mut daemon, &mut inputs, control.as_ref(), ready).await
     })?;
     // Every service's write ends close here; the log thread then drains the
@@ -225,19 +235,19 @@ impl Inputs {
     fn open(
         daemon: &Daemon,
         inbox: &mut Option<mpsc::Receiver<Incoming>>,
-        control: Option<&ControlSocket>,
+        control: Option<(&ControlSocket, Limits)>,
         probes: probes::AsyncResults,
     ) -> Result<Inputs, RunError> {
         let sig = |kind| signal(kind).map_err(RunError::Runtime);
         let (requests, server) = match (inbox.take(), control) {
             (Some(rx), _) => (rx, None),
-            (None, Some(control)) => {
+            (None, Some((control, limits))) => {
                 let listener = control.listener.try_clone().map_err(RunError::Runtime)?;
                 listener.set_nonblocking(true).map_err(RunError::Runtime)?;
                 let listener =
                     tokio::net::UnixListener::from_std(listener).map_err(RunError::Runtime)?;
                 let (tx, rx) = mpsc::channel::<Incoming>(1024);
-                (rx, Some(tokio::spawn(server::serve(listener, tx))))
+                (rx, Some(tokio::spawn(server::serve(listener, tx, limits))))
             }
             (None, None) => unreachable!("an inbox is a socket or a channel"),
         };
@@ -378,10 +388,15 @@ fn cloexec_inherited_fds() {
 
 /// Up to the hard limit for sentineld itself; its children get back the
 /// limit it was started with (see [`spawn::keep_nofile_for_children`]).
-fn raise_fd_limit() {
+/// Returns the soft limit in force.
+fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        spawn::keep_nofile_for_children(soft, hard);
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    spawn::keep_nofile_for_children(soft, hard);
+    match setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard) {
+        Ok(()) => hard.min(1 << 20),
+        Err(_) => soft,
     }
 }

@@ -172,8 +172,27 @@ impl Instance {
     }
 
     /// As [`Instance::start_in`], with sentineld's resource limits set to
-    /// `limits` (as a shell's `ulimit` or `prlimit` would).
+    /// `limits` (as a shell's `ulimit` or `prlimit` would), at every launch.
     pub fn start_limited(dir: tempfile::TempDir, yaml: &str, limits: &[Limit]) -> Instance {
+        Self::start_with_limits(dir, yaml, limits, |_| {})
+    }
+
+    /// Like [`Instance::start_in`], with `configure` applied to the `up`
+    /// command (an environment variable, a limit for this launch only).
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        configure: impl FnOnce(&mut Command),
+    ) -> Instance {
+        Self::start_with_limits(dir, yaml, &[], configure)
+    }
+
+    fn start_with_limits(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        limits: &[Limit],
+        configure: impl FnOnce(&mut Command),
+    ) -> Instance {
         std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
         let mut inst = Instance {
             dir,
@@ -181,21 +200,25 @@ impl Instance {
             child: None,
             groups: Default::default(),
         };
-        inst.launch();
+        inst.launch_with(configure);
         inst
     }
 
     pub fn launch(&mut self) {
+        self.launch_with(|_| {});
+    }
+
+    pub fn launch_with(&mut self, configure: impl FnOnce(&mut Command)) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path("up.log"))
             .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut up = Command::new(BIN);
         let limits = self.limits.clone();
         // SAFETY: only setrlimit between fork and exec, on data made before.
         unsafe {
-            cmd.pre_exec(move || {
+            up.pre_exec(move || {
                 for (resource, soft, hard) in &limits {
                     let limit = libc::rlimit {
                         rlim_cur: *soft,
@@ -208,8 +231,7 @@ impl Instance {
                 Ok(())
             })
         };
-        let child = cmd
-            .args(["up", "services.yaml"])
+        up.args(["up", "services.yaml"])
             .current_dir(self.dir.path())
             .env_remove("SENTINELD_STATE_DIR")
             .env("NO_COLOR", "1")
@@ -217,10 +239,9 @@ impl Instance {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .process_group(0);
+        configure(&mut up);
+        self.child = Some(up.spawn().unwrap());
         wait_until(Duration::from_secs(10), "the control socket", || {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 let log = std::fs::read_to_string(self.path("up.log")).unwrap_or_default();
