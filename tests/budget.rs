@@ -56,16 +56,16 @@ fn a_plan_beyond_the_descriptor_limit_is_refused_with_the_numbers() {
     assert!(check.status.success(), "{check:?}");
     let err = String::from_utf8_lossy(&check.stderr);
     assert!(
-        err.contains("warning: 300 services need about 1712 file descriptors")
+        err.contains("warning: 300 services need about 2472 file descriptors")
             && err.contains("at most 1024")
-            && err.contains("ulimit -Hn 1712"),
+            && err.contains("ulimit -Hn 2472"),
         "{err}"
     );
 
     let up = run_limited(dir.path(), &["up", "services.yaml"]);
     assert_eq!(up.status.code(), Some(1), "{up:?}");
     let err = String::from_utf8_lossy(&up.stderr);
-    assert!(err.contains("300 services need about 1712"), "{err}");
+    assert!(err.contains("300 services need about 2472"), "{err}");
     // Nothing ran: no control socket was made.
     assert!(!dir.path().join(".sentineld/control.sock").exists());
 }

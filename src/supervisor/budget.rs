@@ -1,24 +1,16 @@
 //! The descriptors a plan needs, against what this process may open.
 //!
-//! Per service the daemon holds both ends of two log pipes (the write ends
-//! are kept for respawns, the read ends are the log thread's); a spawn, an
-//! exec probe or a hook briefly needs a few more. Beyond the services, a
-//! fixed reserve covers the control socket and its connections, the notify
-//! socket, the log thread's epoll and files, and the loop's own. A plan
-//! that does not fit is said up front — with the numbers and how to raise
-//! the limit — instead of services failing one by one with EMFILE.
+//! Per service the daemon holds both ends of two log pipes, the log file,
+//! and briefly an exec-status pipe, a probe's pipe or socket; beyond the
+//! services, a fixed part and the fewest connections the control socket
+//! keeps (the same count it sizes its connections by). A plan that does not
+//! fit is said up front — with the numbers and how to raise the limit —
+//! instead of services failing one by one with EMFILE.
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-use crate::config::{Check, Plan};
-
-/// Descriptors kept per service.
-const PER_SERVICE: u64 = 4;
-/// Held briefly per exec probe run and per spawn.
-const PER_EXEC_PROBE: u64 = 2;
-/// Everything else: the control socket's connections (capped), the
-/// notify socket, epoll, the state dir's files, spawns in flight.
-const RESERVE: u64 = 512;
+use crate::config::Plan;
+use crate::strategy::admission::{FDS_FIXED, FDS_PER_SERVICE, MIN_CONNECTIONS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -28,16 +20,12 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The same count the control socket sizes its connections by
+    /// ([`crate::strategy::admission::Limits`]): a fixed part, a part per
+    /// service, and the fewest connections clients keep.
     pub fn of(plan: &Plan) -> Budget {
-        let exec_probes = plan
-            .services
-            .iter()
-            .flat_map(|s| [&s.liveness, &s.readiness, &s.startup])
-            .flatten()
-            .filter(|p| matches!(p.check, Check::Exec(_)))
-            .count() as u64;
         let needed =
-            plan.services.len() as u64 * PER_SERVICE + exec_probes * PER_EXEC_PROBE + RESERVE;
+            FDS_FIXED + FDS_PER_SERVICE * plan.services.len() as u64 + MIN_CONNECTIONS as u64;
         let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(_, hard)| hard);
         Budget { needed, limit }
     }
