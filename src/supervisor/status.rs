@@ -7,8 +7,8 @@ use super::daemon::Daemon;
 use super::probes::ProbeRt;
 use crate::control::protocol::{
     ActionCounts, BriefReport, BriefRow, DependInfo, ExitInfo, FailureInfo, GroupInfo, Health,
-    ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus, SeverityCounts, State,
-    StatusReport, SystemInfo, VERSION,
+    LogConditionInfo, ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus,
+    SeverityCounts, State, StatusReport, SystemInfo, VERSION,
 };
 use crate::strategy::breaker::Breaker;
 use crate::strategy::classify::signal_name;
@@ -280,6 +280,11 @@ impl Daemon {
             notify_status: svc.notify_status.clone(),
             group: self.group_name(i),
             depends_on: self.depends_on(i),
+            log_condition: svc.log_condition.as_ref().map(|c| LogConditionInfo {
+                kind: c.trouble.as_str().into(),
+                message: c.message.clone(),
+                since: format_time(self.wall(c.since)),
+            }),
             failure_rate_per_min: svc.ladder.risk.failure_rate.get().map(round3),
             uptime_ewma_s: svc.ladder.risk.uptime.get().map(round3),
             fallback_pid: match svc.fallback {
