@@ -209,21 +209,24 @@ mod tests {
             logs_failing: true,
             ..Default::default()
         };
-        assert_eq!(next_level(Level::Healthy, 0.0, logs), Level::Degraded);
-        assert_eq!(next_level(Level::Critical, 0.8, logs), Level::Critical);
-        let quarantined = Conditions {
-            quarantined: true,
-            ..logs
-        };
-        assert_eq!(
-            next_level(Level::Healthy, 0.0, quarantined),
-            Level::Quarantined
-        );
-        // Over: healthy again at once (no risk behind it).
-        assert_eq!(
-            next_level(Level::Degraded, 0.0, Conditions::default()),
-            Level::Healthy
-        );
+        let cases = [
+            (Level::Healthy, 0.0, logs, Level::Degraded),
+            (Level::Critical, 0.8, logs, Level::Critical),
+            (
+                Level::Healthy,
+                0.0,
+                Conditions {
+                    quarantined: true,
+                    ..logs
+                },
+                Level::Quarantined,
+            ),
+            // Over: healthy again at once when no risk is behind it.
+            (Level::Degraded, 0.0, Conditions::default(), Level::Healthy),
+        ];
+        for (prev, risk, c, want) in cases {
+            assert_eq!(next_level(prev, risk, c), want, "{prev:?} {risk} {c:?}");
+        }
     }
 
     proptest! {

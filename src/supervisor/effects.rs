@@ -4,7 +4,7 @@
 //! event. Nothing here decides what follows what.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::daemon::{Daemon, Owner};
 use super::timers::Key;
@@ -102,7 +102,7 @@ impl Daemon {
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let svc = &self.rt[i];
-        if let Some(hub) = &self.logs {
+        if let Some(hub) = &mut self.logs {
             hub.add(logs::LogSink {
                 id: i,
                 path: StateDir::new(&self.state_dir).log_file(&svc.spec.name),
@@ -298,6 +298,3 @@ impl Daemon {
         }
     }
 }
-
-/// How long the loop waits for the log thread's copy of recent output.
-pub(super) const TAIL_WAIT: Duration = Duration::from_millis(200);

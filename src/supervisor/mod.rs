@@ -3,12 +3,13 @@
 //!
 //! One event loop on the main thread: SIGCHLD (→ the [`reaper`]), timers
 //! ([`timers`]), control requests ([`handlers`]), probe results and sd_notify
-//! datagrams ([`probes`]), SIGTERM/SIGINT (→ shutdown). Each becomes an
-//! input to [`crate::strategy::system::System`], and the actions it returns
-//! are carried out by the effects executor ([`effects`]): forks ([`spawn`]),
+//! datagrams ([`probes`]), log troubles ([`logs`]), SIGTERM/SIGINT
+//! (→ shutdown). Each becomes an input to
+//! [`crate::strategy::system::System`], and the actions it returns are
+//! carried out by the effects executor ([`effects`]): forks ([`spawn`]),
 //! signals, timers, probes, journal records ([`journal`]), hooks, replies.
 //! The loop never blocks on I/O other than its own sockets; logs are written
-//! by the log thread ([`logs`]).
+//! by the log thread ([`logs`]), which it never waits on.
 //!
 //! Signals go only to processes that are provably ours: an unreaped child
 //! (its pid cannot be reused until we reap it) or a process group whose
@@ -50,6 +51,9 @@ use crate::strategy::system::Input;
 
 /// How long adopted orphans get after SIGTERM at shutdown before SIGKILL.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+/// How long the log thread gets at shutdown to write what is left (less
+/// if a write of its is stalled).
+const LOG_FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -145,7 +149,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
         .enable_time()
         .build()
         .map_err(RunError::Runtime)?;
-    let hub = logs::LogHub::start().map_err(RunError::Logs)?;
+    let (hub, log_conditions) = logs::LogHub::start().map_err(RunError::Logs)?;
     let ready = options.ready.take();
     let (mut daemon, probe_rx) = Daemon::new(&plan, hub, options)?;
     let (control, mut channel) = match inbox {
@@ -153,15 +157,22 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
         Inbox::Channel(rx) => (None, Some(rx)),
     };
     let code = runtime.block_on(async {
-        let mut inputs = Inputs::open(&daemon, &mut channel, control.as_ref(), probe_rx)?;
+        let mut inputs = Inputs::open(
+            &daemon,
+            &mut channel,
+            control.as_ref(),
+            probe_rx,
+            log_conditions,
+        )?;
         event_loop(&mut daemon, &mut inputs, control.as_ref(), ready).await
     })?;
     // Every service's write ends close here; the log thread then drains the
-    // pipes to EOF.
+    // pipes to EOF — given a bounded time, so a hung disk cannot keep the
+    // state dir locked.
     let hub = daemon.logs.take();
     drop(daemon);
     if let Some(hub) = hub {
-        hub.shutdown(Duration::from_secs(5));
+        hub.shutdown(LOG_FLUSH_WAIT);
     }
     tracing::info!("all services stopped");
     // Release the state dir's lock before the last connections close, so a
@@ -181,6 +192,8 @@ struct Inputs {
     /// The inbox is a channel and every sender is gone.
     closed: bool,
     probes: probes::AsyncResults,
+    /// Troubles writing services' logs, and their ends.
+    logs: logs::Conditions,
     notify: Option<tokio::io::unix::AsyncFd<std::os::unix::net::UnixDatagram>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -191,6 +204,7 @@ impl Inputs {
         inbox: &mut Option<mpsc::Receiver<Incoming>>,
         control: Option<&ControlSocket>,
         probes: probes::AsyncResults,
+        logs: logs::Conditions,
     ) -> Result<Inputs, RunError> {
         let sig = |kind| signal(kind).map_err(RunError::Runtime);
         let (requests, server) = match (inbox.take(), control) {
@@ -222,6 +236,7 @@ impl Inputs {
             requests,
             closed: false,
             probes,
+            logs,
             notify,
             server,
         })
@@ -295,6 +310,9 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
             }
         },
         Some(result) = inputs.probes.recv() => daemon.on_async_probe(result, Instant::now()),
+        Some(c) = inputs.logs.recv() => {
+            daemon.feed(Instant::now(), Input::Event(c.service, Event::Logs(c.report)));
+        }
         guard = async {
             match &inputs.notify {
                 Some(n) => n.readable().await,
