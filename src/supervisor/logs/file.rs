@@ -207,3 +207,43 @@ impl LogFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn lines_written_into_a_removed_file_are_written_again_into_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("api.log");
+        let mut log = LogFile::new(path.clone(), 1 << 20, 2);
+        log.put(b"1\n").unwrap();
+        std::fs::remove_dir_all(&logs).unwrap();
+        let failure = log.put(b"2\n").unwrap_err();
+        assert_eq!(failure.trouble, LogTrouble::Removed);
+        // Held back behind the line that failed, in order.
+        log.put(b"3\n").unwrap();
+        assert_eq!(log.pending(), 4);
+        log.retry().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "2\n3\n");
+        let mode = std::fs::metadata(&logs).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn rotation_keeps_whole_lines_and_a_long_line_gets_a_file_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.log");
+        let mut log = LogFile::new(path.clone(), 8, 3);
+        log.put(b"aaa\nbbb\nccc\n").unwrap();
+        log.put(b"a line longer than the limit\nd\n").unwrap();
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(rotated(&path, 3)), "aaa\nbbb\n");
+        assert_eq!(read(rotated(&path, 2)), "ccc\n");
+        assert_eq!(read(rotated(&path, 1)), "a line longer than the limit\n");
+        assert_eq!(read(path), "d\n");
+    }
+}

@@ -73,6 +73,8 @@ struct Pipes {
 struct Reads {
     /// Bytes taken from each pipe so far.
     taken: [u64; 2],
+    /// The last byte taken from each pipe was not a newline.
+    mid_line: [bool; 2],
     /// Where a process of the service ended, as a count of each pipe's
     /// bytes: a partial line there is written as a line of its own.
     cuts: [VecDeque<u64>; 2],
@@ -113,6 +115,7 @@ impl Pipes {
         let room = match r.cuts[s].front() {
             Some(&cut) if cut <= r.taken[s] => {
                 r.cuts[s].pop_front();
+                r.mid_line[s] = false;
                 return Read::Cut;
             }
             Some(&cut) => buf.len().min((cut - r.taken[s]) as usize),
@@ -123,6 +126,7 @@ impl Pipes {
                 Ok(0) => Read::Eof,
                 Ok(n) => {
                     r.taken[s] += n as u64;
+                    r.mid_line[s] = buf[n - 1] != b'\n';
                     if let Some(tail) = &mut r.tail {
                         tail.extend_from_slice(&buf[..n]);
                         if tail.len() > 2 * TAIL {
@@ -138,16 +142,23 @@ impl Pipes {
     }
 
     /// A process of the service ended: its output ends where each pipe's
-    /// unread bytes end now. True: the log thread needs telling.
+    /// unread bytes end now. True: the log thread needs telling — it holds
+    /// a partial line and no new bytes will wake it.
     fn cut(&self) -> bool {
         let mut r = lock(&self.reads);
+        let mut tell = false;
         for s in 0..2 {
-            let at = r.taken[s] + unread(&self.fds[s]);
+            let unread = unread(&self.fds[s]);
+            if unread == 0 && !r.mid_line[s] {
+                continue;
+            }
+            let at = r.taken[s] + unread;
             if r.cuts[s].back() != Some(&at) {
                 r.cuts[s].push_back(at);
             }
+            tell |= unread == 0;
         }
-        !std::mem::replace(&mut r.cut_sent, true)
+        tell && !std::mem::replace(&mut r.cut_sent, true)
     }
 
     /// The log thread got the [`Cmd::Cut`] and looks at the cuts now.
@@ -290,5 +301,81 @@ impl LogHub {
             }
             _ => tracing::error!("the log thread is stuck writing; output not yet written is lost"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service's pipes with their write ends.
+    fn pipes(keep_tail: bool) -> (Pipes, [OwnedFd; 2]) {
+        let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let (out_r, out_w) = nix::unistd::pipe2(flags).unwrap();
+        let (err_r, err_w) = nix::unistd::pipe2(flags).unwrap();
+        let reads = Reads {
+            tail: keep_tail.then(Vec::new),
+            ..Reads::default()
+        };
+        let p = Pipes {
+            fds: [out_r, err_r],
+            reads: Mutex::new(reads),
+        };
+        (p, [out_w, err_w])
+    }
+
+    /// Read pipe 0 until it is empty: what each read gave.
+    fn drain(p: &Pipes) -> Vec<String> {
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        loop {
+            got.push(match p.read(0, &mut buf) {
+                Read::Data(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Read::Cut => "<cut>".into(),
+                Read::Empty | Read::Eof => return got,
+            });
+        }
+    }
+
+    fn write(fd: &OwnedFd, text: &str) {
+        nix::unistd::write(fd, text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn output_ends_where_the_pipe_stood_when_the_process_exited() {
+        let (p, w) = pipes(false);
+        write(&w[0], "no newline");
+        // Still in the pipe: the bytes themselves wake the log thread.
+        assert!(!p.cut());
+        write(&w[0], "second\n");
+        assert_eq!(drain(&p), ["no newline", "<cut>", "second\n"]);
+        // Nothing unread, nothing partial: no cut at all.
+        assert!(!p.cut());
+        assert!(drain(&p).is_empty());
+    }
+
+    #[test]
+    fn a_partial_line_already_taken_needs_the_log_thread_told_once() {
+        let (p, w) = pipes(false);
+        write(&w[0], "half");
+        assert_eq!(drain(&p), ["half"]);
+        assert!(p.cut());
+        assert!(!p.cut(), "one command on its way is enough");
+        p.cut_received();
+        assert_eq!(drain(&p), ["<cut>"]);
+    }
+
+    #[test]
+    fn recent_output_includes_what_is_still_in_the_pipes_and_leaves_it_there() {
+        let (p, w) = pipes(true);
+        write(&w[0], "taken\n");
+        assert_eq!(drain(&p), ["taken\n"]);
+        write(&w[0], "still there\n");
+        write(&w[1], "error: address already in use\n");
+        assert_eq!(
+            String::from_utf8_lossy(&p.recent()),
+            "taken\nstill there\nerror: address already in use\n"
+        );
+        assert_eq!(drain(&p), ["still there\n"]);
     }
 }
