@@ -8,11 +8,7 @@ use std::time::Duration;
 use common::*;
 
 fn failure_messages(inst: &Instance, name: &str) -> Vec<String> {
-    inst.events(name)
-        .into_iter()
-        .filter(|e| e["kind"] == "failure")
-        .map(|e| e["message"].as_str().unwrap().to_string())
-        .collect()
+    inst.messages_of(name, "failure")
 }
 
 #[test]

@@ -63,33 +63,43 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
         }
         Ok(nix::unistd::ForkResult::Child) => {
             drop(ready_r);
-            let _ = nix::unistd::setsid();
-            if let Ok(null) = File::open("/dev/null") {
-                // SAFETY: dup2 onto the standard descriptors.
-                unsafe { libc::dup2(null.as_raw_fd(), 0) };
-            }
-            // SAFETY: as above.
-            unsafe {
-                libc::dup2(log.as_raw_fd(), 1);
-                libc::dup2(log.as_raw_fd(), 2);
-            }
-            drop(log);
-            // SAFETY: ready_w is an owned pipe write end.
-            let ready = unsafe { File::from_raw_fd(ready_w.into_raw_fd()) };
-            let options = Options {
-                ready: Some(ready),
-                ..Options::from_env()
-            };
-            let code = match supervisor::run(plan, Inbox::Socket(control), options) {
-                Ok(code) => code,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    1
-                }
-            };
-            std::process::exit(code);
+            run_detached(plan, control, log, ready_w)
         }
     }
+}
+
+/// The detached daemon: its own session, /dev/null in, the daemon log out.
+fn run_detached(
+    plan: crate::config::Plan,
+    control: server::ControlSocket,
+    log: File,
+    ready_w: std::os::fd::OwnedFd,
+) -> ! {
+    let _ = nix::unistd::setsid();
+    if let Ok(null) = File::open("/dev/null") {
+        // SAFETY: dup2 onto the standard descriptors.
+        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::dup2(log.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+    }
+    drop(log);
+    // SAFETY: ready_w is an owned pipe write end.
+    let ready = unsafe { File::from_raw_fd(ready_w.into_raw_fd()) };
+    let options = Options {
+        ready: Some(ready),
+        ..Options::from_env()
+    };
+    let code = match supervisor::run(plan, Inbox::Socket(control), options) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            1
+        }
+    };
+    std::process::exit(code);
 }
 
 fn failed(e: impl ToString) -> CommandError {

@@ -293,6 +293,19 @@ pub struct ServiceStatus {
     pub group: Option<String>,
     #[serde(default)]
     pub depends_on: Vec<DependInfo>,
+    /// Its output cannot be written to its log file and is held back;
+    /// null when all is well.
+    #[serde(default)]
+    pub log_condition: Option<LogConditionInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogConditionInfo {
+    /// `disk_full`, `removed`, `stalled` or `failing`.
+    pub kind: String,
+    pub message: String,
+    /// RFC 3339, UTC.
+    pub since: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

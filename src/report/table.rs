@@ -196,6 +196,9 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
     if let Some(pid) = s.fallback_pid {
         let _ = writeln!(out, "fallback    pid {pid}");
     }
+    if let Some(c) = &s.log_condition {
+        let _ = writeln!(out, "logs        {} (since {})", c.message, c.since);
+    }
     failure_lines(&mut out, s);
     if let Some(e) = &s.exit {
         let how = match (&e.code, &e.signal) {
@@ -304,6 +307,7 @@ mod tests {
             notify_status: None,
             group: None,
             depends_on: Vec::new(),
+            log_condition: None,
             failures: Default::default(),
             actions: Default::default(),
             recovery: Default::default(),

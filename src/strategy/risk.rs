@@ -107,6 +107,8 @@ pub struct Conditions {
     pub degraded: bool,
     /// Not running because of failures (waiting to retry, failed).
     pub down_after_failure: bool,
+    /// Its output is held back: the log file cannot be written.
+    pub logs_failing: bool,
 }
 
 /// The next health level. A risk-driven level is left only once risk is
@@ -130,7 +132,7 @@ pub fn next_level(prev: Level, risk: f64, c: Conditions) -> Level {
     }
     let floor = if c.down_after_failure {
         Level::Critical
-    } else if c.degraded {
+    } else if c.degraded || c.logs_failing {
         Level::Degraded
     } else {
         Level::Healthy
@@ -199,6 +201,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(next_level(Level::Healthy, 0.0, down), Level::Critical);
+    }
+
+    #[test]
+    fn output_held_back_is_at_least_degraded() {
+        let logs = Conditions {
+            logs_failing: true,
+            ..Default::default()
+        };
+        let cases = [
+            (Level::Healthy, 0.0, logs, Level::Degraded),
+            (Level::Critical, 0.8, logs, Level::Critical),
+            (
+                Level::Healthy,
+                0.0,
+                Conditions {
+                    quarantined: true,
+                    ..logs
+                },
+                Level::Quarantined,
+            ),
+            // Over: healthy again at once when no risk is behind it.
+            (Level::Degraded, 0.0, Conditions::default(), Level::Healthy),
+        ];
+        for (prev, risk, c, want) in cases {
+            assert_eq!(next_level(prev, risk, c), want, "{prev:?} {risk} {c:?}");
+        }
     }
 
     proptest! {

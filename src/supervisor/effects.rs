@@ -4,7 +4,7 @@
 //! event. Nothing here decides what follows what.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::cgroup::Cgroups;
 use super::daemon::{Daemon, Owner};
@@ -106,7 +106,7 @@ impl Daemon {
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let svc = &self.rt[i];
-        if let Some(hub) = &self.logs {
+        if let Some(hub) = &mut self.logs {
             let file = self.state_dir.log_file(&svc.spec.name);
             hub.add(logs::LogSink {
                 id: i,
@@ -429,6 +429,3 @@ impl Daemon {
         }
     }
 }
-
-/// How long the loop waits for the log thread's copy of recent output.
-pub(super) const TAIL_WAIT: Duration = Duration::from_millis(200);

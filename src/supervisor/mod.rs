@@ -3,12 +3,13 @@
 //!
 //! One event loop on the main thread: SIGCHLD (→ the [`reaper`]), timers
 //! ([`timers`]), control requests ([`handlers`]), probe results and sd_notify
-//! datagrams ([`probes`]), SIGTERM/SIGINT (→ shutdown). Each becomes an
-//! input to [`crate::strategy::system::System`], and the actions it returns
-//! are carried out by the effects executor ([`effects`]): forks ([`spawn`]),
+//! datagrams ([`probes`]), log troubles ([`logs`]), SIGTERM/SIGINT
+//! (→ shutdown). Each becomes an input to
+//! [`crate::strategy::system::System`], and the actions it returns are
+//! carried out by the effects executor ([`effects`]): forks ([`spawn`]),
 //! signals, timers, probes, journal records ([`journal`]), hooks, replies.
 //! The loop never blocks on I/O other than its own sockets; logs are written
-//! by the log thread ([`logs`]).
+//! by the log thread ([`logs`]), which it never waits on.
 //!
 //! Signals go only to processes that are provably ours: an unreaped child
 //! (its pid cannot be reused until we reap it) or a process group whose
@@ -53,6 +54,9 @@ use crate::strategy::system::Input;
 
 /// How long adopted orphans get after SIGTERM at shutdown before SIGKILL.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+/// How long the log thread gets at shutdown to write what is left (less
+/// if a write of its is stalled).
+const LOG_FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -187,7 +191,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
         .enable_time()
         .build()
         .map_err(RunError::Runtime)?;
-    let hub = logs::LogHub::start().map_err(RunError::Logs)?;
+    let (hub, log_conditions) = logs::LogHub::start().map_err(RunError::Logs)?;
     let ready = options.ready.take();
     let (mut daemon, probe_rx) = Daemon::new(&plan, state_dir, hub, options)?;
     let (control, mut channel) = match inbox {
@@ -196,18 +200,25 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     };
     let code = runtime.block_on(async {
         let control_socket = control.as_ref().map(|c| (c, limits));
-        let mut inputs = Inputs::open(&daemon, &mut channel, control_socket, probe_rx)?;
+        let mut inputs = Inputs::open(
+            &daemon,
+            &mut channel,
+            control_socket,
+            probe_rx,
+            log_conditions,
+        )?;
         event_loop(&mut daemon, &mut inputs, control.as_ref(), ready).await
     })?;
     // Every service's write ends close here; the log thread then drains the
-    // pipes to EOF.
+    // pipes to EOF — given a bounded time, so a hung disk cannot keep the
+    // state dir locked.
     let hub = daemon.logs.take();
     if let Some(cg) = &daemon.cgroups {
         cg.remove();
     }
     drop(daemon);
     if let Some(hub) = hub {
-        hub.shutdown(Duration::from_secs(5));
+        hub.shutdown(LOG_FLUSH_WAIT);
     }
     tracing::info!("all services stopped");
     // Release the state dir's lock before the last connections close, so a
@@ -227,6 +238,8 @@ struct Inputs {
     /// The inbox is a channel and every sender is gone.
     closed: bool,
     probes: probes::AsyncResults,
+    /// Troubles writing services' logs, and their ends.
+    logs: logs::Conditions,
     notify: Option<tokio::io::unix::AsyncFd<std::os::unix::net::UnixDatagram>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -237,6 +250,7 @@ impl Inputs {
         inbox: &mut Option<mpsc::Receiver<Incoming>>,
         control: Option<(&ControlSocket, Limits)>,
         probes: probes::AsyncResults,
+        logs: logs::Conditions,
     ) -> Result<Inputs, RunError> {
         let sig = |kind| signal(kind).map_err(RunError::Runtime);
         let (requests, server) = match (inbox.take(), control) {
@@ -268,6 +282,7 @@ impl Inputs {
             requests,
             closed: false,
             probes,
+            logs,
             notify,
             server,
         })
@@ -337,6 +352,9 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
             }
         },
         Some(result) = inputs.probes.recv() => daemon.on_async_probe(result, Instant::now()),
+        Some(c) = inputs.logs.recv() => {
+            daemon.feed(Instant::now(), Input::Event(c.service, Event::Logs(c.report)));
+        }
         guard = async {
             match &inputs.notify {
                 Some(n) => n.readable().await,

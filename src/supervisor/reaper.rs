@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::cgroup::Cgroups;
 use super::daemon::{Daemon, Owner};
-use super::effects::{TAIL_WAIT, kill};
+use super::effects::kill;
 use super::spawn;
 use crate::strategy::machine::{Event, Exit, Fallback, Phase, Role};
 use crate::strategy::restart::ExitStatus;
@@ -118,6 +118,9 @@ impl Daemon {
             .remove(&pid)
             .and_then(|fd| spawn::exec_error(&fd))
             .map(|e| e.raw_os_error().unwrap_or(libc::ENOEXEC));
+        if let (Some(hub), Owner::Service(_) | Owner::Hook) = (&self.logs, owner) {
+            hub.process_ended(i);
+        }
         let event = match owner {
             Owner::Service(Role::Primary) => {
                 self.registry_dirty = true;
@@ -151,7 +154,7 @@ impl Daemon {
             running && status == ExitStatus::Signal(libc::SIGKILL) && self.oom_kill_happened();
         let output = match &self.logs {
             Some(hub) if running && self.rt[i].needs_output && !status.success() => {
-                hub.tail(i, TAIL_WAIT)
+                hub.recent_output(i)
             }
             _ => Vec::new(),
         };

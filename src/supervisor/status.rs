@@ -7,8 +7,8 @@ use super::daemon::Daemon;
 use super::probes::ProbeRt;
 use crate::control::protocol::{
     ActionCounts, BriefReport, BriefRow, DependInfo, ExitInfo, FailureInfo, GroupInfo, Health,
-    ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus, SeverityCounts, State,
-    StatusReport, SystemInfo, VERSION,
+    LogConditionInfo, ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus,
+    SeverityCounts, State, StatusReport, SystemInfo, VERSION,
 };
 use crate::strategy::breaker::Breaker;
 use crate::strategy::classify::signal_name;
@@ -238,17 +238,9 @@ impl Daemon {
             started_at: since.map(|s| format_time(self.wall(s))),
             uptime_s: since.map(|s| round3(now.saturating_duration_since(s).as_secs_f64())),
             restarts: svc.generation.saturating_sub(1),
-            exit: svc.last_exit.map(|(status, at)| ExitInfo {
-                code: match status {
-                    ExitStatus::Code(c) => Some(c),
-                    ExitStatus::Signal(_) => None,
-                },
-                signal: match status {
-                    ExitStatus::Signal(s) => Some(signal_name(s)),
-                    ExitStatus::Code(_) => None,
-                },
-                at: format_time(self.wall(at)),
-            }),
+            exit: svc
+                .last_exit
+                .map(|(status, at)| exit_info(status, self.wall(at))),
             reason: match &svc.phase {
                 Phase::Failed { reason } => Some(reason.clone()),
                 _ => waiting.map(|(_, why)| why),
@@ -280,6 +272,11 @@ impl Daemon {
             notify_status: svc.notify_status.clone(),
             group: self.group_name(i),
             depends_on: self.depends_on(i),
+            log_condition: svc.log_condition.as_ref().map(|c| LogConditionInfo {
+                kind: c.trouble.as_str().into(),
+                message: c.message.clone(),
+                since: format_time(self.wall(c.since)),
+            }),
             failure_rate_per_min: svc.ladder.risk.failure_rate.get().map(round3),
             uptime_ewma_s: svc.ladder.risk.uptime.get().map(round3),
             fallback_pid: match svc.fallback {
@@ -309,6 +306,18 @@ impl Daemon {
                 satisfied: satisfies(&self.system.view(j), cond),
             })
             .collect()
+    }
+}
+
+fn exit_info(status: ExitStatus, at: std::time::SystemTime) -> ExitInfo {
+    let (code, signal) = match status {
+        ExitStatus::Code(c) => (Some(c), None),
+        ExitStatus::Signal(s) => (None, Some(signal_name(s))),
+    };
+    ExitInfo {
+        code,
+        signal,
+        at: format_time(at),
     }
 }
 

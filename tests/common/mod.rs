@@ -357,6 +357,15 @@ impl Instance {
             .to_string()
     }
 
+    /// The messages of `name`'s events of one kind, oldest first.
+    pub fn messages_of(&self, name: &str, kind: &str) -> Vec<String> {
+        let events = self.events(name).into_iter();
+        let of_kind = events.filter(|e| e["kind"] == kind);
+        of_kind
+            .map(|e| e["message"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Just the messages of `events`.
     pub fn messages(&self, name: &str) -> Vec<String> {
         self.events(name)

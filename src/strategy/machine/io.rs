@@ -75,6 +75,39 @@ pub struct Exit {
     pub left_behind: u32,
 }
 
+/// What keeps a service's output from reaching its log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTrouble {
+    /// No space (or no quota) left where the logs are.
+    DiskFull,
+    /// The log file or the log directory was removed.
+    Removed,
+    /// A write has not returned for a long time (a hung disk, NFS).
+    Stalled,
+    /// Any other write error.
+    Failing,
+}
+
+impl LogTrouble {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogTrouble::DiskFull => "disk_full",
+            LogTrouble::Removed => "removed",
+            LogTrouble::Stalled => "stalled",
+            LogTrouble::Failing => "failing",
+        }
+    }
+}
+
+/// The log writer's word on one service's log: a trouble began (with the
+/// error or how long a write has hung), or it is over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogReport {
+    pub trouble: LogTrouble,
+    pub detail: String,
+    pub cleared: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult {
     pub kind: ProbeKind,
@@ -161,6 +194,8 @@ pub enum Event {
     RootGaveUp,
     /// Stop for good: sentineld is shutting down.
     Shutdown,
+    /// Its output cannot be written, or can again.
+    Logs(LogReport),
 }
 
 /// How to signal: the group led by `pid` (the leader alone if the group

@@ -18,6 +18,7 @@
 
 mod io;
 mod lifecycle;
+mod logs;
 mod probes;
 mod recovery;
 mod requests;
@@ -35,7 +36,11 @@ use super::restart::ExitStatus;
 use super::risk::{Conditions, Level, next_level};
 use super::rng::Rng;
 
-pub use io::{Action, Event, Exit, Notify, ProbeResult, Record, Reply, Role, Target, Timer, Verb};
+pub use io::{
+    Action, Event, Exit, LogReport, LogTrouble, Notify, ProbeResult, Record, Reply, Role, Target,
+    Timer, Verb,
+};
+pub use logs::LogCondition;
 
 pub type Pid = i32;
 /// Identifies a control request waiting for its answer.
@@ -236,6 +241,8 @@ pub struct Service {
     /// Why the tree holds it (while `Waiting`), and whether it is blocked.
     pub held: Option<(String, bool)>,
     pub notify_status: Option<String>,
+    /// Its output is held back: the log file cannot be written.
+    pub log_condition: Option<LogCondition>,
     fallback_young: super::backoff::YoungDeaths,
     /// The primary was killed because a probe judged it dead: its exit is
     /// this failure, not whatever status the kill produced.
@@ -290,6 +297,7 @@ impl Service {
             level: Level::Healthy,
             held: None,
             notify_status: None,
+            log_condition: None,
             fallback_young: Default::default(),
             pending_cause: None,
             pending_restart: None,
@@ -337,6 +345,7 @@ impl Service {
             Event::SiblingRestart { message } => self.sibling_restart(message, now, ctx),
             Event::RootGaveUp => self.root_gave_up(now, ctx),
             Event::Shutdown => self.shutdown(now, ctx),
+            Event::Logs(report) => self.log_report(report, now),
         }
         self.update_level(now);
         self.settle();
@@ -426,6 +435,7 @@ impl Service {
                 self.phase,
                 Phase::Retrying { .. } | Phase::Restarting { .. } | Phase::Failed { .. }
             ) || (self.phase == Phase::Exited && failed_exit),
+            logs_failing: self.log_condition.is_some(),
         }
     }
 

@@ -11,8 +11,10 @@
 //! - `tests/matrix.rs`: every phase × every event;
 //! - `tests/requests.rs`: control requests that make no sense in the
 //!   current state, spawn failures, probes;
+//! - `tests/logs.rs`: what the log writer's reports do;
 //! - `tests/props.rs`: random event sequences against the invariants.
 
+mod logs;
 mod matrix;
 mod phases;
 mod props;

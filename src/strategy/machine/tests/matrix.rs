@@ -26,10 +26,12 @@ enum Ev {
     Sibling,
     GaveUp,
     Shutdown,
+    /// The log writer reports a trouble: nothing but an event.
+    Logs,
 }
 
 /// Every event kind but the timers, which come from [`TIMERS`].
-const EVENTS: [Ev; 24] = [
+const EVENTS: [Ev; 25] = [
     Ev::Go,
     Ev::Held,
     Ev::Spawned(Role::Primary),
@@ -54,6 +56,7 @@ const EVENTS: [Ev; 24] = [
     Ev::Sibling,
     Ev::GaveUp,
     Ev::Shutdown,
+    Ev::Logs,
 ];
 
 fn events() -> impl Iterator<Item = Ev> {
@@ -92,6 +95,11 @@ fn apply(rt: &mut Rt, ev: Ev) {
         }),
         Ev::GaveUp => rt.feed(Event::RootGaveUp),
         Ev::Shutdown => rt.shutdown(),
+        Ev::Logs => rt.feed(Event::Logs(super::super::LogReport {
+            trouble: super::super::LogTrouble::DiskFull,
+            detail: "No space left on device".into(),
+            cleared: false,
+        })),
     }
 }
 

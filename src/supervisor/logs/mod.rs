@@ -1,0 +1,384 @@
+//! The log thread: drains every service's stdout and stderr pipes into
+//! `state_dir/logs/NAME.log`, with size rotation.
+//!
+//! It owns the reading of the pipes and is the only writer of log files
+//! ([`pump`], [`file`]). It runs apart from the supervisor loop so a slow
+//! disk never delays a restart, and the loop never waits on it: what the
+//! loop needs — a service's recent output for `classify` rules, the point
+//! where a process's output ends — it takes from [`Pipes`], under a lock
+//! that is held only while bytes are copied, never across a file write.
+//!
+//! A write that fails (disk full, a removed file) holds that service's
+//! output back: its pipes are no longer read, so the child blocks in
+//! write(2) once its pipe is full — back-pressure, never a dropped line —
+//! until a retry succeeds. A write that does not return stalls this thread
+//! (and, through their pipes, every service's output) but nothing else; a
+//! watchdog ([`watch`]) reports it. Each trouble and its end goes to the
+//! event loop as a [`LogCondition`]. Only whole lines are written, so
+//! stdout and stderr lines never interleave mid-line; order within each
+//! stream is kept, and a partial last line is written as a line when its
+//! process ends.
+
+mod file;
+mod pump;
+mod watch;
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::strategy::machine::LogReport;
+use pump::{Cmd, Pump};
+use watch::Watch;
+
+/// How much recent output `classify` rules can see.
+pub const TAIL: usize = 64 << 10;
+
+pub struct LogSink {
+    pub id: usize,
+    pub path: PathBuf,
+    /// Opened and rotated through the checked state dir.
+    pub file: crate::state_dir::LogFile,
+    pub max_size: u64,
+    pub keep: u32,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// Keep the last [`TAIL`] bytes in memory, for `output_matches` rules.
+    pub keep_tail: bool,
+}
+
+/// A trouble with a service's log, or its end, for the event loop.
+#[derive(Debug)]
+pub struct LogCondition {
+    pub service: usize,
+    pub report: LogReport,
+}
+
+/// Where the event loop hears of log troubles.
+pub type Conditions = tokio::sync::mpsc::UnboundedReceiver<LogCondition>;
+type Reporter = tokio::sync::mpsc::UnboundedSender<LogCondition>;
+
+/// A service's two pipes (stdout, stderr): read by the log thread, looked
+/// into by the event loop.
+struct Pipes {
+    fds: [OwnedFd; 2],
+    reads: Mutex<Reads>,
+}
+
+#[derive(Default)]
+struct Reads {
+    /// Bytes taken from each pipe so far.
+    taken: [u64; 2],
+    /// The last byte taken from each pipe was not a newline.
+    mid_line: [bool; 2],
+    /// Where a process of the service ended, as a count of each pipe's
+    /// bytes: a partial line there is written as a line of its own.
+    cuts: [VecDeque<u64>; 2],
+    /// A [`Cmd::Cut`] is on its way to the log thread: one is enough, so a
+    /// crash loop during a hung write does not pile them up.
+    cut_sent: bool,
+    /// The last [`TAIL`] bytes (at least) taken, for `output_matches`.
+    tail: Option<Vec<u8>>,
+}
+
+/// What one read of a pipe gave.
+enum Read {
+    Data(usize),
+    /// A process ended here: end the partial line.
+    Cut,
+    Empty,
+    Eof,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bytes in a pipe not read yet.
+fn unread(fd: &OwnedFd) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD on a pipe we own writes one int.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r == 0 { n.max(0) as u64 } else { 0 }
+}
+
+impl Pipes {
+    /// Take what is in pipe `s`, up to its next cut, into `buf`. The lock
+    /// is held across the (non-blocking) read, so the event loop sees every
+    /// byte either as taken or as still in the pipe.
+    fn read(&self, s: usize, buf: &mut [u8]) -> Read {
+        let mut r = lock(&self.reads);
+        let room = match r.cuts[s].front() {
+            Some(&cut) if cut <= r.taken[s] => {
+                r.cuts[s].pop_front();
+                r.mid_line[s] = false;
+                return Read::Cut;
+            }
+            Some(&cut) => buf.len().min((cut - r.taken[s]) as usize),
+            None => buf.len(),
+        };
+        loop {
+            return match nix::unistd::read(&self.fds[s], &mut buf[..room]) {
+                Ok(0) => Read::Eof,
+                Ok(n) => {
+                    r.taken[s] += n as u64;
+                    r.mid_line[s] = buf[n - 1] != b'\n';
+                    if let Some(tail) = &mut r.tail {
+                        tail.extend_from_slice(&buf[..n]);
+                        if tail.len() > 2 * TAIL {
+                            tail.drain(..tail.len() - TAIL);
+                        }
+                    }
+                    Read::Data(n)
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => Read::Empty,
+            };
+        }
+    }
+
+    /// A process of the service ended: its output ends where each pipe's
+    /// unread bytes end now. True: the log thread needs telling — it holds
+    /// a partial line and no new bytes will wake it.
+    fn cut(&self) -> bool {
+        let mut r = lock(&self.reads);
+        let mut tell = false;
+        for s in 0..2 {
+            let unread = unread(&self.fds[s]);
+            if unread == 0 && !r.mid_line[s] {
+                continue;
+            }
+            let at = r.taken[s] + unread;
+            if r.cuts[s].back() != Some(&at) {
+                r.cuts[s].push_back(at);
+            }
+            tell |= unread == 0;
+        }
+        tell && !std::mem::replace(&mut r.cut_sent, true)
+    }
+
+    /// The log thread got the [`Cmd::Cut`] and looks at the cuts now.
+    fn cut_received(&self) {
+        lock(&self.reads).cut_sent = false;
+    }
+
+    /// The last [`TAIL`] bytes the service wrote: what the log thread took
+    /// and, copied with tee(2) without taking it, what is still in the
+    /// pipes.
+    fn recent(&self) -> Vec<u8> {
+        let r = lock(&self.reads);
+        let mut out = r.tail.clone().unwrap_or_default();
+        for fd in &self.fds {
+            peek(fd, &mut out);
+        }
+        out.split_off(out.len().saturating_sub(TAIL))
+    }
+}
+
+/// Append up to [`TAIL`] unread bytes of pipe `fd` to `out`, leaving them
+/// in the pipe.
+fn peek(fd: &OwnedFd, out: &mut Vec<u8>) {
+    let Ok((r, w)) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) else {
+        return;
+    };
+    // SAFETY: tee between two pipes we own; it never blocks with
+    // SPLICE_F_NONBLOCK.
+    let n = unsafe { libc::tee(fd.as_raw_fd(), w.as_raw_fd(), TAIL, libc::SPLICE_F_NONBLOCK) };
+    drop(w);
+    if n <= 0 {
+        return;
+    }
+    let mut buf = vec![0u8; n as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(&r, &mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got += k,
+        }
+    }
+    out.extend_from_slice(&buf[..got]);
+}
+
+/// The supervisor's handle on the log thread.
+pub struct LogHub {
+    tx: mpsc::Sender<Cmd>,
+    wake: EventFd,
+    pipes: HashMap<usize, Arc<Pipes>>,
+    watch: Arc<Watch>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LogHub {
+    pub fn start() -> std::io::Result<(LogHub, Conditions)> {
+        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        let thread_wake = wake.as_fd().try_clone_to_owned()?;
+        let (report, conditions) = tokio::sync::mpsc::unbounded_channel();
+        let watch = Arc::new(Watch::new(report.clone()));
+        let (tx, rx) = mpsc::channel();
+        let pump = Pump::new(thread_wake, rx, report, watch.clone())?;
+        let thread = std::thread::Builder::new()
+            .name("logs".into())
+            .stack_size(256 << 10)
+            .spawn(move || pump.run())?;
+        let watchdog = watch.clone();
+        std::thread::Builder::new()
+            .name("logs-watchdog".into())
+            .stack_size(64 << 10)
+            .spawn(move || watchdog.run())?;
+        let hub = LogHub {
+            tx,
+            wake,
+            pipes: HashMap::new(),
+            watch,
+            thread: Some(thread),
+        };
+        Ok((hub, conditions))
+    }
+
+    fn send(&self, cmd: Cmd) {
+        if self.tx.send(cmd).is_ok() {
+            let _ = self.wake.write(1);
+        }
+    }
+
+    pub fn add(&mut self, sink: LogSink) {
+        let pipes = Arc::new(Pipes {
+            fds: [sink.stdout, sink.stderr],
+            reads: Mutex::new(Reads {
+                tail: sink.keep_tail.then(Vec::new),
+                ..Reads::default()
+            }),
+        });
+        self.pipes.insert(sink.id, pipes.clone());
+        let target = pump::Target {
+            id: sink.id,
+            path: sink.path,
+            file: sink.file,
+            max_size: sink.max_size,
+            keep: sink.keep,
+        };
+        self.send(Cmd::Add(target, pipes));
+    }
+
+    /// A process of service `id` ended: what it wrote last, even without a
+    /// newline, is a line of its own, written without waiting for more.
+    pub fn process_ended(&self, id: usize) {
+        if let Some(p) = self.pipes.get(&id)
+            && p.cut()
+        {
+            self.send(Cmd::Cut(id));
+        }
+    }
+
+    /// The last [`TAIL`] bytes service `id` wrote, including what is still
+    /// in its pipes. Never waits for the log thread.
+    pub fn recent_output(&self, id: usize) -> Vec<u8> {
+        self.pipes.get(&id).map(|p| p.recent()).unwrap_or_default()
+    }
+
+    /// Ask the thread to write what is left in the pipes and stop; wait for
+    /// it while it gets on with it, at most `limit`, and no longer once a
+    /// write of its is stalled.
+    pub fn shutdown(mut self, limit: Duration) {
+        let (done_tx, done_rx) = mpsc::channel();
+        self.send(Cmd::Shutdown(done_tx));
+        let deadline = Instant::now() + limit;
+        let done = loop {
+            match done_rx.recv_timeout(Duration::from_millis(100)) {
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if !self.watch.stalled() && Instant::now() < deadline => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => break false,
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break true,
+            }
+        };
+        self.watch.stop();
+        match self.thread.take() {
+            Some(t) if done => {
+                let _ = t.join();
+            }
+            _ => tracing::error!("the log thread is stuck writing; output not yet written is lost"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service's pipes with their write ends.
+    fn pipes(keep_tail: bool) -> (Pipes, [OwnedFd; 2]) {
+        let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let (out_r, out_w) = nix::unistd::pipe2(flags).unwrap();
+        let (err_r, err_w) = nix::unistd::pipe2(flags).unwrap();
+        let reads = Reads {
+            tail: keep_tail.then(Vec::new),
+            ..Reads::default()
+        };
+        let p = Pipes {
+            fds: [out_r, err_r],
+            reads: Mutex::new(reads),
+        };
+        (p, [out_w, err_w])
+    }
+
+    /// Read pipe 0 until it is empty: what each read gave.
+    fn drain(p: &Pipes) -> Vec<String> {
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        loop {
+            got.push(match p.read(0, &mut buf) {
+                Read::Data(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Read::Cut => "<cut>".into(),
+                Read::Empty | Read::Eof => return got,
+            });
+        }
+    }
+
+    fn write(fd: &OwnedFd, text: &str) {
+        nix::unistd::write(fd, text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn output_ends_where_the_pipe_stood_when_the_process_exited() {
+        let (p, w) = pipes(false);
+        write(&w[0], "no newline");
+        // Still in the pipe: the bytes themselves wake the log thread.
+        assert!(!p.cut());
+        write(&w[0], "second\n");
+        assert_eq!(drain(&p), ["no newline", "<cut>", "second\n"]);
+        // Nothing unread, nothing partial: no cut at all.
+        assert!(!p.cut());
+        assert!(drain(&p).is_empty());
+    }
+
+    #[test]
+    fn a_partial_line_already_taken_needs_the_log_thread_told_once() {
+        let (p, w) = pipes(false);
+        write(&w[0], "half");
+        assert_eq!(drain(&p), ["half"]);
+        assert!(p.cut());
+        assert!(!p.cut(), "one command on its way is enough");
+        p.cut_received();
+        assert_eq!(drain(&p), ["<cut>"]);
+    }
+
+    #[test]
+    fn recent_output_includes_what_is_still_in_the_pipes_and_leaves_it_there() {
+        let (p, w) = pipes(true);
+        write(&w[0], "taken\n");
+        assert_eq!(drain(&p), ["taken\n"]);
+        write(&w[0], "still there\n");
+        write(&w[1], "error: address already in use\n");
+        assert_eq!(
+            String::from_utf8_lossy(&p.recent()),
+            "taken\nstill there\nerror: address already in use\n"
+        );
+        assert_eq!(drain(&p), ["still there\n"]);
+    }
+}
