@@ -2,12 +2,12 @@
 //! last line without a newline, a log write that never returns. Each is an
 //! event and a visible condition, nothing is dropped on the way (the child
 //! is held back through its pipe instead), and it is recovered from when
-//! the cause clears. Real mechanisms: a small tmpfs, `rm -rf`, a FIFO whose
-//! reader never reads.
+//! the cause clears. Real mechanisms: a small tmpfs, `rm -rf`, a frozen
+//! (`fsfreeze`) ext4 filesystem as `logs/`.
 
 mod common;
 
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -187,19 +187,55 @@ fn a_last_line_without_a_newline_is_written_when_its_process_exits() {
     assert_eq!(inst.log("twice"), "first, no newline\nsecond\n");
 }
 
-/// `.sentineld/logs/NAME.log` as a FIFO with a reader that never reads:
-/// once its 64 KiB buffer is full, the log thread's next write to it never
-/// returns — a hung disk, for that file. The returned reader must stay open.
-fn plant_hanging_log(inst_dir: &Path, name: &str) -> std::fs::File {
-    let logs = inst_dir.join(".sentineld/logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let fifo = logs.join(format!("{name}.log"));
-    run(Command::new("mkfifo").arg(&fifo));
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
-        .unwrap()
+/// An ext4 filesystem in a file, loop-mounted as the state dir's `logs/`,
+/// that a test freezes (`fsfreeze`): every write to it then sleeps until it
+/// is thawed — a hung disk. Thawed and unmounted when dropped, even if the
+/// test failed (declared before the instance, so dropped after it).
+struct Frozen {
+    dir: PathBuf,
+    _image: tempfile::TempDir,
+}
+
+impl Frozen {
+    fn mount(logs: &Path) -> Frozen {
+        let image = tempfile::tempdir().unwrap();
+        let file = image.path().join("logs.img");
+        run(Command::new("truncate").args(["-s", "16M"]).arg(&file));
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&file));
+        std::fs::create_dir_all(logs).unwrap();
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&file)
+            .arg(logs));
+        std::fs::set_permissions(logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Frozen {
+            dir: logs.to_path_buf(),
+            _image: image,
+        }
+    }
+
+    /// Freeze it; thawed again after 40 s whatever happens, so a failing
+    /// test (whose instance waits for a daemon stuck in a write) cannot
+    /// hang the suite.
+    fn freeze(&self) {
+        run(Command::new("fsfreeze").arg("-f").arg(&self.dir));
+        let dir = self.dir.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(40));
+            let _ = Command::new("fsfreeze").arg("-u").arg(&dir).status();
+        });
+    }
+
+    fn thaw(&self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.dir).status();
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        self.thaw();
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
 }
 
 /// `stuck` writes 100 KiB (more than the FIFO takes, less than the FIFO
@@ -225,26 +261,36 @@ fn blocked_in_write(pid: i32, name: &str) -> bool {
     })
 }
 
-fn start_hanging() -> (Instance, std::fs::File) {
+/// The state dir with its `logs/` on a filesystem that can be frozen.
+fn start_on_freezable_logs() -> (Frozen, Instance) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("services.yaml"), HANGING).unwrap();
-    let reader = plant_hanging_log(dir.path(), "stuck");
-    (Instance::start_in(dir, HANGING), reader)
+    let state = dir.path().join(".sentineld");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let frozen = Frozen::mount(&state.join("logs"));
+    (frozen, Instance::start_in(dir, HANGING))
 }
 
 #[test]
 fn a_hung_log_write_stalls_no_one_and_is_reported() {
-    let (inst, reader) = start_hanging();
+    let (frozen, inst) = start_on_freezable_logs();
+    wait_until(Duration::from_secs(10), "calm's first lines", || {
+        numbers(&inst.log("calm"), "calm ").len() > 5
+    });
+    frozen.freeze();
+    let out = inst.cli(&["restart", "stuck"]);
+    assert!(out.status.success(), "{out:?}");
     // Classified by the rule although the log thread cannot take the
     // output: the loop reads what is still in the pipe without waiting.
     wait_until(Duration::from_secs(10), "stuck's failure", || {
-        !inst.service("stuck")["last_failure"].is_null()
+        inst.service("stuck")["last_failure"]["classified"] == "critical"
     });
-    let s = inst.service("stuck");
-    assert_eq!(s["last_failure"]["classified"], "critical", "{s}");
-    wait_log_event(&inst, "stuck", "a stall event", "stalled");
-    let s = inst.service("stuck");
-    assert_eq!(s["log_condition"]["kind"], "stalled", "{s}");
+    // The write that hangs is whichever came first (calm writes often).
+    wait_until(Duration::from_secs(15), "a stall event", || {
+        ["stuck", "calm"]
+            .iter()
+            .any(|n| log_events(&inst, n).iter().any(|m| m.contains("stalled")))
+    });
     let t0 = Instant::now();
     let calm = inst.service("calm");
     assert!(
@@ -253,49 +299,44 @@ fn a_hung_log_write_stalls_no_one_and_is_reported() {
         t0.elapsed()
     );
     assert_eq!(calm["state"], "running");
-
-    // The reader starts reading: the write returns, and everything held
-    // back is written.
-    let mut reader = reader;
-    let drained = std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let mut buf = [0u8; 65536];
-        loop {
-            match std::io::Read::read(&mut reader, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => sink.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => break,
-            }
-        }
-        sink
+    // Thawed: the write returns, and everything held back is written.
+    frozen.thaw();
+    wait_until(Duration::from_secs(15), "the all-clear", || {
+        log_events(&inst, "stuck")
+            .iter()
+            .any(|m| m.contains("resumed"))
+            || log_events(&inst, "calm")
+                .iter()
+                .any(|m| m.contains("resumed"))
     });
-    wait_log_event(&inst, "stuck", "the all-clear", "resumed");
     let seen = numbers(&inst.log("calm"), "calm ");
     wait_until(Duration::from_secs(10), "calm's later lines", || {
         numbers(&inst.log("calm"), "calm ").len() > seen.len() + 20
     });
     assert_consecutive(&numbers(&inst.log("calm"), "calm "), 1, "calm.log");
-    drop(inst);
-    let stuck = drained.join().unwrap();
-    assert!(String::from_utf8_lossy(&stuck).contains("disk on fire\n"));
+    assert!(inst.log("stuck").contains("disk on fire\n"));
 }
 
 #[test]
 fn down_returns_while_a_log_write_hangs() {
-    let (mut inst, _reader) = start_hanging();
+    let (frozen, mut inst) = start_on_freezable_logs();
+    let calm = inst.wait_running("calm", None);
+    wait_until(Duration::from_secs(10), "calm's first lines", || {
+        numbers(&inst.log("calm"), "calm ").len() > 5
+    });
+    frozen.freeze();
     wait_until(Duration::from_secs(10), "the log thread to hang", || {
         blocked_in_write(inst.pid(), "logs")
     });
-    let calm = inst.wait_running("calm", None);
     let t0 = Instant::now();
-    assert!(inst.down().success());
+    let out = inst.cli(&["down"]);
+    assert!(out.status.success(), "{out:?}");
     assert!(
-        t0.elapsed() < Duration::from_secs(10),
+        t0.elapsed() < Duration::from_secs(15),
         "down took {:?}",
         t0.elapsed()
     );
     assert!(!alive(calm));
+    frozen.thaw();
+    inst.wait_exit();
 }
