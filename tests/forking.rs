@@ -73,8 +73,19 @@ fn after_kill_9_the_next_up_kills_a_forking_services_daemon() {
 fn a_pid_file_naming_a_process_not_of_the_service_is_refused() {
     let mut other = std::process::Command::new("sleep")
         .arg("9203")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Ended by pid even if the test fails.
+    struct Reap(i32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            kill(self.0, libc::SIGKILL);
+        }
+    }
+    let _reap = Reap(other.id() as i32);
     let yaml = format!(
         "services:
   liar:
@@ -91,7 +102,7 @@ fn a_pid_file_naming_a_process_not_of_the_service_is_refused() {
         s["reason"]
             .as_str()
             .unwrap_or("")
-            .contains("not a process of this service"),
+            .contains("is not a process of liar"),
         "{s}"
     );
     assert!(inst.down().success());
@@ -127,4 +138,54 @@ fn an_undeclared_daemonizer_is_detected_and_said() {
     } else {
         eprintln!("no writable cgroup v2 here: the daemon cannot be told apart");
     }
+}
+
+#[test]
+fn a_pid_file_naming_another_services_process_is_refused() {
+    let mut inst = Instance::start(
+        "services:
+  victim:
+    command: exec sleep 9204
+  thief:
+    type: forking
+    pid_file: app.pid
+    restart: never
+    depends_on: { victim: started }
+    command: awk '$$1 == \"victim\" { print $$2 }' .sentineld/pgids > app.pid; exit 0
+",
+    );
+    let victim = inst.wait_running("victim", None);
+    let s = inst.wait_state("thief", "failed");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("is not a process of thief"),
+        "{s}"
+    );
+    assert!(alive(victim));
+    assert_eq!(inst.pid_of("victim"), Some(victim));
+    assert!(inst.down().success());
+}
+
+#[test]
+fn a_pid_file_is_never_followed_through_a_symlink_nor_echoed() {
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "top secret line\n").unwrap();
+    let yaml = format!(
+        "services:
+  peeker:
+    type: forking
+    pid_file: app.pid
+    restart: never
+    command: ln -sf {} app.pid; exit 0
+",
+        secret.path().display()
+    );
+    let mut inst = Instance::start(&yaml);
+    let s = inst.wait_state("peeker", "failed");
+    let all = inst.messages("peeker").join("\n") + &s.to_string();
+    assert!(!all.contains("top secret"), "{all}");
+    assert!(all.contains("cannot read"), "{all}");
+    assert!(inst.down().success());
 }

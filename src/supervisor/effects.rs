@@ -326,48 +326,26 @@ impl Daemon {
     /// (re-parented to us as subreaper) qualifies: a pid file can name any
     /// process, and we signal only our own.
     fn adopt(&mut self, i: usize) -> Event {
-        let me = std::process::id() as i32;
-        let parent_is_us = |pid: i32| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            registry::stat_field(&stat, 4).and_then(|p| p.parse().ok()) == Some(me)
-        };
+        let cgroup = self.cgroup_of(i, Role::Primary);
         let found = match &self.rt[i].spec.pid_file {
-            Some(file) => match std::fs::read_to_string(file) {
-                Ok(text) => match text.trim().parse::<i32>() {
-                    Ok(pid) if pid > 1 && parent_is_us(pid) => Ok(pid),
-                    Ok(pid) => Err(format!(
-                        "{} names pid {pid}, not a process of this service",
-                        file.display()
-                    )),
-                    Err(_) => Err(format!(
-                        "{} holds no pid: {:?}",
-                        file.display(),
-                        text.trim()
-                    )),
-                },
-                Err(e) => Err(format!("cannot read {}: {e}", file.display())),
-            },
-            None if self.cgroups.is_none() => {
-                Err("no pid_file, and no cgroup to find the daemon in: declare `pid_file`".into())
+            Some(file) => {
+                read_pid_file(file).and_then(|pid| self.belongs(i, pid, cgroup.as_deref()))
             }
-            None => {
-                let procs = self.cgroup_of(i, Role::Primary).map(|p| Cgroups::pids(&p));
-                let ours: Vec<i32> = procs
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|p| parent_is_us(*p))
-                    .collect();
-                match ours[..] {
-                    [pid] => Ok(pid),
+            None => match &cgroup {
+                None => Err(
+                    "no pid_file, and no cgroup to find the daemon in: declare `pid_file`".into(),
+                ),
+                Some(path) => match Cgroups::pids(path)[..] {
+                    [pid] => self.belongs(i, pid, cgroup.as_deref()),
                     [] => {
                         Err("the launcher exited 0 and left no process; declare `pid_file`".into())
                     }
-                    _ => Err(format!(
+                    ref many => Err(format!(
                         "the launcher left {} processes; declare `pid_file` to say which is the daemon",
-                        ours.len()
+                        many.len()
                     )),
-                }
-            }
+                },
+            },
         };
         match found {
             Ok(pid) => {
@@ -376,7 +354,31 @@ impl Daemon {
                 self.registry_dirty = true;
                 Event::Adopted { pid }
             }
-            Err(why) => Event::AdoptFailed { why },
+            Err(why) => {
+                // What the launcher started goes: nothing runs unsupervised.
+                if let Some(path) = &cgroup {
+                    Cgroups::signal(path, libc::SIGKILL);
+                }
+                Event::AdoptFailed { why }
+            }
+        }
+    }
+
+    /// `pid` may be this service's daemon: a child of ours (re-parented to
+    /// us as subreaper) that is no other role's process, and, where there
+    /// are cgroups, in this service's cgroup — a pid file can name anyone.
+    fn belongs(&self, i: usize, pid: i32, cgroup: Option<&std::path::Path>) -> Result<i32, String> {
+        let me = std::process::id() as i32;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let child = registry::stat_field(&stat, 4).and_then(|p| p.parse().ok()) == Some(me);
+        let taken = self.by_pid.contains_key(&pid);
+        let inside = cgroup.is_none_or(|p| Cgroups::pids(p).contains(&pid));
+        match pid > 1 && child && !taken && inside {
+            true => Ok(pid),
+            false => Err(format!(
+                "pid {pid} is not a process of {}",
+                self.rt[i].spec.name
+            )),
         }
     }
 
@@ -428,4 +430,25 @@ impl Daemon {
             tracing::warn!("pgids not recorded: {e}");
         }
     }
+}
+
+/// The pid in a forking service's pid file: opened without following a
+/// symlink, at most 32 bytes read, and never echoed (it could be anything).
+fn read_pid_file(path: &std::path::Path) -> Result<i32, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let mut text = String::new();
+    let _ = (&mut file).take(32).read_to_string(&mut text);
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{shown} holds no pid"))
 }

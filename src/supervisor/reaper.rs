@@ -41,7 +41,9 @@ pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
     while let Some((pid, status)) = peek() {
         let owner = daemon.by_pid.remove(&pid);
         let takes_group = match owner {
-            Some((i, Owner::Service(_))) => daemon.system.services[i].kills_group_on_exit(pid),
+            Some((i, Owner::Service(_))) => {
+                daemon.system.services[i].kills_group_on_exit(pid, status)
+            }
             Some((_, Owner::Hook | Owner::Probe(_))) => true,
             None => false,
         };

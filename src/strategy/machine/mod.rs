@@ -381,9 +381,11 @@ impl Service {
     /// Whether the group led by `pid`, which just exited, is killed with
     /// it: a process of ours that ended on its own takes its group along
     /// (a primary or fallback being stopped leaves the rest their stop time).
-    pub fn kills_group_on_exit(&self, pid: Pid) -> bool {
+    pub fn kills_group_on_exit(&self, pid: Pid, status: ExitStatus) -> bool {
         match (self.phase.clone(), self.fallback) {
-            (Phase::Running { pid: p, .. }, _) if p == pid => !self.launching,
+            // A forking service's launcher leaves its daemon behind when it
+            // succeeds; when it fails, what it started goes with it.
+            (Phase::Running { pid: p, .. }, _) if p == pid => !self.launching || !status.success(),
             (
                 _,
                 Fallback::Running {
