@@ -335,7 +335,7 @@ impl Service {
                 let how = (status, exec_errno, group_alive);
                 self.fallback_exited(pid, how, now, ctx)
             }
-            Event::FallbackGroupGone => self.fallback_group_gone(),
+            Event::FallbackGroupGone => self.fallback_group_gone(ctx),
             Event::CleanupExited { pid, status } => self.cleanup_exited(pid, status, now, ctx),
             Event::Probe(result) => self.probe_result(result, now),
             Event::Notify(n) => self.notify(n, now),

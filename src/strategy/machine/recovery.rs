@@ -365,11 +365,16 @@ impl Service {
         }
     }
 
-    pub(super) fn fallback_group_gone(&mut self) {
+    pub(super) fn fallback_group_gone(&mut self, ctx: &Context) {
         if let Fallback::Remnants { pgid } = self.fallback {
             self.fallback = Fallback::Off;
             self.cancel(Timer::FallbackStop);
             self.record("fallback", format!("fallback stopped (group {pgid} gone)"));
+            // Wanted again meanwhile (the primary failed while the old
+            // one's members were going): now it can start.
+            if matches!(self.phase, Phase::Quarantined { .. }) {
+                self.spawn_fallback(ctx);
+            }
         }
     }
 

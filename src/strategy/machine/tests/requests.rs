@@ -288,3 +288,30 @@ fn a_stopped_fallback_is_down_only_once_its_whole_group_is_gone() {
     assert_eq!(rt.svc.fallback, Fallback::Off);
     assert_eq!(rt.svc.timer_at(Timer::FallbackStop), None);
 }
+
+#[test]
+fn a_fallback_wanted_while_the_old_ones_group_goes_starts_once_it_is_gone() {
+    let mut rt = phases::trial();
+    rt.fire(Timer::Settled);
+    let pid = rt.pid(Role::Fallback);
+    rt.alive.remove(&pid);
+    let (status, exec_errno) = (ExitStatus::Signal(libc::SIGTERM), None);
+    let group_alive = true;
+    rt.feed(Event::FallbackExited {
+        pid,
+        status,
+        exec_errno,
+        group_alive,
+    });
+    // The primary fails at once: the fallback is wanted again, but the old
+    // one's members are still there.
+    rt.exit_primary(ExitStatus::Code(78), false);
+    assert!(
+        matches!(rt.svc.phase, Phase::Quarantined { .. }),
+        "{:?}",
+        rt.svc.phase
+    );
+    assert_eq!(rt.count_alive(Role::Fallback), 0);
+    rt.feed(Event::FallbackGroupGone);
+    assert_eq!(rt.count_alive(Role::Fallback), 1, "{:?}", rt.last);
+}
