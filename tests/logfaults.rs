@@ -262,18 +262,20 @@ fn blocked_in_write(pid: i32, name: &str) -> bool {
 }
 
 /// The state dir with its `logs/` on a filesystem that can be frozen.
-fn start_on_freezable_logs() -> (Frozen, Instance) {
+/// The instance comes first so that the guard, declared after it, is
+/// dropped first: thawed before the instance waits for its daemon.
+fn start_on_freezable_logs() -> (Instance, Frozen) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join(".sentineld");
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     let frozen = Frozen::mount(&state.join("logs"));
-    (frozen, Instance::start_in(dir, HANGING))
+    (Instance::start_in(dir, HANGING), frozen)
 }
 
 #[test]
 fn a_hung_log_write_stalls_no_one_and_is_reported() {
-    let (frozen, inst) = start_on_freezable_logs();
+    let (inst, frozen) = start_on_freezable_logs();
     wait_until(Duration::from_secs(10), "calm's first lines", || {
         numbers(&inst.log("calm"), "calm ").len() > 5
     });
@@ -319,7 +321,7 @@ fn a_hung_log_write_stalls_no_one_and_is_reported() {
 
 #[test]
 fn down_returns_while_a_log_write_hangs() {
-    let (frozen, mut inst) = start_on_freezable_logs();
+    let (mut inst, frozen) = start_on_freezable_logs();
     let calm = inst.wait_running("calm", None);
     wait_until(Duration::from_secs(10), "calm's first lines", || {
         numbers(&inst.log("calm"), "calm ").len() > 5

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use common::*;
 
+/// The root gives up at its second restart, and sentineld then exits 1.
+const CRITICAL_AT_ONE: &str = "supervisor: { intensity: 1, period: 60s }
+exit_on_critical: true
+services:";
+
 /// Three members of one group; `b` aborts (RECOVERABLE) once it has run
 /// 0.4 s when `abort-b` exists, which the test creates.
 fn group_yaml(strategy: &str, extra: &str) -> String {
@@ -190,17 +195,15 @@ services:
 
 #[test]
 fn exit_on_critical_stops_everything_and_exits_1() {
-    let mut inst = Instance::start(
-        "supervisor: { intensity: 1, period: 60s }
-exit_on_critical: true
-services:
+    let mut inst = Instance::start(&format!(
+        "{CRITICAL_AT_ONE}
   crashy:
     command: sleep 0.3; exec kill -ABRT $$$$
     min_uptime: 100ms
   other:
     command: exec sleep 1000
-",
-    );
+"
+    ));
     let other = inst.wait_running("other", None);
     let status = inst.wait_exit();
     assert_eq!(status.code(), Some(1));
@@ -209,18 +212,16 @@ services:
 
 #[test]
 fn exit_on_critical_exits_1_when_the_failing_service_is_the_last_one_up() {
-    let mut inst = Instance::start(
-        "supervisor: { intensity: 1, period: 60s }
-exit_on_critical: true
-services:
+    let mut inst = Instance::start(&format!(
+        "{CRITICAL_AT_ONE}
   crashy:
     command: sleep 0.3; exec kill -ABRT $$$$
     min_uptime: 100ms
   done:
     command: exit 0
     restart: never
-",
-    );
+"
+    ));
     let status = inst.wait_exit();
     assert_eq!(status.code(), Some(1));
 }
@@ -228,18 +229,16 @@ services:
 #[test]
 fn exit_on_critical_waits_for_every_service_to_be_down() {
     // One ignores SIGTERM: sentineld exits only after its SIGKILL.
-    let mut inst = Instance::start(
-        "supervisor: { intensity: 1, period: 60s }
-exit_on_critical: true
-services:
+    let mut inst = Instance::start(&format!(
+        "{CRITICAL_AT_ONE}
   crashy:
     command: sleep 0.5; exec kill -ABRT $$$$
     min_uptime: 100ms
   stubborn:
     command: trap '' TERM; while :; do sleep 0.05; done
-    stop: { timeout: 1s }
-",
-    );
+    stop: {{ timeout: 1s }}
+"
+    ));
     let stubborn = inst.wait_running("stubborn", None);
     let status = inst.wait_exit();
     assert_eq!(status.code(), Some(1));

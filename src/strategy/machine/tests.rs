@@ -320,6 +320,11 @@ impl Rt {
     }
 
     fn exit_fallback(&mut self, status: ExitStatus) {
+        self.exit_fallback_leader(status, false);
+    }
+
+    /// The fallback's leader ends; `group_alive`: other members live on.
+    fn exit_fallback_leader(&mut self, status: ExitStatus, group_alive: bool) -> Pid {
         let pid = self.pid(Role::Fallback);
         self.alive.remove(&pid);
         let exec_errno = None;
@@ -327,8 +332,9 @@ impl Rt {
             pid,
             status,
             exec_errno,
-            group_alive: false,
+            group_alive,
         });
+        pid
     }
 
     fn exit_cleanup(&mut self, status: ExitStatus) {

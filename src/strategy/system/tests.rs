@@ -172,8 +172,8 @@ fn a_dependent_on_ready_waits_for_readiness() {
     assert_eq!(r.spawned(), [1]);
 }
 
-#[test]
-fn a_restart_in_a_one_for_all_group_restarts_the_running_siblings() {
+/// s0, s1, s2 in a one_for_all group `backend` under the root, started.
+fn one_for_all_of_three() -> Run {
     let children = [Child::Service(0), Child::Service(1), Child::Service(2)];
     let groups = vec![
         group("root", Strategy::OneForOne, None, &[Child::Group(1)]),
@@ -181,6 +181,12 @@ fn a_restart_in_a_one_for_all_group_restarts_the_running_siblings() {
     ];
     let mut r = run(groups, vec![1; 3], &[], false);
     r.input(Input::StartAll);
+    r
+}
+
+#[test]
+fn a_restart_in_a_one_for_all_group_restarts_the_running_siblings() {
+    let mut r = one_for_all_of_three();
     assert_eq!(r.pids.len(), 3);
     r.now += 5 * SEC;
     r.exit(0, ExitStatus::Signal(libc::SIGSEGV));
@@ -258,13 +264,7 @@ fn shutdown_stops_in_waves_each_once_its_dependents_are_down() {
 
 #[test]
 fn a_group_restart_brings_siblings_back_in_order_after_what_they_depend_on() {
-    let children = [Child::Service(0), Child::Service(1), Child::Service(2)];
-    let groups = vec![
-        group("root", Strategy::OneForOne, None, &[Child::Group(1)]),
-        group("backend", Strategy::OneForAll, Some(10), &children),
-    ];
-    let mut r = run(groups, vec![1; 3], &[], false);
-    r.input(Input::StartAll);
+    let mut r = one_for_all_of_three();
     r.now += 5 * SEC;
     r.exit(1, ExitStatus::Signal(libc::SIGSEGV));
     // s1 restarts only once s0, which it follows, runs again.

@@ -262,16 +262,7 @@ fn a_stopped_fallback_is_down_only_once_its_whole_group_is_gone() {
         rt.svc.fallback,
         Fallback::Running { stopping: true, .. }
     ));
-    let pid = rt.pid(Role::Fallback);
-    rt.alive.remove(&pid);
-    let (status, exec_errno) = (ExitStatus::Signal(libc::SIGTERM), None);
-    let group_alive = true;
-    rt.feed(Event::FallbackExited {
-        pid,
-        status,
-        exec_errno,
-        group_alive,
-    });
+    let pid = rt.exit_fallback_leader(ExitStatus::Signal(libc::SIGTERM), true);
     assert_eq!(rt.svc.fallback, Fallback::Remnants { pgid: pid });
     rt.fire(Timer::FallbackStop);
     let kill = Action::Signal {
@@ -293,16 +284,7 @@ fn a_stopped_fallback_is_down_only_once_its_whole_group_is_gone() {
 fn a_fallback_wanted_while_the_old_ones_group_goes_starts_once_it_is_gone() {
     let mut rt = phases::trial();
     rt.fire(Timer::Settled);
-    let pid = rt.pid(Role::Fallback);
-    rt.alive.remove(&pid);
-    let (status, exec_errno) = (ExitStatus::Signal(libc::SIGTERM), None);
-    let group_alive = true;
-    rt.feed(Event::FallbackExited {
-        pid,
-        status,
-        exec_errno,
-        group_alive,
-    });
+    rt.exit_fallback_leader(ExitStatus::Signal(libc::SIGTERM), true);
     // The primary fails at once: the fallback is wanted again, but the old
     // one's members are still there.
     rt.exit_primary(ExitStatus::Code(78), false);
