@@ -268,10 +268,6 @@ impl System {
     }
 }
 
-/// What ended a service for its dependents: an exit status in words.
-pub fn ended_text(status: ExitStatus) -> String {
-    describe_exit(status)
-}
 
 #[cfg(test)]
 mod tests;
