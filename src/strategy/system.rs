@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use super::machine::{Action, Context, Event, Phase, Record, Service};
 use super::policy::RestartPolicy;
-use super::restart::ExitStatus;
 use super::text::describe_exit;
 use super::tree::{DepView, Ended, Tree, Verdict, Wait};
 
@@ -267,7 +266,6 @@ impl System {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use super::*;
 use crate::strategy::machine::tests::{config, with_probes};
 use crate::strategy::machine::{Config, Exit, Notify, Pid, Reply, Role, Verb};
 use crate::strategy::policy::{DependOn, Strategy};
+use crate::strategy::restart::ExitStatus;
 use crate::strategy::tree::{Child, GroupDef};
 
 const SEC: Duration = Duration::from_secs(1);
