@@ -88,7 +88,8 @@ pub(super) struct Daemon {
     pub system: System,
     pub rt: Vec<ServiceRt>,
     pub by_pid: HashMap<i32, (usize, Owner)>,
-    pub exec_status: HashMap<i32, OwnedFd>,
+    /// Children whose exec failed, with its errno, until they are reaped.
+    pub exec_failed: HashMap<i32, i32>,
     pub timers: Timers,
     pub journal: Journal,
     pub tickets: HashMap<Ticket, oneshot::Sender<Reply>>,
@@ -148,7 +149,7 @@ impl Daemon {
             system,
             rt,
             by_pid: HashMap::new(),
-            exec_status: HashMap::new(),
+            exec_failed: HashMap::new(),
             timers: Timers::default(),
             journal: Journal::new(),
             tickets: HashMap::new(),

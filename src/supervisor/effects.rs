@@ -207,7 +207,9 @@ impl Daemon {
         });
         match self.fork(i, image.as_ref(), Owner::Service(role)) {
             Ok(child) => {
-                self.exec_status.insert(child.pid, child.exec_status);
+                if let Some(errno) = child.exec_errno {
+                    self.exec_failed.insert(child.pid, errno);
+                }
                 if role != Role::Cleanup {
                     self.registry_dirty = true;
                 }

@@ -13,7 +13,6 @@ use std::time::Instant;
 use super::cgroup::Cgroups;
 use super::daemon::{Daemon, Owner};
 use super::effects::kill;
-use super::spawn;
 use crate::strategy::machine::{Event, Exit, Fallback, Phase, Role};
 use crate::strategy::restart::ExitStatus;
 use crate::strategy::system::Input;
@@ -115,11 +114,7 @@ fn recheck_remnants(daemon: &mut Daemon, now: Instant) {
 
 impl Daemon {
     fn on_exit(&mut self, i: usize, owner: Owner, pid: i32, status: ExitStatus, now: Instant) {
-        let exec_errno = self
-            .exec_status
-            .remove(&pid)
-            .and_then(|fd| spawn::exec_error(&fd))
-            .map(|e| e.raw_os_error().unwrap_or(libc::ENOEXEC));
+        let exec_errno = self.exec_failed.remove(&pid);
         if let (Some(hub), Owner::Service(_) | Owner::Hook) = (&self.logs, owner) {
             hub.process_ended(i);
         }

@@ -136,12 +136,11 @@ impl SpawnSpec {
     }
 }
 
-/// A freshly forked child.
+/// A freshly started child.
 pub struct Spawned {
     pub pid: i32,
-    /// Read end of a CLOEXEC pipe: empty at EOF when exec succeeded, else the
-    /// child wrote its `errno` before exiting 127.
-    pub exec_status: OwnedFd,
+    /// Why its exec failed (it exits 127), or None: it runs the program.
+    pub exec_errno: Option<i32>,
 }
 
 /// The descriptors a child gets as 0, 1 and 2, and the `cgroup.procs` it
@@ -179,13 +178,22 @@ struct ChildSetup<'a> {
     fds: [RawFd; 3],
     /// `cgroup.procs` of the service's cgroup, or -1.
     cgroup: RawFd,
-    err_w: RawFd,
+    /// Where the child leaves the errno of the step that failed: it shares
+    /// sentineld's memory until it execs or exits.
+    errno: std::cell::Cell<i32>,
 }
 
+/// The child's stack: it runs on its own, in sentineld's memory, until
+/// exec; what it does needs little.
+const CHILD_STACK: usize = 64 << 10;
+
+/// Start `spec` as a child with `stdio`, the way posix_spawn does: the
+/// child shares sentineld's memory (CLONE_VM) and sentineld waits until it
+/// has exec'd or failed (CLONE_VFORK), so a start costs the same whatever
+/// sentineld's size — no page tables are copied, none torn down at exec —
+/// and an exec failure is known here, with its errno.
 pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError> {
     let program = spec.resolve()?;
-    let (err_r, err_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
     let mut argv: Vec<*const libc::c_char> = spec.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = spec.envp.iter().map(|a| a.as_ptr()).collect();
@@ -205,13 +213,13 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
             stdio.stderr.as_raw_fd(),
         ],
         cgroup: stdio.cgroup.map_or(-1, |fd| fd.as_raw_fd()),
-        err_w: err_w.as_raw_fd(),
+        errno: std::cell::Cell::new(0),
     };
-    // Block every signal across the fork: a signal that reached the child
-    // before it reset its handlers would run sentineld's handler there (a
-    // stop signal swallowed, and reported to sentineld's own loop). The
-    // child resets the handlers, then unblocks, so such a signal is
-    // delivered to it with its default action.
+    let mut stack = vec![0u8; CHILD_STACK];
+    // Block every signal across the clone: a handler of sentineld's run in
+    // the child would run on sentineld's memory (and a stop signal would be
+    // swallowed). The child defaults every handler, then unblocks, so such
+    // a signal is delivered to it with its default action.
     // SAFETY: sigset_t is plain data, initialised by sigfillset.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     let mut saved: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -220,35 +228,48 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
     }
-    // SAFETY: the child only runs `child_after_fork`, which makes
-    // async-signal-safe calls on data prepared above, then execs or _exits.
-    let pid = unsafe { libc::fork() };
-    if pid != 0 {
-        // SAFETY: restores the mask saved above.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
-    }
+    // The top of the stack, 16-byte aligned (it grows down).
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
+    // SAFETY: the child runs `child_main` on its own stack, makes only
+    // raw system calls on data prepared above (see child_after_fork), then
+    // execs or _exits; until then this thread is suspended (CLONE_VFORK),
+    // so `setup` and `stack` outlive it.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&setup as *const ChildSetup<'_>).cast_mut().cast(),
+        )
+    };
+    let clone_errno = nix::Error::last();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
+    drop(stack);
     if pid < 0 {
-        return Err(SpawnError::Fork(nix::Error::last()));
+        return Err(SpawnError::Fork(clone_errno));
     }
-    if pid == 0 {
-        // SAFETY: we are the child of a fork; see child_after_fork.
-        unsafe { child_after_fork(&setup) }
-    }
-    drop(err_w);
+    let errno = setup.errno.get();
     Ok(Spawned {
         pid,
-        exec_status: err_r,
+        exec_errno: (errno != 0).then_some(errno),
     })
 }
 
-/// Runs in the forked child. Only async-signal-safe libc calls, no
-/// allocation.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the ChildSetup spawn passed, alive while we run.
+    unsafe { child_after_fork(&*arg.cast::<ChildSetup<'_>>()) }
+}
+
+/// Runs in the child, in sentineld's memory until exec: only system
+/// calls and async-signal-safe libc calls that touch no shared state, no
+/// allocation. Credentials change through raw system calls: glibc's
+/// setuid() would signal every thread of sentineld (its setxid broadcast),
+/// since the child sees sentineld's thread list.
 unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
     unsafe {
-        let err_w = setup.err_w;
         let fail = || -> ! {
-            let bytes = (*libc::__errno_location()).to_ne_bytes();
-            libc::write(err_w, bytes.as_ptr().cast(), bytes.len());
+            setup.errno.set(*libc::__errno_location());
             libc::_exit(127)
         };
         // Its own session and process group: no controlling terminal, and a
@@ -282,9 +303,9 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
             fail();
         }
         if let Some((uid, gid, groups)) = setup.user
-            && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
-                || libc::setgid(*gid) != 0
-                || libc::setuid(*uid) != 0)
+            && (libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+                || libc::syscall(libc::SYS_setgid, *gid) != 0
+                || libc::syscall(libc::SYS_setuid, *uid) != 0)
         {
             fail();
         }
@@ -313,14 +334,5 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
             setup.envp.as_ptr(),
         );
         fail()
-    }
-}
-
-/// After the child is reaped: the errno it reported if exec failed.
-pub fn exec_error(exec_status: &OwnedFd) -> Option<std::io::Error> {
-    let mut buf = [0u8; 4];
-    match nix::unistd::read(exec_status, &mut buf) {
-        Ok(4) => Some(std::io::Error::from_raw_os_error(i32::from_ne_bytes(buf))),
-        _ => None,
     }
 }
