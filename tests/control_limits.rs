@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sentineld::strategy::admission::{
-    FDS_FIXED, FDS_PER_SERVICE, IDLE_TIMEOUT, Limits, MAX_CONNECTIONS, PARTIAL_TIMEOUT,
-    REPLY_TIMEOUT,
+    IDLE_TIMEOUT, Limits, MAX_CONNECTIONS, PARTIAL_TIMEOUT, REPLY_TIMEOUT, plan_fds,
 };
 use serde_json::Value;
 
@@ -104,7 +103,7 @@ fn a_crowd_of_silent_clients_neither_locks_out_status_nor_starves_a_respawn() {
     let again = inst.wait_running("web", Some(web));
     assert_ne!(again, web);
     assert_eq!(inst.service("web")["restarts"], 1);
-    let most = MAX_CONNECTIONS + 1 + (FDS_FIXED + FDS_PER_SERVICE) as usize;
+    let most = MAX_CONNECTIONS + 1 + plan_fds(1, 0) as usize;
     let fds = open_fds(inst.pid());
     assert!(fds <= most, "{fds} descriptors open, more than {most}");
     // The oldest silent client made room for the newer ones, and was told.
@@ -196,7 +195,7 @@ fn followers_are_capped_and_a_hung_up_one_frees_its_slot() {
         rlim_max: 0,
     };
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    let cap = Limits::for_plan(lim.rlim_max.min(1 << 20), 1).followers;
+    let cap = Limits::for_plan(lim.rlim_max.min(1 << 20), plan_fds(1, 0)).followers;
     let inst = Instance::start(ONE);
     inst.wait_running("web", None);
     let mut followers: Vec<UnixStream> = (0..cap).map(|_| follow(&inst)).collect();

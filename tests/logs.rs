@@ -1,4 +1,5 @@
-//! Captured output: nothing lost under a burst, order kept per stream,
+//! Captured output: nothing lost under a burst of two writers on one pipe,
+//! whole lines never mixed, order kept per writer,
 //! rotation by size, and `sentineld logs`.
 
 mod common;

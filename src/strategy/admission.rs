@@ -38,17 +38,29 @@ pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A reply the peer has not taken within this long is abandoned with its
 /// connection, so a peer that never reads cannot hold a working slot.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Descriptors each service may hold at once: the two pipe write ends the
-/// daemon keeps and their read ends in the log thread, the log file, an
-/// exec-status pipe while it spawns (and again for a fallback or a cleanup
-/// beside it), a probe's pipe or socket.
-pub const FDS_PER_SERVICE: u64 = 8;
+/// Descriptors each service holds: the read end of its output pipe (its
+/// processes get write ends of their own; the log file is among
+/// [`LOG_FILES_OPEN`]).
+pub const FDS_PER_SERVICE: u64 = 1;
+/// Descriptors a probe holds while it runs: an exec probe's pipe, a TCP or
+/// HTTP probe's socket, with room for one being closed as the next opens.
+pub const FDS_PER_PROBE: u64 = 2;
+/// At most this many services' log files are open at once; the log file
+/// open longest is closed for the next, and opened again when needed.
+pub const LOG_FILES_OPEN: u64 = 256;
 /// Descriptors the daemon holds whatever the plan (stdio, the state dir's
 /// lock, the listener, the notify socket, the runtime's and the log
 /// thread's epoll and wake-ups, its log file, /dev/null, files it opens for
-/// a moment) with room to spare, including the one connection accepted
-/// past the cap only to be told it is refused.
+/// a moment, the write end and `cgroup.procs` of a process being started)
+/// with room to spare, including the one connection accepted past the cap
+/// only to be told it is refused.
 pub const FDS_FIXED: u64 = 64;
+
+/// Descriptors a plan of `services` with `probes` probes in all needs,
+/// before any control connection.
+pub fn plan_fds(services: u64, probes: u64) -> u64 {
+    FDS_FIXED + LOG_FILES_OPEN.min(services) + FDS_PER_SERVICE * services + FDS_PER_PROBE * probes
+}
 
 /// How many connections, and of those followers, the daemon allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +75,9 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// From the descriptor limit (`RLIMIT_NOFILE`, as raised) and the number
-    /// of services.
-    pub fn for_plan(nofile: u64, services: usize) -> Limits {
-        let reserve = FDS_FIXED + FDS_PER_SERVICE * services as u64;
+    /// From the descriptor limit (`RLIMIT_NOFILE`, as raised) and what the
+    /// plan needs ([`plan_fds`]).
+    pub fn for_plan(nofile: u64, reserve: u64) -> Limits {
         let spare = nofile.saturating_sub(reserve);
         let connections = spare.min(MAX_CONNECTIONS as u64) as usize;
         let connections = connections.max(MIN_CONNECTIONS);
@@ -258,20 +269,25 @@ mod tests {
     #[test]
     fn the_cap_leaves_the_plan_its_descriptors() {
         // A roomy limit: the cap itself.
-        let l = Limits::for_plan(20_000, 500);
+        let l = Limits::for_plan(20_000, plan_fds(500, 0));
         assert_eq!(l.connections, MAX_CONNECTIONS);
         assert_eq!(l.followers, MAX_CONNECTIONS / 4);
-        assert_eq!(l.reserve, FDS_FIXED + 500 * FDS_PER_SERVICE);
+        assert_eq!(l.reserve, FDS_FIXED + LOG_FILES_OPEN + 500);
         assert_eq!(l.shortfall, 0);
         // What the plan leaves, when that is less.
-        let l = Limits::for_plan(1024, 100);
-        assert_eq!(l.connections, 1024 - 64 - 800);
+        let l = Limits::for_plan(1024, plan_fds(400, 100));
+        assert_eq!(l.connections, 1024 - 64 - 256 - 400 - 200);
         assert_eq!(l.shortfall, 0);
         // Never below the floor, and the shortfall says by how much.
-        let l = Limits::for_plan(1024, 200);
+        let l = Limits::for_plan(1024, plan_fds(1000, 0));
         assert_eq!(l.connections, MIN_CONNECTIONS);
         assert_eq!(l.followers, 2);
-        assert_eq!(l.shortfall, 64 + 1600 + 8 - 1024);
+        assert_eq!(l.shortfall, 64 + 256 + 1000 + 8 - 1024);
+        // 10,000 services fit the usual hard limit of 20,000, with probes
+        // on a third of them.
+        let l = Limits::for_plan(20_000, plan_fds(10_000, 3_333));
+        assert_eq!(l.shortfall, 0);
+        assert_eq!(l.connections, MAX_CONNECTIONS);
     }
 
     #[test]

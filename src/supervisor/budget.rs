@@ -1,16 +1,24 @@
 //! The descriptors a plan needs, against what this process may open.
 //!
-//! Per service the daemon holds both ends of two log pipes, the log file,
-//! and briefly an exec-status pipe, a probe's pipe or socket; beyond the
-//! services, a fixed part and the fewest connections the control socket
-//! keeps (the same count it sizes its connections by). A plan that does not
+//! Per service the daemon holds the read end of its output pipe, and a
+//! descriptor for each probe while it runs; beyond the services, a fixed
+//! part, the log files open at once, and the fewest connections the
+//! control socket keeps (the same count it sizes its connections by). A plan that does not
 //! fit is said up front — with the numbers and how to raise the limit —
 //! instead of services failing one by one with EMFILE.
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 use crate::config::Plan;
-use crate::strategy::admission::{FDS_FIXED, FDS_PER_SERVICE, MIN_CONNECTIONS};
+use crate::strategy::admission::{MIN_CONNECTIONS, plan_fds};
+
+/// The descriptors `plan` needs before any control connection.
+pub fn reserve(plan: &Plan) -> u64 {
+    let probes = (plan.services.iter())
+        .map(|s| s.liveness.is_some() as u64 + s.readiness.is_some() as u64)
+        .sum();
+    plan_fds(plan.services.len() as u64, probes)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -24,8 +32,7 @@ impl Budget {
     /// ([`crate::strategy::admission::Limits`]): a fixed part, a part per
     /// service, and the fewest connections clients keep.
     pub fn of(plan: &Plan) -> Budget {
-        let needed =
-            FDS_FIXED + FDS_PER_SERVICE * plan.services.len() as u64 + MIN_CONNECTIONS as u64;
+        let needed = reserve(plan) + MIN_CONNECTIONS as u64;
         let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(_, hard)| hard);
         Budget { needed, limit }
     }

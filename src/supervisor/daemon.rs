@@ -74,7 +74,6 @@ impl Options {
 pub(super) struct ServiceRt {
     pub spec: ServiceSpec,
     pub image: spawn::SpawnSpec,
-    pub log_pipes: Option<(OwnedFd, OwnedFd)>,
     /// The `on_event` hook's process while it runs (one at a time).
     pub hook: Option<i32>,
     /// Start time of the current leader, for the pgid registry.
@@ -199,7 +198,6 @@ fn service_rt(plan: &Plan, base_env: &[(Vec<u8>, Vec<u8>)]) -> Vec<ServiceRt> {
         .iter()
         .map(|spec| ServiceRt {
             image: spawn::SpawnSpec::new(spec, base_env),
-            log_pipes: None,
             hook: None,
             start_time: None,
             probes: ProbeRt::for_service(spec, base_env),

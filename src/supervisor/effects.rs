@@ -4,6 +4,7 @@
 //! event. Nothing here decides what follows what.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::time::{Instant, SystemTime};
 
 use super::cgroup::Cgroups;
@@ -96,17 +97,15 @@ impl Daemon {
         None
     }
 
-    /// The service's log pipes, made and handed to the log thread on first
-    /// use: every fork copies the whole fd table, so at start-up the early
-    /// services should not pay for the pipes of the later ones.
-    fn log_pipes(&mut self, i: usize) -> Result<(), nix::Error> {
-        if self.rt[i].log_pipes.is_some() {
-            return Ok(());
-        }
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let svc = &self.rt[i];
-        if let Some(hub) = &mut self.logs {
+    /// A write end of the service's log pipe for a process about to
+    /// start. The pipe is made and handed to the log thread on first use:
+    /// the early services of a start-up should not carry the descriptors of
+    /// the later ones into their children.
+    fn log_writer(&mut self, i: usize) -> Result<OwnedFd, nix::Error> {
+        let hub = self.logs.as_mut().ok_or(nix::Error::EBADF)?;
+        if !hub.has(i) {
+            let (pipe, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let svc = &self.rt[i];
             let file = self.state_dir.log_file(&svc.spec.name);
             hub.add(logs::LogSink {
                 id: i,
@@ -114,13 +113,13 @@ impl Daemon {
                 file,
                 max_size: svc.spec.logs.max_size,
                 keep: svc.spec.logs.keep,
-                stdout: out_r,
-                stderr: err_r,
+                pipe,
+                writer,
                 keep_tail: svc.needs_output,
             });
         }
-        self.rt[i].log_pipes = Some((out_w, err_w));
-        Ok(())
+        hub.writer(i)
+            .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
     }
 
     /// Fork `image` (the service's own command if none) with the service's
@@ -131,18 +130,17 @@ impl Daemon {
         image: Option<&spawn::SpawnSpec>,
         owner: Owner,
     ) -> Result<spawn::Spawned, spawn::SpawnError> {
-        self.log_pipes(i).map_err(spawn::SpawnError::Pipe)?;
+        let output = self.log_writer(i).map_err(spawn::SpawnError::Pipe)?;
         let cgroup = match owner {
             Owner::Service(role) => self.cgroup_of(i, role),
             _ => None,
         };
         let procs = cgroup.and_then(|p| self.cgroups.as_ref()?.procs(&p));
         let svc = &self.rt[i];
-        let (stdout, stderr) = svc.log_pipes.as_ref().expect("made above");
         let stdio = spawn::Stdio {
             stdin: &self.stdin,
-            stdout,
-            stderr,
+            stdout: &output,
+            stderr: &output,
             cgroup: procs.as_ref(),
         };
         let child = spawn::spawn(image.unwrap_or(&svc.image), &stdio)?;

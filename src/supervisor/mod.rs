@@ -171,7 +171,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     cloexec_inherited_fds();
-    let limits = Limits::for_plan(raise_fd_limit(), plan.services.len());
+    let limits = Limits::for_plan(raise_fd_limit(), budget::reserve(&plan));
     if limits.shortfall > 0 {
         tracing::warn!(
             "the descriptor limit (RLIMIT_NOFILE) is {} short of what {} services and \

@@ -88,6 +88,15 @@ impl LogFile {
         &self.path
     }
 
+    pub(super) fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Close the file; the next write opens it again.
+    pub(super) fn close(&mut self) {
+        self.file = None;
+    }
+
     /// Bytes held back.
     pub(super) fn pending(&self) -> usize {
         self.pending.len()

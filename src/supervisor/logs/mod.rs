@@ -1,23 +1,28 @@
-//! The log thread: drains every service's stdout and stderr pipes into
+//! The log thread: drains every service's output pipe into
 //! `state_dir/logs/NAME.log`, with size rotation.
 //!
 //! It owns the reading of the pipes and is the only writer of log files
 //! ([`pump`], [`file`]). It runs apart from the supervisor loop so a slow
 //! disk never delays a restart, and the loop never waits on it: what the
 //! loop needs — a service's recent output for `classify` rules, the point
-//! where a process's output ends — it takes from [`Pipes`], under a lock
+//! where a process's output ends — it takes from [`Pipe`], under a lock
 //! that is held only while bytes are copied, never across a file write.
 //!
+//! A service's stdout and stderr are one pipe, as journald's stream is: its
+//! lines are logged in the order it wrote them, and sentineld holds one
+//! descriptor per service — the read end. Each process gets a write end
+//! opened anew from it (`/proc/self/fd`), so nothing of sentineld's keeps
+//! the pipe open: once a service's processes are gone the log thread sees
+//! the end of their output.
+//!
 //! A write that fails (disk full, a removed file) holds that service's
-//! output back: its pipes are no longer read, so the child blocks in
-//! write(2) once its pipe is full — back-pressure, never a dropped line —
+//! output back: its pipe is no longer read, so the child blocks in
+//! write(2) once the pipe is full — back-pressure, never a dropped line —
 //! until a retry succeeds. A write that does not return stalls this thread
 //! (and, through their pipes, every service's output) but nothing else; a
 //! watchdog ([`watch`]) reports it. Each trouble and its end goes to the
-//! event loop as a [`LogCondition`]. Only whole lines are written, so
-//! stdout and stderr lines never interleave mid-line; order within each
-//! stream is kept, and a partial last line is written as a line when its
-//! process ends.
+//! event loop as a [`LogCondition`]. Only whole lines are written, and a
+//! partial last line is written as a line when its process ends.
 
 mod file;
 mod pump;
@@ -47,8 +52,11 @@ pub struct LogSink {
     pub file: crate::state_dir::LogFile,
     pub max_size: u64,
     pub keep: u32,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    /// The read end of the service's pipe.
+    pub pipe: OwnedFd,
+    /// Its write end: kept only where a new one cannot be opened from the
+    /// read end (no /proc).
+    pub writer: OwnedFd,
     /// Keep the last [`TAIL`] bytes in memory, for `output_matches` rules.
     pub keep_tail: bool,
 }
@@ -64,22 +72,21 @@ pub struct LogCondition {
 pub type Conditions = tokio::sync::mpsc::UnboundedReceiver<LogCondition>;
 type Reporter = tokio::sync::mpsc::UnboundedSender<LogCondition>;
 
-/// A service's two pipes (stdout, stderr): read by the log thread, looked
-/// into by the event loop.
-struct Pipes {
-    fds: [OwnedFd; 2],
+/// A service's pipe: read by the log thread, looked into by the event loop.
+struct Pipe {
+    fd: OwnedFd,
     reads: Mutex<Reads>,
 }
 
 #[derive(Default)]
 struct Reads {
-    /// Bytes taken from each pipe so far.
-    taken: [u64; 2],
-    /// The last byte taken from each pipe was not a newline.
-    mid_line: [bool; 2],
-    /// Where a process of the service ended, as a count of each pipe's
+    /// Bytes taken from the pipe so far.
+    taken: u64,
+    /// The last byte taken was not a newline.
+    mid_line: bool,
+    /// Where a process of the service ended, as a count of the pipe's
     /// bytes: a partial line there is written as a line of its own.
-    cuts: [VecDeque<u64>; 2],
+    cuts: VecDeque<u64>,
     /// A [`Cmd::Cut`] is on its way to the log thread: one is enough, so a
     /// crash loop during a hung write does not pile them up.
     cut_sent: bool,
@@ -108,27 +115,27 @@ fn unread(fd: &OwnedFd) -> u64 {
     if r == 0 { n.max(0) as u64 } else { 0 }
 }
 
-impl Pipes {
-    /// Take what is in pipe `s`, up to its next cut, into `buf`. The lock
+impl Pipe {
+    /// Take what is in the pipe, up to its next cut, into `buf`. The lock
     /// is held across the (non-blocking) read, so the event loop sees every
     /// byte either as taken or as still in the pipe.
-    fn read(&self, s: usize, buf: &mut [u8]) -> Read {
+    fn read(&self, buf: &mut [u8]) -> Read {
         let mut r = lock(&self.reads);
-        let room = match r.cuts[s].front() {
-            Some(&cut) if cut <= r.taken[s] => {
-                r.cuts[s].pop_front();
-                r.mid_line[s] = false;
+        let room = match r.cuts.front() {
+            Some(&cut) if cut <= r.taken => {
+                r.cuts.pop_front();
+                r.mid_line = false;
                 return Read::Cut;
             }
-            Some(&cut) => buf.len().min((cut - r.taken[s]) as usize),
+            Some(&cut) => buf.len().min((cut - r.taken) as usize),
             None => buf.len(),
         };
         loop {
-            return match nix::unistd::read(&self.fds[s], &mut buf[..room]) {
+            return match nix::unistd::read(&self.fd, &mut buf[..room]) {
                 Ok(0) => Read::Eof,
                 Ok(n) => {
-                    r.taken[s] += n as u64;
-                    r.mid_line[s] = buf[n - 1] != b'\n';
+                    r.taken += n as u64;
+                    r.mid_line = buf[n - 1] != b'\n';
                     if let Some(tail) = &mut r.tail {
                         tail.extend_from_slice(&buf[..n]);
                         if tail.len() > 2 * TAIL {
@@ -143,24 +150,20 @@ impl Pipes {
         }
     }
 
-    /// A process of the service ended: its output ends where each pipe's
+    /// A process of the service ended: its output ends where the pipe's
     /// unread bytes end now. True: the log thread needs telling — it holds
     /// a partial line and no new bytes will wake it.
     fn cut(&self) -> bool {
         let mut r = lock(&self.reads);
-        let mut tell = false;
-        for s in 0..2 {
-            let unread = unread(&self.fds[s]);
-            if unread == 0 && !r.mid_line[s] {
-                continue;
-            }
-            let at = r.taken[s] + unread;
-            if r.cuts[s].back() != Some(&at) {
-                r.cuts[s].push_back(at);
-            }
-            tell |= unread == 0;
+        let unread = unread(&self.fd);
+        if unread == 0 && !r.mid_line {
+            return false;
         }
-        tell && !std::mem::replace(&mut r.cut_sent, true)
+        let at = r.taken + unread;
+        if r.cuts.back() != Some(&at) {
+            r.cuts.push_back(at);
+        }
+        unread == 0 && !std::mem::replace(&mut r.cut_sent, true)
     }
 
     /// The log thread got the [`Cmd::Cut`] and looks at the cuts now.
@@ -170,15 +173,22 @@ impl Pipes {
 
     /// The last [`TAIL`] bytes the service wrote: what the log thread took
     /// and, copied with tee(2) without taking it, what is still in the
-    /// pipes.
+    /// pipe.
     fn recent(&self) -> Vec<u8> {
         let r = lock(&self.reads);
         let mut out = r.tail.clone().unwrap_or_default();
-        for fd in &self.fds {
-            peek(fd, &mut out);
-        }
+        peek(&self.fd, &mut out);
         out.split_off(out.len().saturating_sub(TAIL))
     }
+}
+
+/// A new write end of the pipe whose read end is `fd`, opened through
+/// /proc like a FIFO's: the pipe then stays open only as long as some
+/// process holds a write end.
+fn reopen_for_writing(fd: &OwnedFd) -> std::io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    Ok(file.into())
 }
 
 /// Append up to [`TAIL`] unread bytes of pipe `fd` to `out`, leaving them
@@ -209,7 +219,9 @@ fn peek(fd: &OwnedFd, out: &mut Vec<u8>) {
 pub struct LogHub {
     tx: mpsc::Sender<Cmd>,
     wake: EventFd,
-    pipes: HashMap<usize, Arc<Pipes>>,
+    pipes: HashMap<usize, Arc<Pipe>>,
+    /// Write ends kept where none can be opened anew (no /proc).
+    writers: HashMap<usize, OwnedFd>,
     watch: Arc<Watch>,
     thread: Option<JoinHandle<()>>,
 }
@@ -235,6 +247,7 @@ impl LogHub {
             tx,
             wake,
             pipes: HashMap::new(),
+            writers: HashMap::new(),
             watch,
             thread: Some(thread),
         };
@@ -248,14 +261,17 @@ impl LogHub {
     }
 
     pub fn add(&mut self, sink: LogSink) {
-        let pipes = Arc::new(Pipes {
-            fds: [sink.stdout, sink.stderr],
+        let pipe = Arc::new(Pipe {
+            fd: sink.pipe,
             reads: Mutex::new(Reads {
                 tail: sink.keep_tail.then(Vec::new),
                 ..Reads::default()
             }),
         });
-        self.pipes.insert(sink.id, pipes.clone());
+        if reopen_for_writing(&pipe.fd).is_err() {
+            self.writers.insert(sink.id, sink.writer);
+        }
+        self.pipes.insert(sink.id, pipe.clone());
         let target = pump::Target {
             id: sink.id,
             path: sink.path,
@@ -263,7 +279,24 @@ impl LogHub {
             max_size: sink.max_size,
             keep: sink.keep,
         };
-        self.send(Cmd::Add(target, pipes));
+        self.send(Cmd::Add(target, pipe));
+    }
+
+    /// Whether service `id` has its pipe.
+    pub fn has(&self, id: usize) -> bool {
+        self.pipes.contains_key(&id)
+    }
+
+    /// A write end of service `id`'s pipe, for a process about to start;
+    /// the caller closes it once the process has it.
+    pub fn writer(&self, id: usize) -> std::io::Result<OwnedFd> {
+        if let Some(w) = self.writers.get(&id) {
+            return w.try_clone();
+        }
+        match self.pipes.get(&id) {
+            Some(p) => reopen_for_writing(&p.fd),
+            None => Err(std::io::Error::from_raw_os_error(libc::EBADF)),
+        }
     }
 
     /// A process of service `id` ended: what it wrote last, even without a
@@ -277,7 +310,7 @@ impl LogHub {
     }
 
     /// The last [`TAIL`] bytes service `id` wrote, including what is still
-    /// in its pipes. Never waits for the log thread.
+    /// in its pipe. Never waits for the log thread.
     pub fn recent_output(&self, id: usize) -> Vec<u8> {
         self.pipes.get(&id).map(|p| p.recent()).unwrap_or_default()
     }
@@ -311,31 +344,34 @@ impl LogHub {
 mod tests {
     use super::*;
 
-    /// A service's pipes with their write ends.
-    fn pipes(keep_tail: bool) -> (Pipes, [OwnedFd; 2]) {
+    /// A service's pipe with its write end.
+    fn pipe(keep_tail: bool) -> (Pipe, OwnedFd) {
         let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-        let (out_r, out_w) = nix::unistd::pipe2(flags).unwrap();
-        let (err_r, err_w) = nix::unistd::pipe2(flags).unwrap();
+        let (r, w) = nix::unistd::pipe2(flags).unwrap();
         let reads = Reads {
             tail: keep_tail.then(Vec::new),
             ..Reads::default()
         };
-        let p = Pipes {
-            fds: [out_r, err_r],
+        let p = Pipe {
+            fd: r,
             reads: Mutex::new(reads),
         };
-        (p, [out_w, err_w])
+        (p, w)
     }
 
-    /// Read pipe 0 until it is empty: what each read gave.
-    fn drain(p: &Pipes) -> Vec<String> {
+    /// Read the pipe until it is empty: what each read gave.
+    fn drain(p: &Pipe) -> Vec<String> {
         let mut buf = [0u8; 64];
         let mut got = Vec::new();
         loop {
-            got.push(match p.read(0, &mut buf) {
+            got.push(match p.read(&mut buf) {
                 Read::Data(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
                 Read::Cut => "<cut>".into(),
-                Read::Empty | Read::Eof => return got,
+                Read::Empty => return got,
+                Read::Eof => {
+                    got.push("<eof>".into());
+                    return got;
+                }
             });
         }
     }
@@ -346,11 +382,11 @@ mod tests {
 
     #[test]
     fn output_ends_where_the_pipe_stood_when_the_process_exited() {
-        let (p, w) = pipes(false);
-        write(&w[0], "no newline");
+        let (p, w) = pipe(false);
+        write(&w, "no newline");
         // Still in the pipe: the bytes themselves wake the log thread.
         assert!(!p.cut());
-        write(&w[0], "second\n");
+        write(&w, "second\n");
         assert_eq!(drain(&p), ["no newline", "<cut>", "second\n"]);
         // Nothing unread, nothing partial: no cut at all.
         assert!(!p.cut());
@@ -359,8 +395,8 @@ mod tests {
 
     #[test]
     fn a_partial_line_already_taken_needs_the_log_thread_told_once() {
-        let (p, w) = pipes(false);
-        write(&w[0], "half");
+        let (p, w) = pipe(false);
+        write(&w, "half");
         assert_eq!(drain(&p), ["half"]);
         assert!(p.cut());
         assert!(!p.cut(), "one command on its way is enough");
@@ -369,16 +405,31 @@ mod tests {
     }
 
     #[test]
-    fn recent_output_includes_what_is_still_in_the_pipes_and_leaves_it_there() {
-        let (p, w) = pipes(true);
-        write(&w[0], "taken\n");
+    fn recent_output_includes_what_is_still_in_the_pipe_and_leaves_it_there() {
+        let (p, w) = pipe(true);
+        write(&w, "taken\n");
         assert_eq!(drain(&p), ["taken\n"]);
-        write(&w[0], "still there\n");
-        write(&w[1], "error: address already in use\n");
+        write(&w, "still there\n");
+        write(&w, "error: address already in use\n");
         assert_eq!(
             String::from_utf8_lossy(&p.recent()),
             "taken\nstill there\nerror: address already in use\n"
         );
-        assert_eq!(drain(&p), ["still there\n"]);
+        assert_eq!(drain(&p), ["still there\nerror: address already in use\n"]);
+    }
+
+    #[test]
+    fn a_write_end_opened_anew_feeds_the_same_pipe_and_its_close_is_the_end() {
+        let (p, w) = pipe(false);
+        let again = reopen_for_writing(&p.fd).unwrap();
+        drop(w);
+        write(&again, "after\n");
+        assert_eq!(drain(&p), ["after\n"]);
+        drop(again);
+        assert_eq!(drain(&p), ["<eof>"]);
+        // A later process gets a write end of the same pipe again.
+        let third = reopen_for_writing(&p.fd).unwrap();
+        write(&third, "next run\n");
+        assert_eq!(drain(&p), ["next run\n"]);
     }
 }

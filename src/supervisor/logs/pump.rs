@@ -1,8 +1,12 @@
-//! The log thread's loop: epoll over every service's pipes, whole lines
-//! to each service's [`LogFile`], and the holding back of a service whose
+//! The log thread's loop: epoll over every service's pipe, whole lines to
+//! each service's [`LogFile`], and the holding back of a service whose
 //! writes fail, retried every [`RETRY`].
+//!
+//! Pipes are watched edge-triggered and read until empty: a pipe whose
+//! writers are all gone reads as its end, then wakes the thread again only
+//! when a new process of the service writes to it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
@@ -13,11 +17,15 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 
 use super::file::{Failure, LogFile};
 use super::watch::Watch;
-use super::{LogCondition, Pipes, Read, Reporter};
+use super::{LogCondition, Pipe, Read, Reporter};
 use crate::strategy::machine::{LogReport, LogTrouble};
 
 /// A partial line longer than this is written out as a line of its own.
 const MAX_LINE: usize = 1 << 20;
+/// At most this many log files are open at once: the one open longest is
+/// closed for the next (and reopens when its service writes again), so
+/// 10,000 services cost 10,000 pipes, not 20,000 descriptors.
+const OPEN_FILES: usize = crate::strategy::admission::LOG_FILES_OPEN as usize;
 /// How often writes that failed are tried again.
 const RETRY: Duration = Duration::from_secs(1);
 const WAKE: u64 = u64::MAX;
@@ -32,7 +40,7 @@ pub(super) struct Target {
 }
 
 pub(super) enum Cmd {
-    Add(Target, Arc<Pipes>),
+    Add(Target, Arc<Pipe>),
     /// A process of the service ended: read up to where its output ends.
     Cut(usize),
     /// Write what is left and stop.
@@ -40,13 +48,14 @@ pub(super) enum Cmd {
 }
 
 struct Service {
-    pipes: Arc<Pipes>,
-    /// Bytes after the last newline read so far, per stream.
-    partial: [Vec<u8>; 2],
-    open: [bool; 2],
+    pipe: Arc<Pipe>,
+    /// Bytes after the last newline read so far.
+    partial: Vec<u8>,
     log: LogFile,
     /// The trouble last reported, until it clears.
     trouble: Option<LogTrouble>,
+    /// Counted among the open files ([`Pump::opened`]).
+    counted: bool,
 }
 
 impl Service {
@@ -55,33 +64,33 @@ impl Service {
         watch.during(id, || self.log.put(lines))
     }
 
-    /// A chunk read from stream `s`: its whole lines are written, the rest
+    /// A chunk read from the pipe: its whole lines are written, the rest
     /// waits for its newline.
-    fn take(&mut self, id: usize, watch: &Watch, s: usize, chunk: &[u8]) -> Result<(), Failure> {
+    fn take(&mut self, id: usize, watch: &Watch, chunk: &[u8]) -> Result<(), Failure> {
         let Some(last) = chunk.iter().rposition(|b| *b == b'\n') else {
-            self.partial[s].extend_from_slice(chunk);
-            if self.partial[s].len() >= MAX_LINE {
-                return self.end_line(id, watch, s);
+            self.partial.extend_from_slice(chunk);
+            if self.partial.len() >= MAX_LINE {
+                return self.end_line(id, watch);
             }
             return Ok(());
         };
-        let written = if self.partial[s].is_empty() {
+        let written = if self.partial.is_empty() {
             self.put(id, watch, &chunk[..=last])
         } else {
-            let mut lines = std::mem::take(&mut self.partial[s]);
+            let mut lines = std::mem::take(&mut self.partial);
             lines.extend_from_slice(&chunk[..=last]);
             self.put(id, watch, &lines)
         };
-        self.partial[s].extend_from_slice(&chunk[last + 1..]);
+        self.partial.extend_from_slice(&chunk[last + 1..]);
         written
     }
 
-    /// The partial line of stream `s`, if any, as a line.
-    fn end_line(&mut self, id: usize, watch: &Watch, s: usize) -> Result<(), Failure> {
-        if self.partial[s].is_empty() {
+    /// The partial line, if any, as a line.
+    fn end_line(&mut self, id: usize, watch: &Watch) -> Result<(), Failure> {
+        if self.partial.is_empty() {
             return Ok(());
         }
-        let mut line = std::mem::take(&mut self.partial[s]);
+        let mut line = std::mem::take(&mut self.partial);
         line.push(b'\n');
         self.put(id, watch, &line)
     }
@@ -96,6 +105,8 @@ pub(super) struct Pump {
     services: HashMap<usize, Service>,
     /// Services whose output is held back, and when to try again.
     held: HashMap<usize, Instant>,
+    /// Services whose log file is open, longest open first.
+    opened: VecDeque<usize>,
     buf: Box<[u8]>,
 }
 
@@ -116,6 +127,7 @@ impl Pump {
             watch,
             services: HashMap::new(),
             held: HashMap::new(),
+            opened: VecDeque::new(),
             buf: vec![0u8; 64 << 10].into_boxed_slice(),
         })
     }
@@ -135,7 +147,7 @@ impl Pump {
                 match ev.data() {
                     WAKE if self.commands() => return,
                     WAKE => {}
-                    token => self.drain((token >> 1) as usize, (token & 1) as usize),
+                    token => self.drain(token as usize),
                 }
             }
             self.retry_due(Instant::now());
@@ -161,10 +173,9 @@ impl Pump {
                 Cmd::Add(target, pipes) => self.add(target, pipes),
                 Cmd::Cut(id) => {
                     if let Some(svc) = self.services.get(&id) {
-                        svc.pipes.cut_received();
+                        svc.pipe.cut_received();
                     }
-                    self.drain(id, 0);
-                    self.drain(id, 1);
+                    self.drain(id);
                 }
                 Cmd::Shutdown(done) => {
                     self.finish();
@@ -176,51 +187,74 @@ impl Pump {
         false
     }
 
-    fn add(&mut self, t: Target, pipes: Arc<Pipes>) {
-        for fd in &pipes.fds {
-            let flags = fcntl(fd, FcntlArg::F_GETFL).unwrap_or(0);
-            let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-            let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
-        }
+    fn add(&mut self, t: Target, pipe: Arc<Pipe>) {
+        let flags = fcntl(&pipe.fd, FcntlArg::F_GETFL).unwrap_or(0);
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        let _ = fcntl(&pipe.fd, FcntlArg::F_SETFL(flags));
         let svc = Service {
-            pipes,
-            partial: [Vec::new(), Vec::new()],
-            open: [true; 2],
+            pipe,
+            partial: Vec::new(),
             log: LogFile::new(t.path, t.max_size, t.keep).through(t.file),
             trouble: None,
+            counted: false,
         };
-        self.watch_pipes(t.id, &svc);
+        self.watch_pipe(t.id, &svc);
         self.services.insert(t.id, svc);
+        self.drain(t.id);
     }
 
-    fn watch_pipes(&self, id: usize, svc: &Service) {
-        for (s, fd) in svc.pipes.fds.iter().enumerate() {
-            let token = ((id as u64) << 1) | s as u64;
-            if svc.open[s]
-                && let Err(e) = self
-                    .epoll
-                    .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
-            {
-                tracing::error!("log thread: cannot watch {}: {e}", svc.log.path().display());
+    fn watch_pipe(&self, id: usize, svc: &Service) {
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+        if let Err(e) = self
+            .epoll
+            .add(&svc.pipe.fd, EpollEvent::new(flags, id as u64))
+        {
+            tracing::error!("log thread: cannot watch {}: {e}", svc.log.path().display());
+        }
+    }
+
+    /// Read service `id`'s pipe until it is empty, writing whole lines,
+    /// unless its output is held back. At the pipe's end (no process holds
+    /// it) the partial line is a line; a later process writes to it anew.
+    fn drain(&mut self, id: usize) {
+        self.drain_pipe(id);
+        self.count_open(id);
+    }
+
+    /// A service's file may have been opened: count it, and close the one
+    /// open longest if that makes too many.
+    fn count_open(&mut self, id: usize) {
+        let Some(svc) = self.services.get_mut(&id) else {
+            return;
+        };
+        if svc.counted || !svc.log.is_open() {
+            return;
+        }
+        svc.counted = true;
+        self.opened.push_back(id);
+        while self.opened.len() > OPEN_FILES {
+            let Some(old) = self.opened.pop_front() else {
+                break;
+            };
+            if let Some(svc) = self.services.get_mut(&old) {
+                svc.log.close();
+                svc.counted = false;
             }
         }
     }
 
-    /// Read stream `s` of service `id` until its pipe is empty, writing
-    /// whole lines, unless its output is held back.
-    fn drain(&mut self, id: usize, s: usize) {
+    fn drain_pipe(&mut self, id: usize) {
         let Some(svc) = self.services.get_mut(&id) else {
             return;
         };
-        while svc.open[s] && !self.held.contains_key(&id) {
-            let written = match svc.pipes.read(s, &mut self.buf) {
-                Read::Data(n) => svc.take(id, &self.watch, s, &self.buf[..n]),
-                Read::Cut => svc.end_line(id, &self.watch, s),
-                Read::Eof => {
-                    svc.open[s] = false;
-                    let _ = self.epoll.delete(&svc.pipes.fds[s]);
-                    svc.end_line(id, &self.watch, s)
-                }
+        while !self.held.contains_key(&id) {
+            let written = match svc.pipe.read(&mut self.buf) {
+                Read::Data(n) => svc.take(id, &self.watch, &self.buf[..n]),
+                Read::Cut => svc.end_line(id, &self.watch),
+                Read::Eof => match svc.end_line(id, &self.watch) {
+                    Ok(()) => return,
+                    Err(f) => Err(f),
+                },
                 Read::Empty => return,
             };
             if let Err(f) = written {
@@ -238,9 +272,7 @@ impl Pump {
         };
         let first = !self.held.contains_key(&id);
         if first {
-            for s in (0..2).filter(|s| svc.open[*s]) {
-                let _ = self.epoll.delete(&svc.pipes.fds[s]);
-            }
+            let _ = self.epoll.delete(&svc.pipe.fd);
         }
         // A removed file is recreated at once; if that fails, or for
         // anything else, the cause has to clear first.
@@ -260,10 +292,11 @@ impl Pump {
             .collect();
         for id in due {
             self.retry(id, now);
+            self.count_open(id);
         }
     }
 
-    /// Write what `id` held back; on success read its pipes again.
+    /// Write what `id` held back; on success read its pipe again.
     fn retry(&mut self, id: usize, now: Instant) {
         let Some(svc) = self.services.get_mut(&id) else {
             return;
@@ -276,13 +309,12 @@ impl Pump {
             send(&self.report, id, t, String::new(), true);
         }
         let svc = &self.services[&id];
-        self.watch_pipes(id, svc);
-        self.drain(id, 0);
-        self.drain(id, 1);
+        self.watch_pipe(id, svc);
+        self.drain(id);
     }
 
-    /// At shutdown (the write ends are closed): write what is left, partial
-    /// lines included; say what could not be written.
+    /// At shutdown (the services' processes are gone): write what is left,
+    /// partial lines included; say what could not be written.
     fn finish(&mut self) {
         let now = Instant::now();
         let ids: Vec<usize> = self.services.keys().copied().collect();
@@ -290,12 +322,9 @@ impl Pump {
             if self.held.contains_key(&id) {
                 self.retry(id, now);
             }
-            self.drain(id, 0);
-            self.drain(id, 1);
+            self.drain(id);
             let svc = self.services.get_mut(&id).expect("listed above");
-            for s in 0..2 {
-                let _ = svc.end_line(id, &self.watch, s);
-            }
+            let _ = svc.end_line(id, &self.watch);
             if svc.log.pending() > 0 {
                 let (n, path) = (svc.log.pending(), svc.log.path().display());
                 tracing::error!("{n} bytes of output could not be written to {path}");
