@@ -171,6 +171,8 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     cloexec_inherited_fds();
+    // The spawn slots at low numbers, before the services' pipes.
+    drop(spawn::slots::lock());
     let limits = Limits::for_plan(raise_fd_limit(), budget::reserve(&plan));
     if limits.shortfall > 0 {
         tracing::warn!(

@@ -136,6 +136,8 @@ impl SpawnSpec {
     }
 }
 
+pub mod slots;
+
 /// A freshly started child.
 pub struct Spawned {
     pub pid: i32,
@@ -178,6 +180,9 @@ struct ChildSetup<'a> {
     fds: [RawFd; 3],
     /// `cgroup.procs` of the service's cgroup, or -1.
     cgroup: RawFd,
+    /// The child shares sentineld's descriptor table and keeps only those
+    /// below this number (see [`slots`]); -1: it has a copy of its own.
+    keep_below: RawFd,
     /// Where the child leaves the errno of the step that failed: it shares
     /// sentineld's memory until it execs or exits.
     errno: std::cell::Cell<i32>,
@@ -198,6 +203,24 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = spec.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
+    let given = [
+        Some(stdio.stdin.as_raw_fd()),
+        Some(stdio.stdout.as_raw_fd()),
+        Some(stdio.stderr.as_raw_fd()),
+        stdio.cgroup.map(|fd| fd.as_raw_fd()),
+    ];
+    let slots = slots::lock();
+    let (fds, keep_below) = match &slots {
+        Some(s) => {
+            let at = s.fill(given).map_err(|e| {
+                SpawnError::Pipe(nix::Error::from_raw(
+                    e.raw_os_error().unwrap_or(libc::EBADF),
+                ))
+            })?;
+            (at, if s.close_range { s.end() } else { -1 })
+        }
+        None => (given.map(|fd| fd.unwrap_or(-1)), -1),
+    };
     let setup = ChildSetup {
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
@@ -207,12 +230,9 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         cwd: &spec.cwd,
         user: spec.user.as_ref(),
         nofile: CHILD_NOFILE.get().copied(),
-        fds: [
-            stdio.stdin.as_raw_fd(),
-            stdio.stdout.as_raw_fd(),
-            stdio.stderr.as_raw_fd(),
-        ],
-        cgroup: stdio.cgroup.map_or(-1, |fd| fd.as_raw_fd()),
+        fds: [fds[0], fds[1], fds[2]],
+        cgroup: fds[3],
+        keep_below,
         errno: std::cell::Cell::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK];
@@ -234,15 +254,24 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
     // raw system calls on data prepared above (see child_after_fork), then
     // execs or _exits; until then this thread is suspended (CLONE_VFORK),
     // so `setup` and `stack` outlive it.
+    let share = if keep_below >= 0 {
+        libc::CLONE_FILES
+    } else {
+        0
+    };
     let pid = unsafe {
         libc::clone(
             child_main,
             top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | share | libc::SIGCHLD,
             (&setup as *const ChildSetup<'_>).cast_mut().cast(),
         )
     };
     let clone_errno = nix::Error::last();
+    if let Some(s) = &slots {
+        s.clear();
+    }
+    drop(slots);
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
     drop(stack);
@@ -272,6 +301,18 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
             setup.errno.set(*libc::__errno_location());
             libc::_exit(127)
         };
+        // A table of our own with the low descriptors only, before any
+        // change to it (it is sentineld's until then).
+        if setup.keep_below >= 0
+            && libc::syscall(
+                libc::SYS_close_range,
+                setup.keep_below as libc::c_uint,
+                !0u32,
+                libc::CLOSE_RANGE_UNSHARE,
+            ) != 0
+        {
+            fail();
+        }
         // Its own session and process group: no controlling terminal, and a
         // group id (= pid) that signals the whole service.
         libc::setsid();
