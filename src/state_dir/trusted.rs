@@ -181,6 +181,19 @@ impl Trusted {
         self.dir.rename(tmp, PGID_REGISTRY)
     }
 
+    /// Append journal lines to the `pgids` file, which must be there (a
+    /// missing one is rewritten whole instead).
+    pub fn append_pgids(&self, text: &[u8]) -> Result<()> {
+        let mut file = self
+            .dir
+            .file(PGID_REGISTRY, OFlag::O_WRONLY | OFlag::O_APPEND)?;
+        file.write_all(text).map_err(|source| StateDirError::Io {
+            op: "write",
+            path: self.dir.path.join(PGID_REGISTRY),
+            source,
+        })
+    }
+
     pub fn remove_pgids(&self) {
         let _ = self.dir.remove(PGID_REGISTRY);
     }

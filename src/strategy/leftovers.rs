@@ -2,8 +2,12 @@
 //! process groups the next `up` may kill.
 //!
 //! The file is untrusted input: whatever it says, a group is killed only
-//! when a live process proves it is the one recorded. A record is `NAME PGID
-//! STARTTIME`, under a first line `boot BOOT_ID`. A pid is unique among live
+//! when a live process proves it is the one recorded. Under a first line
+//! `boot BOOT_ID` it is a journal, so that a change costs a line, not a
+//! rewrite of every service's record: `NAME PGID STARTTIME` records a
+//! group (a later one of the same name replaces it), `- NAME PGID` says the
+//! group is gone. The writer rewrites it whole (atomically) when the gone
+//! lines outnumber the live ones. A pid is unique among live
 //! processes and a (pid, start time) pair is unique within one boot, so a
 //! live process whose pid is the group's number and whose start time is the
 //! recorded one, in the boot the file was written in, is the old leader,
@@ -68,18 +72,30 @@ pub fn render(boot: &str, records: &[Record]) -> String {
     let mut text = String::with_capacity(48 + records.len() * 32);
     text.push_str(&format!("boot {boot}\n"));
     for r in records {
-        text.push_str(&format!("{} {} {}\n", r.name, r.pgid, r.start_time));
+        text.push_str(&added(r));
     }
     text
 }
 
-/// Read the file's lines as untrusted input. A record counts only if it
-/// names a service of this plan (or its fallback), its group number is a
-/// real group (> 1) that is not in `never` (our own pid, group, session),
-/// and it is the first record of that group.
+/// The journal line recording `r`.
+pub fn added(r: &Record) -> String {
+    format!("{} {} {}\n", r.name, r.pgid, r.start_time)
+}
+
+/// The journal line saying `r`'s group is gone.
+pub fn gone(r: &Record) -> String {
+    format!("- {} {}\n", r.name, r.pgid)
+}
+
+/// Read the file's lines as untrusted input and replay them. A record
+/// counts only if it names a service of this plan (or its fallback), its
+/// group number is a real group (> 1) that is not in `never` (our own pid,
+/// group, session), it is not said gone later, and no earlier live record
+/// has its group.
 pub fn parse(text: &str, services: &HashSet<&str>, never: &[i32]) -> Parsed {
     let mut parsed = Parsed::default();
-    let mut seen = HashSet::new();
+    // Live records by name, with the line that made each.
+    let mut live: Vec<(usize, Record)> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let reject = |why: String| Rejected { line: i + 1, why };
         match parse_line(line, services, never) {
@@ -87,19 +103,60 @@ pub fn parse(text: &str, services: &HashSet<&str>, never: &[i32]) -> Parsed {
             Ok(Line::Boot(_)) => parsed
                 .rejected
                 .push(reject("a boot id that is not on the first line".into())),
-            Ok(Line::Record(r)) if !seen.insert(r.pgid) => parsed
-                .rejected
-                .push(reject(format!("a second record of group {}", r.pgid))),
-            Ok(Line::Record(r)) => parsed.records.push(r),
+            Ok(Line::Record(r)) => {
+                live.retain(|(_, old)| old.name != r.name);
+                live.push((i + 1, r));
+            }
+            Ok(Line::Gone(name, pgid)) => {
+                let before = live.len();
+                live.retain(|(_, r)| r.name != name || r.pgid != pgid);
+                if live.len() == before {
+                    parsed
+                        .rejected
+                        .push(reject(format!("no live record of {} {pgid}", short(&name))));
+                }
+            }
             Err(why) => parsed.rejected.push(reject(why)),
         }
     }
+    live.sort_by_key(|(line, _)| *line);
+    let mut seen = HashSet::new();
+    for (line, r) in live {
+        if seen.insert(r.pgid) {
+            parsed.records.push(r);
+        } else {
+            let why = format!("a second record of group {}", r.pgid);
+            parsed.rejected.push(Rejected { line, why });
+        }
+    }
+    parsed.rejected.sort_by_key(|r| r.line);
     parsed
 }
 
 enum Line {
     Boot(String),
     Record(Record),
+    Gone(String, i32),
+}
+
+/// A `NAME` of this plan, and a group number that may be a service's.
+fn name_and_group<'a>(
+    name: &'a str,
+    pgid: &str,
+    services: &HashSet<&str>,
+    never: &[i32],
+) -> Result<(&'a str, i32), String> {
+    let service = name.strip_suffix(".fallback").unwrap_or(name);
+    if name.len() > MAX_NAME || !services.contains(service) {
+        return Err(format!("{:?} is not a service of this plan", short(name)));
+    }
+    let pgid: i32 = pgid
+        .parse()
+        .map_err(|_| format!("{:?} is not a group number", short(pgid)))?;
+    if pgid <= 1 || never.contains(&pgid) {
+        return Err(format!("group {pgid} is never a service's"));
+    }
+    Ok((name, pgid))
 }
 
 fn parse_line(line: &str, services: &HashSet<&str>, never: &[i32]) -> Result<Line, String> {
@@ -107,17 +164,12 @@ fn parse_line(line: &str, services: &HashSet<&str>, never: &[i32]) -> Result<Lin
     match fields[..] {
         ["boot", id] if is_boot_id(id) => Ok(Line::Boot(id.to_string())),
         ["boot", _] => Err("a malformed boot id".into()),
+        ["-", name, pgid] => {
+            let (name, pgid) = name_and_group(name, pgid, services, never)?;
+            Ok(Line::Gone(name.to_string(), pgid))
+        }
         [name, pgid, start_time] => {
-            let service = name.strip_suffix(".fallback").unwrap_or(name);
-            if name.len() > MAX_NAME || !services.contains(service) {
-                return Err(format!("{:?} is not a service of this plan", short(name)));
-            }
-            let pgid: i32 = pgid
-                .parse()
-                .map_err(|_| format!("{:?} is not a group number", short(pgid)))?;
-            if pgid <= 1 || never.contains(&pgid) {
-                return Err(format!("group {pgid} is never a service's"));
-            }
+            let (name, pgid) = name_and_group(name, pgid, services, never)?;
             let start_time = start_time
                 .parse()
                 .map_err(|_| format!("{:?} is not a start time", short(start_time)))?;
@@ -127,7 +179,7 @@ fn parse_line(line: &str, services: &HashSet<&str>, never: &[i32]) -> Result<Lin
                 start_time,
             }))
         }
-        _ => Err("not NAME PGID STARTTIME".into()),
+        _ => Err("not NAME PGID STARTTIME or - NAME PGID".into()),
     }
 }
 
@@ -221,7 +273,8 @@ mod tests {
     fn only_records_of_this_plan_with_real_foreign_groups_count() {
         let text = format!(
             "boot {BOOT}\nweb 100 5\nintruder 101 5\nweb.fallback.fallback 102 5\nweb 1 5\nweb 0 5\n\
-             db -7 5\ndb 42 5\ndb 77 5\ndb x 5\ndb 103 -1\ndb 104\ngarbage\n\nboot {BOOT}\nweb 100 6\n"
+             db -7 5\ndb 42 5\ndb 77 5\ndb x 5\ndb 103 -1\ndb 104\ngarbage\n\nboot {BOOT}\n\
+             web.fallback 77 6\n"
         );
         let parsed = parse(&text, &plan(), &[42]);
         assert_eq!(parsed.records, vec![rec("web", 100, 5), rec("db", 77, 5)]);
@@ -232,7 +285,33 @@ mod tests {
             "\"intruder\" is not a service of this plan"
         );
         assert_eq!(parsed.rejected[5].why, "group 42 is never a service's");
-        assert_eq!(parsed.rejected[12].why, "a second record of group 100");
+        assert_eq!(parsed.rejected[12].why, "a second record of group 77");
+    }
+
+    #[test]
+    fn the_journal_replays_to_the_groups_still_live() {
+        let text = format!(
+            "boot {BOOT}\nweb 100 5\ndb 200 6\n- web 100\nweb 300 7\n- db 999\n\
+             web.fallback 400 8\n- web.fallback 400\ndb 500 9\n- nobody 5\n"
+        );
+        let parsed = parse(&text, &plan(), &[]);
+        // db's later record replaces its first; web's first is gone.
+        assert_eq!(parsed.records, vec![rec("web", 300, 7), rec("db", 500, 9)]);
+        let why: Vec<(usize, &str)> = (parsed.rejected.iter())
+            .map(|r| (r.line, r.why.as_str()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                (6, "no live record of db 999"),
+                (10, "\"nobody\" is not a service of this plan")
+            ]
+        );
+        // What render and the change lines write reads back the same.
+        let mut text = render(BOOT, &[rec("web", 100, 5)]);
+        text.push_str(&gone(&rec("web", 100, 5)));
+        text.push_str(&added(&rec("web", 101, 6)));
+        assert_eq!(parse(&text, &plan(), &[]).records, vec![rec("web", 101, 6)]);
     }
 
     #[test]

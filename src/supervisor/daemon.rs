@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::journal::Journal;
 use super::probes::{self, ProbeRt};
 use super::timers::Timers;
-use super::{RunError, logs, spawn};
+use super::{RunError, logs, registry, spawn};
 use crate::config::{Plan, ServiceSpec};
 use crate::control::server::Reply;
 use crate::state_dir::Trusted;
@@ -105,7 +105,8 @@ pub(super) struct Daemon {
     /// Adopted orphans were sent SIGTERM at shutdown; SIGKILL after this.
     pub orphan_deadline: Option<Instant>,
     pub finished: bool,
-    pub registry_dirty: bool,
+    /// The pgid registry, a line per change.
+    pub registry: registry::Recorder,
     /// A monotonic instant and the wall clock at the same moment: turns the
     /// core's instants into times for people.
     pub epoch: (Instant, SystemTime),
@@ -163,7 +164,7 @@ impl Daemon {
             oom_kills: super::effects::read_oom_kills(),
             orphan_deadline: None,
             finished: false,
-            registry_dirty: false,
+            registry: registry::Recorder::default(),
             epoch: (Instant::now(), SystemTime::now()),
             cgroups: super::cgroup::Cgroups::open(&plan.state_dir),
             left_behind: 0,

@@ -49,6 +49,9 @@ pub(super) fn read_oom_kills() -> Option<u64> {
 impl Daemon {
     /// Feed one input to the core and carry out everything that follows.
     pub(super) fn feed(&mut self, now: Instant, input: Input) {
+        if let Input::Event(i, Event::GroupGone | Event::FallbackGroupGone) = input {
+            self.registry.touch(i);
+        }
         let mut work: VecDeque<(usize, Action)> = self.system.handle(now, input).into();
         while let Some((i, action)) = work.pop_front() {
             if let Some(event) = self.execute(i, action, now) {
@@ -209,7 +212,7 @@ impl Daemon {
                     self.exec_failed.insert(child.pid, errno);
                 }
                 if role != Role::Cleanup {
-                    self.registry_dirty = true;
+                    self.registry.touch(i);
                 }
                 if role == Role::Primary {
                     self.rt[i].start_time = None;
@@ -351,7 +354,7 @@ impl Daemon {
             Ok(pid) => {
                 self.by_pid.insert(pid, (i, Owner::Service(Role::Primary)));
                 self.rt[i].start_time = None;
-                self.registry_dirty = true;
+                self.registry.touch(i);
                 Event::Adopted { pid }
             }
             Err(why) => {
@@ -390,45 +393,45 @@ impl Daemon {
         happened
     }
 
-    /// Rewrite the pgid registry if a leader started or ended.
+    /// Record in the pgid registry the groups of the services whose
+    /// leaders started or ended since the last flush: a line each.
     pub(super) fn flush_registry(&mut self) {
-        if !std::mem::take(&mut self.registry_dirty) {
+        let changed = self.registry.take_changed();
+        if changed.is_empty() {
             return;
         }
-        let mut records = Vec::new();
-        for (svc, rt) in self.system.services.iter().zip(self.rt.iter_mut()) {
+        let mut want = Vec::with_capacity(2 * changed.len());
+        for i in changed {
+            let (svc, rt) = (&self.system.services[i], &mut self.rt[i]);
             let pgid = match svc.phase {
-                crate::strategy::machine::Phase::Running { pid, .. } => pid,
-                crate::strategy::machine::Phase::Stopping { pgid, .. } => pgid,
+                Phase::Running { pid, .. } => pid,
+                Phase::Stopping { pgid, .. } => pgid,
                 _ => 0,
             };
-            if pgid > 0 {
-                if rt.start_time.is_none() {
-                    rt.start_time = registry::start_time(pgid);
-                }
-                if let Some(start_time) = rt.start_time {
-                    let name = rt.spec.name.clone();
-                    records.push(registry::Record {
-                        name,
-                        pgid,
-                        start_time,
-                    });
-                }
+            if pgid > 0 && rt.start_time.is_none() {
+                rt.start_time = registry::start_time(pgid);
             }
-            if let Some(pid) = svc.fallback_pid()
-                && let Some(start_time) = registry::start_time(pid)
-            {
-                let name = format!("{}.fallback", rt.spec.name);
-                records.push(registry::Record {
-                    name,
-                    pgid: pid,
+            let primary = (pgid > 0).then_some(rt.start_time).flatten();
+            let name = rt.spec.name.clone();
+            want.push((
+                name.clone(),
+                primary.map(|start_time| registry::Record {
+                    name: name.clone(),
+                    pgid,
                     start_time,
-                });
-            }
+                }),
+            ));
+            let fallback = format!("{name}.fallback");
+            let record = svc.fallback_pid().and_then(|pid| {
+                Some(registry::Record {
+                    name: fallback.clone(),
+                    pgid: pid,
+                    start_time: registry::start_time(pid)?,
+                })
+            });
+            want.push((fallback, record));
         }
-        if let Err(e) = registry::write(&self.state_dir, &records) {
-            tracing::warn!("pgids not recorded: {e}");
-        }
+        self.registry.apply(&self.state_dir, want);
     }
 }
 

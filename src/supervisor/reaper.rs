@@ -120,12 +120,12 @@ impl Daemon {
         }
         let event = match owner {
             Owner::Service(Role::Primary) => {
-                self.registry_dirty = true;
+                self.registry.touch(i);
                 let exit = self.primary_exit(i, pid, status, exec_errno);
                 Event::Exited { pid, exit }
             }
             Owner::Service(Role::Fallback) => {
-                self.registry_dirty = true;
+                self.registry.touch(i);
                 Event::FallbackExited {
                     pid,
                     status,

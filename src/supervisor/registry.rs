@@ -49,6 +49,93 @@ pub fn write(dir: &Trusted, records: &[Record]) -> Result<(), StateDirError> {
     dir.replace_pgids(text.as_bytes())
 }
 
+/// The live groups as the file says them, kept up to date a line per
+/// change: a start or an end costs an append, not a rewrite of every
+/// record, whatever the number of services.
+#[derive(Default)]
+pub struct Recorder {
+    /// What the file holds, by name.
+    live: std::collections::HashMap<String, Record>,
+    /// Lines in the file, the first included.
+    lines: usize,
+    /// The file was written whole in this run.
+    written: bool,
+    /// Services whose groups may have changed since the last flush.
+    changed: Vec<usize>,
+    marked: HashSet<usize>,
+}
+
+impl Recorder {
+    /// Service `i` started or lost a group.
+    pub fn touch(&mut self, i: usize) {
+        if self.marked.insert(i) {
+            self.changed.push(i);
+        }
+    }
+
+    /// The services touched since the last call.
+    pub fn take_changed(&mut self) -> Vec<usize> {
+        self.marked.clear();
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Bring the file to `want` (name → the group it should record, or
+    /// none) for the names given; other names stay as they are.
+    pub fn apply(&mut self, dir: &Trusted, want: Vec<(String, Option<Record>)>) {
+        let mut text = String::new();
+        let mut added = 0;
+        for (name, record) in want {
+            let old = self.live.get(&name);
+            if old == record.as_ref() {
+                continue;
+            }
+            if let Some(old) = old {
+                text.push_str(&leftovers::gone(old));
+                added += 1;
+            }
+            match record {
+                Some(r) => {
+                    text.push_str(&leftovers::added(&r));
+                    added += 1;
+                    self.live.insert(name, r);
+                }
+                None => {
+                    self.live.remove(&name);
+                }
+            }
+        }
+        if added == 0 && self.written {
+            return;
+        }
+        // Rewritten whole when the gone lines outnumber the live ones.
+        let whole = !self.written || self.lines + added > 2 * self.live.len() + 64;
+        let result = if whole {
+            self.rewrite(dir)
+        } else {
+            match dir.append_pgids(text.as_bytes()) {
+                Ok(()) => {
+                    self.lines += added;
+                    Ok(())
+                }
+                Err(_) => self.rewrite(dir),
+            }
+        };
+        if let Err(e) = result {
+            self.written = false;
+            tracing::warn!("pgids not recorded: {e}");
+        }
+    }
+
+    fn rewrite(&mut self, dir: &Trusted) -> Result<(), StateDirError> {
+        let mut records: Vec<Record> = self.live.values().cloned().collect();
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        write(dir, &records)?;
+        self.lines = 1 + records.len();
+        self.written = true;
+        Ok(())
+    }
+}
+
 /// Kill the groups a previous instance of this plan left behind that
 /// provably are its own, and remove the file. Each group killed or left
 /// alone, and each line ignored, is logged with the reason.
@@ -140,6 +227,49 @@ mod tests {
         let parsed = read(&dir, &["web"]).unwrap();
         assert_eq!(parsed.records, recs);
         assert_eq!(parsed.boot.as_deref(), boot_id());
+    }
+
+    #[test]
+    fn a_change_is_a_line_and_the_file_is_rewritten_when_gone_lines_pile_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Trusted::open(&tmp.path().join("state")).unwrap();
+        let rec = |name: &str, pgid: i32| Record {
+            name: name.into(),
+            pgid,
+            start_time: pgid as u64,
+        };
+        let mut r = Recorder::default();
+        r.apply(
+            &dir,
+            vec![
+                ("a".into(), Some(rec("a", 100))),
+                ("b".into(), Some(rec("b", 200))),
+            ],
+        );
+        let text =
+            |dir: &Trusted| String::from_utf8(dir.read_pgids(1 << 20).unwrap().unwrap()).unwrap();
+        assert_eq!(text(&dir).lines().count(), 3);
+        // Unchanged names cost nothing; a restart costs two lines.
+        r.apply(&dir, vec![("b".into(), Some(rec("b", 200)))]);
+        r.apply(&dir, vec![("a".into(), Some(rec("a", 101)))]);
+        assert!(
+            text(&dir).ends_with("- a 100\na 101 101\n"),
+            "{}",
+            text(&dir)
+        );
+        for pgid in 102..140 {
+            r.apply(&dir, vec![("a".into(), Some(rec("a", pgid)))]);
+        }
+        // Past 2 × live + 64 lines it was written whole again.
+        let lines = text(&dir).lines().count();
+        assert!(lines < 2 * 2 + 64 + 2, "{lines} lines");
+        let parsed = read(&dir, &["a", "b"]).unwrap();
+        assert_eq!(parsed.records, vec![rec("b", 200), rec("a", 139)]);
+        r.apply(&dir, vec![("b".into(), None)]);
+        assert_eq!(
+            read(&dir, &["a", "b"]).unwrap().records,
+            vec![rec("a", 139)]
+        );
     }
 
     #[test]
