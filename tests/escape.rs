@@ -81,3 +81,44 @@ fn the_next_up_kills_a_setsid_grandchild_a_killed_sentineld_left() {
     inst.wait_running("leaky", None);
     assert!(inst.down().success());
 }
+
+/// The cgroup a child is born in (or moves to) after its predecessor's
+/// group was killed through `cgroup.kill`: the child lives there, and runs
+/// (Linux 6.18 kills a child born into a cgroup that was ever killed).
+#[test]
+fn a_restarted_service_runs_in_its_cgroup_after_each_kill() {
+    if !cgroups_writable() {
+        eprintln!("skipped: no writable cgroup v2 hierarchy on this machine");
+        return;
+    }
+    let mut inst = Instance::start(
+        "services:
+  again:
+    command: exec sleep 9002
+    min_uptime: 10ms
+    recovery: { retry: { attempts: 10 } }
+",
+    );
+    let mut pid = inst.wait_running("again", None);
+    for round in 0..3 {
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let unified = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        assert!(unified.ends_with("/again"), "round {round}: {unified}");
+        kill(pid, libc::SIGKILL);
+        let next = inst.wait_running("again", Some(pid));
+        // It got as far as exec: not killed at birth.
+        wait_until(
+            Duration::from_secs(5),
+            "the new process to run sleep",
+            || {
+                std::fs::read_link(format!("/proc/{next}/exe"))
+                    .is_ok_and(|exe| exe.to_string_lossy().ends_with("/sleep"))
+            },
+        );
+        assert!(alive(next), "round {round}: {:#?}", inst.messages("again"));
+        assert_eq!(inst.pid_of("again"), Some(next));
+        pid = next;
+    }
+    assert_eq!(inst.service("again")["restarts"], 3);
+    assert!(inst.down().success());
+}

@@ -151,7 +151,7 @@ fn a_pid_file_naming_another_services_process_is_refused() {
     pid_file: app.pid
     restart: never
     depends_on: { victim: started }
-    command: awk '$$1 == \"victim\" { print $$2 }' .sentineld/pgids > app.pid; exit 0
+    command: until grep -q '^victim ' .sentineld/pgids; do sleep 0.01; done; awk '$$1 == \"victim\" { print $$2 }' .sentineld/pgids > app.pid; exit 0
 ",
     );
     let victim = inst.wait_running("victim", None);

@@ -12,11 +12,22 @@
 //! hierarchy this module is off and process groups (with the pgid
 //! registry) are what there is.
 
+use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Cgroups emptied through `cgroup.kill` since they were made (see
+/// [`Cgroups::dir`]).
+static KILLED: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
+
+fn lock_killed() -> MutexGuard<'static, HashSet<PathBuf>> {
+    KILLED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub struct Cgroups {
     root: PathBuf,
@@ -67,19 +78,34 @@ impl Cgroups {
         }
     }
 
-    /// `cgroup.procs` of the cgroup at `path`, opened for a child to move
-    /// itself in (it writes "0" between fork and exec).
-    pub fn procs(&self, path: &Path) -> Option<OwnedFd> {
+    /// The cgroup at `path` (made if missing), opened as a directory for a
+    /// child to be born in (clone3's CLONE_INTO_CGROUP) or to move itself
+    /// in through its `cgroup.procs`; true: it may be born there.
+    ///
+    /// Linux 6.18 (at least) SIGKILLs a child born in a cgroup that was
+    /// ever emptied through `cgroup.kill` (its kill count is compared with
+    /// the parent's cgroup's), so such a cgroup is made anew first; if it
+    /// cannot be (not empty), the child moves itself in.
+    pub fn dir(&self, path: &Path) -> Option<(OwnedFd, bool)> {
+        let mut born_in = true;
+        if lock_killed().contains(path) {
+            if std::fs::remove_dir(path).is_ok() {
+                lock_killed().remove(path);
+            } else {
+                born_in = false;
+            }
+        }
         match std::fs::create_dir(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(_) => return None,
         }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path.join("cgroup.procs"))
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(path)
             .ok()?;
-        Some(file.into())
+        Some((dir.into(), born_in))
     }
 
     /// The processes in the cgroup at `path`.
@@ -113,6 +139,7 @@ impl Cgroups {
     /// the signal once.
     pub fn signal_outside(path: &Path, sig: libc::c_int, pgid: i32) {
         if sig == libc::SIGKILL && std::fs::write(path.join("cgroup.kill"), "1").is_ok() {
+            lock_killed().insert(path.to_path_buf());
             return;
         }
         for pid in read(&path.join("cgroup.procs"))

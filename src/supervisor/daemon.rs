@@ -94,7 +94,7 @@ pub(super) struct Daemon {
     pub tickets: HashMap<Ticket, oneshot::Sender<Reply>>,
     pub next_ticket: Ticket,
     pub down_waiters: Vec<oneshot::Sender<Reply>>,
-    pub base_env: Vec<(Vec<u8>, Vec<u8>)>,
+    pub base_env: spawn::BaseEnv,
     pub state_dir: Trusted,
     pub stdin: OwnedFd,
     pub logs: Option<logs::LogHub>,
@@ -128,6 +128,7 @@ impl Daemon {
             base_env.push((b"NOTIFY_SOCKET".to_vec(), name.into_bytes()));
             sock
         });
+        let base_env = spawn::BaseEnv::new(base_env);
         let stdin: OwnedFd = File::open("/dev/null")
             .map_err(|source| RunError::StateDir {
                 path: "/dev/null".into(),
@@ -194,7 +195,7 @@ impl Daemon {
 }
 
 /// Each service's OS-side state, before anything has run.
-fn service_rt(plan: &Plan, base_env: &[(Vec<u8>, Vec<u8>)]) -> Vec<ServiceRt> {
+fn service_rt(plan: &Plan, base_env: &spawn::BaseEnv) -> Vec<ServiceRt> {
     plan.services
         .iter()
         .map(|spec| ServiceRt {

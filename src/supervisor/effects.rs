@@ -138,13 +138,18 @@ impl Daemon {
             Owner::Service(role) => self.cgroup_of(i, role),
             _ => None,
         };
-        let procs = cgroup.and_then(|p| self.cgroups.as_ref()?.procs(&p));
+        let cgroup_dir = cgroup.and_then(|p| self.cgroups.as_ref()?.dir(&p));
+        let (cgroup_dir, born_in_cgroup) = match cgroup_dir {
+            Some((fd, born_in)) => (Some(fd), born_in),
+            None => (None, false),
+        };
         let svc = &self.rt[i];
         let stdio = spawn::Stdio {
             stdin: &self.stdin,
             stdout: &output,
             stderr: &output,
-            cgroup: procs.as_ref(),
+            cgroup: cgroup_dir.as_ref(),
+            born_in_cgroup,
         };
         let child = spawn::spawn(image.unwrap_or(&svc.image), &stdio)?;
         self.by_pid.insert(child.pid, (i, owner));

@@ -60,7 +60,7 @@ impl ProbeRt {
     /// Liveness, readiness, startup (by [`ProbeKind`]).
     pub(super) fn for_service(
         spec: &ServiceSpec,
-        base_env: &[(Vec<u8>, Vec<u8>)],
+        base_env: &spawn::BaseEnv,
     ) -> [Option<ProbeRt>; 3] {
         let probes = [&spec.liveness, &spec.readiness, &spec.startup];
         std::array::from_fn(|k| {
@@ -301,6 +301,7 @@ impl Daemon {
             stdout: &out_w,
             stderr: &out_w,
             cgroup: None,
+            born_in_cgroup: false,
         };
         let child = spawn::spawn(image, &stdio).map_err(|e| e.to_string())?;
         self.by_pid.insert(child.pid, (i, Owner::Probe(kind)));

@@ -12,11 +12,43 @@ use std::path::Path;
 
 use crate::config::{Command, ServiceSpec};
 
+/// The environment every child starts from (sentineld's own, and the
+/// notify socket), made once and shared: 10,000 services do not carry
+/// 10,000 copies of it.
+#[derive(Clone, Default)]
+pub struct BaseEnv(std::sync::Arc<[CString]>);
+
+impl BaseEnv {
+    pub fn new(vars: Vec<(Vec<u8>, Vec<u8>)>) -> BaseEnv {
+        let vars: Vec<CString> = (vars.into_iter())
+            .filter_map(|(mut k, v)| {
+                k.push(b'=');
+                k.extend_from_slice(&v);
+                CString::new(k).ok()
+            })
+            .collect();
+        BaseEnv(vars.into())
+    }
+
+    /// Each variable's name and value.
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.0.iter().map(|c| {
+            let b = c.as_bytes();
+            let eq = b.iter().position(|x| *x == b'=').unwrap_or(b.len());
+            (&b[..eq], b.get(eq + 1..).unwrap_or_default())
+        })
+    }
+}
+
 /// A service's process image, prepared once per service.
 pub struct SpawnSpec {
     program: ProgramRef,
     argv: Vec<CString>,
-    envp: Vec<CString>,
+    /// The shared environment, but for the variables at `hidden`, which
+    /// the service's own (`own`) replace.
+    base: BaseEnv,
+    hidden: Vec<usize>,
+    own: Vec<CString>,
     cwd: CString,
     user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     path_var: Vec<u8>,
@@ -41,7 +73,7 @@ pub enum SpawnError {
 
 impl SpawnSpec {
     /// The service's own command.
-    pub fn new(spec: &ServiceSpec, base_env: &[(Vec<u8>, Vec<u8>)]) -> SpawnSpec {
+    pub fn new(spec: &ServiceSpec, base_env: &BaseEnv) -> SpawnSpec {
         SpawnSpec::for_command(&spec.command, spec, base_env, &[])
     }
 
@@ -50,7 +82,7 @@ impl SpawnSpec {
     pub fn for_command(
         command: &Command,
         spec: &ServiceSpec,
-        base_env: &[(Vec<u8>, Vec<u8>)],
+        base_env: &BaseEnv,
         extra: &[(String, String)],
     ) -> SpawnSpec {
         let argv_s = command.argv();
@@ -69,30 +101,27 @@ impl SpawnSpec {
                 || k == "SENTINELD_SERVICE"
                 || extra.iter().any(|(e, _)| e == k)
         };
-        let mut env: Vec<(Vec<u8>, Vec<u8>)> = base_env
-            .iter()
-            .filter(|(k, _)| !overridden(k))
-            .cloned()
+        let hidden: Vec<usize> = (base_env.pairs().enumerate())
+            .filter(|(_, (k, _))| overridden(k))
+            .map(|(i, _)| i)
             .collect();
+        let mut env: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (k, v) in spec.env.iter().chain(extra.iter().map(|(k, v)| (k, v))) {
             env.push((k.as_bytes().to_vec(), v.as_bytes().to_vec()));
         }
         env.push((b"SENTINELD_SERVICE".to_vec(), spec.name.as_bytes().to_vec()));
-        let path_var = env
-            .iter()
+        let path_var = (env.iter())
             .find(|(k, _)| k == b"PATH")
             .map(|(_, v)| v.clone())
+            .or_else(|| {
+                (base_env.pairs())
+                    .find(|(k, _)| *k == b"PATH")
+                    .map(|(_, v)| v.to_vec())
+            })
             .unwrap_or_else(|| {
                 b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec()
             });
-        let envp = env
-            .into_iter()
-            .filter_map(|(mut k, v)| {
-                k.push(b'=');
-                k.extend_from_slice(&v);
-                CString::new(k).ok()
-            })
-            .collect();
+        let own = BaseEnv::new(env).0.to_vec();
         let user = spec.user.as_ref().map(|u| {
             let name = CString::new(u.name.as_bytes()).unwrap_or_default();
             let groups = nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(u.gid))
@@ -103,7 +132,9 @@ impl SpawnSpec {
         SpawnSpec {
             program,
             argv,
-            envp,
+            base: base_env.clone(),
+            hidden,
+            own,
             cwd: CString::new(spec.cwd.as_os_str().as_bytes()).expect("paths have no NUL"),
             user,
             path_var,
@@ -136,6 +167,7 @@ impl SpawnSpec {
     }
 }
 
+mod clone3;
 pub mod slots;
 
 /// A freshly started child.
@@ -145,13 +177,15 @@ pub struct Spawned {
     pub exec_errno: Option<i32>,
 }
 
-/// The descriptors a child gets as 0, 1 and 2, and the `cgroup.procs` it
+/// The descriptors a child gets as 0, 1 and 2, and the cgroup directory it
 /// moves itself into, if any.
 pub struct Stdio<'a> {
     pub stdin: &'a OwnedFd,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
     pub cgroup: Option<&'a OwnedFd>,
+    /// The child may be created in the cgroup (see [`super::cgroup::Cgroups::dir`]).
+    pub born_in_cgroup: bool,
 }
 
 /// RLIMIT_NOFILE as sentineld was started with: sentineld raises its own
@@ -178,8 +212,11 @@ struct ChildSetup<'a> {
     user: Option<&'a (libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     nofile: Option<libc::rlimit>,
     fds: [RawFd; 3],
-    /// `cgroup.procs` of the service's cgroup, or -1.
+    /// The service's cgroup directory, or -1.
     cgroup: RawFd,
+    /// The child was created in the cgroup (clone3); else it moves itself
+    /// there through `cgroup.procs`.
+    born_in_cgroup: std::cell::Cell<bool>,
     /// The child shares sentineld's descriptor table and keeps only those
     /// below this number (see [`slots`]); -1: it has a copy of its own.
     keep_below: RawFd,
@@ -201,7 +238,11 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
     let program = spec.resolve()?;
     let mut argv: Vec<*const libc::c_char> = spec.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = spec.envp.iter().map(|a| a.as_ptr()).collect();
+    let mut envp: Vec<*const libc::c_char> = (spec.base.0.iter().enumerate())
+        .filter(|(i, _)| !spec.hidden.contains(i))
+        .map(|(_, v)| v.as_ptr())
+        .chain(spec.own.iter().map(|v| v.as_ptr()))
+        .collect();
     envp.push(std::ptr::null());
     let given = [
         Some(stdio.stdin.as_raw_fd()),
@@ -232,10 +273,37 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         nofile: CHILD_NOFILE.get().copied(),
         fds: [fds[0], fds[1], fds[2]],
         cgroup: fds[3],
+        born_in_cgroup: std::cell::Cell::new(stdio.born_in_cgroup),
         keep_below,
         errno: std::cell::Cell::new(0),
     };
+    let share = if keep_below >= 0 {
+        libc::CLONE_FILES
+    } else {
+        0
+    };
+    let started = start(&setup, share);
+    if let Some(s) = &slots {
+        s.clear();
+    }
+    drop(slots);
+    let pid = started.map_err(SpawnError::Fork)?;
+    let errno = setup.errno.get();
+    Ok(Spawned {
+        pid,
+        exec_errno: (errno != 0).then_some(errno),
+    })
+}
+
+/// Clone the child that runs `setup`, born in its cgroup where the kernel
+/// can, and wait for it to exec or fail.
+fn start(setup: &ChildSetup<'_>, share: libc::c_int) -> Result<i32, nix::Error> {
     let mut stack = vec![0u8; CHILD_STACK];
+    // 16-byte aligned both ends (it grows down from the top).
+    let base = (stack.as_mut_ptr() as usize + 15) & !15;
+    let size = (CHILD_STACK - 16) & !15;
+    let arg = (setup as *const ChildSetup<'_>).cast_mut().cast();
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | share;
     // Block every signal across the clone: a handler of sentineld's run in
     // the child would run on sentineld's memory (and a stop signal would be
     // swallowed). The child defaults every handler, then unblocks, so such
@@ -248,41 +316,45 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
     }
-    // The top of the stack, 16-byte aligned (it grows down).
-    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
     // SAFETY: the child runs `child_main` on its own stack, makes only
-    // raw system calls on data prepared above (see child_after_fork), then
-    // execs or _exits; until then this thread is suspended (CLONE_VFORK),
-    // so `setup` and `stack` outlive it.
-    let share = if keep_below >= 0 {
-        libc::CLONE_FILES
-    } else {
-        0
+    // raw system calls on data prepared before (see child_after_fork),
+    // then execs or _exits; until then this thread is suspended
+    // (CLONE_VFORK), so `setup` and `stack` outlive it.
+    let born_in = (setup.cgroup >= 0 && setup.born_in_cgroup.get())
+        .then(|| unsafe {
+            clone3::spawn_into(
+                child_main,
+                arg,
+                (base as *mut u8, size),
+                flags,
+                setup.cgroup,
+            )
+        })
+        .flatten();
+    let result = match born_in {
+        Some(r) => r.map_err(nix::Error::from_raw),
+        None => {
+            setup.born_in_cgroup.set(false);
+            // SAFETY: as above.
+            let pid = unsafe {
+                libc::clone(
+                    child_main,
+                    (base + size) as *mut libc::c_void,
+                    flags | libc::SIGCHLD,
+                    arg,
+                )
+            };
+            if pid < 0 {
+                Err(nix::Error::last())
+            } else {
+                Ok(pid)
+            }
+        }
     };
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | share | libc::SIGCHLD,
-            (&setup as *const ChildSetup<'_>).cast_mut().cast(),
-        )
-    };
-    let clone_errno = nix::Error::last();
-    if let Some(s) = &slots {
-        s.clear();
-    }
-    drop(slots);
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
     drop(stack);
-    if pid < 0 {
-        return Err(SpawnError::Fork(clone_errno));
-    }
-    let errno = setup.errno.get();
-    Ok(Spawned {
-        pid,
-        exec_errno: (errno != 0).then_some(errno),
-    })
+    result
 }
 
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
@@ -318,8 +390,16 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
         libc::setsid();
         // Into the service's cgroup before anything else can fork ("0" is
         // the writing process), and while still root.
-        if setup.cgroup >= 0 && libc::write(setup.cgroup, c"0".as_ptr().cast(), 1) != 1 {
-            fail();
+        if setup.cgroup >= 0 && !setup.born_in_cgroup.get() {
+            let procs = libc::openat(
+                setup.cgroup,
+                c"cgroup.procs".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if procs < 0 || libc::write(procs, c"0".as_ptr().cast(), 1) != 1 {
+                fail();
+            }
+            libc::close(procs);
         }
         // All signals are blocked (see spawn). Handlers would reset on exec
         // by themselves, but one pending now must not run sentineld's
