@@ -46,12 +46,22 @@ fn http_liveness_failing_restarts_after_exactly_failure_threshold_misses() {
         m[killed].contains(&format!("killing process group {first}")),
         "{m:#?}"
     );
-    // Exactly failure_threshold misses: two reported misses, then the kill.
-    let missed = m[..killed]
-        .iter()
-        .filter(|x| x.starts_with("liveness probe missed"))
-        .count();
-    assert_eq!(missed, 2, "{m:#?}");
+    // Exactly failure_threshold misses: two reported misses, then the kill
+    // (a miss earlier, a timeout on a loaded machine, was passed since).
+    assert!(killed >= 2, "{m:#?}");
+    assert!(
+        m[killed - 2..killed]
+            .iter()
+            .all(|x| x.starts_with("liveness probe missed")),
+        "{m:#?}"
+    );
+    // ... and no third miss of the sick streak before them.
+    assert!(
+        killed < 3
+            || !(m[killed - 3].starts_with("liveness probe missed")
+                && m[killed - 3].contains("HTTP 500")),
+        "{m:#?}"
+    );
     let f = failure_messages(&inst, "web");
     assert_eq!(f.len(), 1, "{f:#?}");
     assert!(f[0].starts_with("liveness probe failed"), "{f:#?}");

@@ -31,13 +31,29 @@ pub fn request(
     request: &Request,
     timeout: Option<Duration>,
 ) -> Result<Response, ClientError> {
-    exchange(state_dir, request, timeout, false)
+    parse(&exchange(state_dir, request, timeout, false)?)
+}
+
+/// The reply line itself, for a caller that reads it in its own form (a
+/// `brief` status, borrowed from the line).
+pub fn request_line(state_dir: &Path, request: &Request) -> Result<Vec<u8>, ClientError> {
+    exchange(state_dir, request, None, false)
+}
+
+/// A reply line as a [`Response`].
+pub fn parse(line: &[u8]) -> Result<Response, ClientError> {
+    serde_json::from_slice(line).map_err(|e| {
+        ClientError::Protocol(format!(
+            "{e}: {}",
+            String::from_utf8_lossy(&line[..line.len().min(200)])
+        ))
+    })
 }
 
 /// For `down`: the reply, then wait until the daemon closes the connection,
 /// which it does only by exiting, so the state dir is free on return.
 pub fn request_until_closed(state_dir: &Path, request: &Request) -> Result<Response, ClientError> {
-    exchange(state_dir, request, None, true)
+    parse(&exchange(state_dir, request, None, true)?)
 }
 
 /// Connect to the daemon of `state_dir`; no socket, or nobody listening on
@@ -63,7 +79,7 @@ fn exchange(
     request: &Request,
     timeout: Option<Duration>,
     until_closed: bool,
-) -> Result<Response, ClientError> {
+) -> Result<Vec<u8>, ClientError> {
     let (mut stream, path) = connect(state_dir)?;
     let io = |source| ClientError::Io {
         path: path.clone(),
@@ -88,12 +104,7 @@ fn exchange(
         let mut rest = Vec::new();
         let _ = std::io::Read::read_to_end(&mut reader, &mut rest);
     }
-    serde_json::from_slice(&line).map_err(|e| {
-        ClientError::Protocol(format!(
-            "{e}: {}",
-            String::from_utf8_lossy(&line[..line.len().min(200)])
-        ))
-    })
+    Ok(line)
 }
 
 /// Send `request`, then hand every response line to `each` until it returns

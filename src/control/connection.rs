@@ -178,8 +178,12 @@ impl Peer {
     /// Write one response; false if the peer is gone or has not taken it
     /// within [`REPLY_TIMEOUT`].
     async fn send(&mut self, response: &Response) -> bool {
-        let line = to_line(response);
-        let write = self.stream.write_all(&line);
+        self.send_line(&to_line(response)).await
+    }
+
+    /// Write a response line already made.
+    async fn send_line(&mut self, line: &[u8]) -> bool {
+        let write = self.stream.write_all(line);
         matches!(tokio::time::timeout(REPLY_TIMEOUT, write).await, Ok(Ok(())))
     }
 
@@ -288,7 +292,11 @@ pub(super) async fn serve(mut peer: Peer, tx: mpsc::Sender<Incoming>, me: u32) {
                 None => return,
             },
         };
-        if !peer.send(&reply.response).await {
+        let sent = match &reply.line {
+            Some(line) => peer.send_line(line).await,
+            None => peer.send(&reply.response).await,
+        };
+        if !sent {
             return;
         }
         if let Some((events, only)) = reply.stream {

@@ -7,6 +7,8 @@
 //! An error reply carries an [`ErrorKind`] besides its message, so a client
 //! picks an exit code or an HTTP status without reading the words.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 pub use super::parse::{RequestError, parse_request};
@@ -68,7 +70,6 @@ pub enum Response {
         version: String,
     },
     Status(StatusReport),
-    Brief(BriefReport),
     Events {
         events: Vec<EventRecord>,
     },
@@ -119,11 +120,15 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// One row of the `status` table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BriefRow {
-    pub name: String,
-    pub group: Option<String>,
+/// One row of the `status` table. Its text borrows where it can: the
+/// daemon writes 10,000 rows from its own names, the client reads them
+/// from the reply line, neither copying each. On the wire a row is an
+/// array, `[name, group, state, health, pid, uptime_s, restarts, risk,
+/// last]`: half the bytes of an object, for a reply that is all rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BriefRow<'a> {
+    pub name: Cow<'a, str>,
+    pub group: Option<Cow<'a, str>>,
     pub state: State,
     pub health: Health,
     pub pid: Option<i32>,
@@ -131,13 +136,69 @@ pub struct BriefRow {
     pub restarts: u64,
     pub risk: f64,
     /// The LAST column, already worded.
-    pub last: String,
+    pub last: Cow<'a, str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BriefReport {
+/// [`BriefRow`] as it travels.
+#[derive(Serialize, Deserialize)]
+struct BriefWire<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    State,
+    Health,
+    Option<i32>,
+    Option<f64>,
+    u64,
+    f64,
+    #[serde(borrow)] Cow<'a, str>,
+);
+
+impl Serialize for BriefRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(9)?;
+        t.serialize_element(&self.name)?;
+        t.serialize_element(&self.group)?;
+        t.serialize_element(&self.state)?;
+        t.serialize_element(&self.health)?;
+        t.serialize_element(&self.pid)?;
+        t.serialize_element(&self.uptime_s)?;
+        t.serialize_element(&self.restarts)?;
+        t.serialize_element(&self.risk)?;
+        t.serialize_element(&self.last)?;
+        t.end()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for BriefRow<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let BriefWire(name, group, state, health, pid, uptime_s, restarts, risk, last) =
+            BriefWire::deserialize(d)?;
+        Ok(BriefRow {
+            name,
+            group,
+            state,
+            health,
+            pid,
+            uptime_s,
+            restarts,
+            risk,
+            last,
+        })
+    }
+}
+
+/// The reply to a `brief` status request, `{"type":"brief", ...}`: the
+/// daemon writes it and the client reads it without an owned copy of
+/// every row.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BriefLine<'a> {
+    /// Always "brief".
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
     pub version: u32,
-    pub services: Vec<BriefRow>,
+    #[serde(borrow)]
+    pub services: Vec<BriefRow<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -455,5 +516,39 @@ mod tests {
             let r: Response = serde_json::from_str(line).unwrap();
             assert_eq!(r, Response::error(ErrorKind::Internal, "boom"));
         }
+    }
+
+    #[test]
+    fn a_brief_row_is_an_array_read_back_borrowed() {
+        let row = BriefRow {
+            name: "web".into(),
+            group: Some("front".into()),
+            state: State::Running,
+            health: Health::Healthy,
+            pid: Some(42),
+            uptime_s: Some(1.5),
+            restarts: 2,
+            risk: 0.25,
+            last: "exit 1 at 10:00:00".into(),
+        };
+        let line = BriefLine {
+            kind: "brief".into(),
+            version: VERSION,
+            services: vec![row.clone()],
+        };
+        let text = serde_json::to_string(&line).unwrap();
+        assert!(
+            text.contains(
+                r#"[["web","front","running","healthy",42,1.5,2,0.25,"exit 1 at 10:00:00"]]"#
+            ),
+            "{text}"
+        );
+        let back: BriefLine = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.services, vec![row]);
+        assert!(matches!(back.services[0].name, Cow::Borrowed(_)));
+        // A name with an escape is read too (owned).
+        let text = text.replace(r#""web""#, r#""w\"eb""#);
+        let back: BriefLine = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.services[0].name, "w\"eb");
     }
 }

@@ -120,6 +120,9 @@ pub struct Incoming {
 /// request, every new event (of one service, if named).
 pub struct Reply {
     pub response: Response,
+    /// The response already written as its line (a big `status`), sent
+    /// instead of `response`.
+    pub line: Option<Vec<u8>>,
     pub stream: Option<(broadcast::Receiver<EventRecord>, Option<String>)>,
 }
 
@@ -127,6 +130,7 @@ impl From<Response> for Reply {
     fn from(response: Response) -> Reply {
         Reply {
             response,
+            line: None,
             stream: None,
         }
     }

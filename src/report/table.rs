@@ -19,11 +19,11 @@ impl Style {
         }
     }
 
-    fn paint(&self, text: &str, code: &str) -> String {
+    fn paint<'t>(&self, text: &'t str, code: &str) -> std::borrow::Cow<'t, str> {
         if self.color && !code.is_empty() {
-            format!("\x1b[{code}m{text}\x1b[0m")
+            format!("\x1b[{code}m{text}\x1b[0m").into()
         } else {
-            text.to_string()
+            text.into()
         }
     }
 }
@@ -82,78 +82,96 @@ fn short_time(rfc3339: &str) -> &str {
 }
 
 /// What the table shows of a service.
-pub fn row(s: &ServiceStatus) -> BriefRow {
+pub fn row(s: &ServiceStatus) -> BriefRow<'_> {
     BriefRow {
-        name: s.name.clone(),
-        group: s.group.clone(),
+        name: s.name.as_str().into(),
+        group: s.group.as_deref().map(Into::into),
         state: s.state,
         health: s.health,
         pid: s.pid,
         uptime_s: s.uptime_s,
         restarts: s.restarts,
         risk: s.risk,
-        last: last(s),
+        last: last(s).into(),
     }
 }
 
-pub fn render(services: &[BriefRow], style: &Style) -> String {
+/// A row's cells, the numbers written once into one string.
+struct Cells<'r> {
+    text: [&'r str; 4],
+    numbers: String,
+    /// Where PID, UPTIME, RESTARTS and RISK end in `numbers`.
+    ends: [usize; 4],
+}
+
+impl<'r> Cells<'r> {
+    fn of(s: &'r BriefRow<'_>) -> Cells<'r> {
+        let mut numbers = String::with_capacity(32);
+        let mut ends = [0; 4];
+        match s.pid {
+            Some(p) => write!(numbers, "{p}").expect("to a string"),
+            None => numbers.push('-'),
+        }
+        ends[0] = numbers.len();
+        numbers.push_str(&s.uptime_s.map_or("-".into(), human_uptime));
+        ends[1] = numbers.len();
+        write!(numbers, "{}", s.restarts).expect("to a string");
+        ends[2] = numbers.len();
+        write!(numbers, "{:.2}", s.risk).expect("to a string");
+        ends[3] = numbers.len();
+        let group = s.group.as_deref().unwrap_or("-");
+        Cells {
+            text: [&s.name, group, s.state.as_str(), s.health.as_str()],
+            numbers,
+            ends,
+        }
+    }
+
+    /// The cells in column order (GROUP only if `grouped`), LAST aside.
+    fn get(&self, grouped: bool) -> impl Iterator<Item = &str> {
+        let n = &self.numbers;
+        let e = self.ends;
+        let numbers = [&n[..e[0]], &n[e[0]..e[1]], &n[e[1]..e[2]], &n[e[2]..e[3]]];
+        let skip = if grouped { None } else { Some(1) };
+        (self.text.into_iter().enumerate())
+            .filter(move |(k, _)| Some(*k) != skip)
+            .map(|(_, t)| t)
+            .chain(numbers)
+    }
+}
+
+pub fn render(services: &[BriefRow<'_>], style: &Style) -> String {
     // The GROUP column appears once the file declares groups.
     let grouped = services.iter().any(|s| s.group.is_some());
     let mut header = vec!["NAME"];
     if grouped {
         header.push("GROUP");
     }
-    header.extend([
-        "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "RISK", "LAST",
-    ]);
+    header.extend(["STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "RISK"]);
     let state_col = if grouped { 2 } else { 1 };
-    let rows: Vec<Vec<String>> = services
-        .iter()
-        .map(|s| {
-            let mut row = vec![s.name.clone()];
-            if grouped {
-                row.push(s.group.clone().unwrap_or_else(|| "-".into()));
-            }
-            row.extend([
-                s.state.as_str().to_string(),
-                s.health.as_str().to_string(),
-                s.pid.map_or("-".into(), |p| p.to_string()),
-                s.uptime_s.map_or("-".into(), human_uptime),
-                s.restarts.to_string(),
-                format!("{:.2}", s.risk),
-                s.last.clone(),
-            ]);
-            row
-        })
-        .collect();
+    let cells: Vec<Cells> = services.iter().map(Cells::of).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+    for c in &cells {
+        for (w, cell) in widths.iter_mut().zip(c.get(grouped)) {
             *w = (*w).max(cell.len());
         }
     }
-    let mut out = String::with_capacity(64 * (rows.len() + 1));
+    let mut out = String::with_capacity(services.iter().map(|s| s.last.len() + 80).sum());
     for (k, h) in header.iter().enumerate() {
-        if k + 1 == header.len() {
-            out.push_str(h);
-        } else {
-            let _ = write!(out, "{h:<w$}  ", w = widths[k]);
-        }
+        let _ = write!(out, "{h:<w$}  ", w = widths[k]);
     }
-    out.push('\n');
-    for (r, s) in rows.iter().zip(services) {
-        for (k, cell) in r.iter().enumerate() {
-            let pad = widths[k].saturating_sub(cell.len());
-            let text = match k {
-                _ if k == state_col => style.paint(cell, state_color(s.state)),
-                _ if k == state_col + 1 => style.paint(cell, health_color(s.health)),
-                _ => cell.clone(),
-            };
-            out.push_str(&text);
-            if k + 1 < r.len() {
-                out.extend(std::iter::repeat_n(' ', pad + 2));
+    out.push_str("LAST\n");
+    for (c, s) in cells.iter().zip(services) {
+        for (k, cell) in c.get(grouped).enumerate() {
+            let pad = widths[k] - cell.len();
+            match k {
+                _ if k == state_col => out.push_str(&style.paint(cell, state_color(s.state))),
+                _ if k == state_col + 1 => out.push_str(&style.paint(cell, health_color(s.health))),
+                _ => out.push_str(cell),
             }
+            out.extend(std::iter::repeat_n(' ', pad + 2));
         }
+        out.push_str(&s.last);
         out.push('\n');
     }
     out

@@ -26,8 +26,22 @@ impl Daemon {
                     .into(),
                 );
             }
-            Request::Status { name, brief } => {
-                let _ = reply.send(self.status(name.as_deref(), brief, now).into());
+            Request::Status { name, brief: true } => {
+                let pick = match name.as_deref().map(|n| self.named(n)) {
+                    None => (0..self.rt.len()).collect(),
+                    Some(Ok(i)) => vec![i],
+                    Some(Err(e)) => return drop(reply.send((*e).into())),
+                };
+                let _ = reply.send(Reply {
+                    response: Response::Done {
+                        message: String::new(),
+                    },
+                    line: Some(self.brief_line(&pick, now)),
+                    stream: None,
+                });
+            }
+            Request::Status { name, brief: false } => {
+                let _ = reply.send(self.status(name.as_deref(), now).into());
             }
             Request::Events { name, follow } => self.events(name, follow, reply),
             Request::Start { name } => self.verb(&name, Verb::Start, reply, now),
@@ -86,6 +100,7 @@ impl Daemon {
         let events = self.journal.of(name.as_deref()).cloned().collect();
         let _ = reply.send(Reply {
             response: Response::Events { events },
+            line: None,
             stream: follow.then(|| (self.journal.subscribe(), name)),
         });
     }

@@ -1,12 +1,13 @@
 //! `status`: a read-only projection of the core's state and the runtime's
 //! records into the protocol's reports.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use super::daemon::Daemon;
 use super::probes::ProbeRt;
 use crate::control::protocol::{
-    ActionCounts, BriefReport, BriefRow, DependInfo, ExitInfo, FailureInfo, GroupInfo, Health,
+    ActionCounts, BriefLine, BriefRow, DependInfo, ExitInfo, FailureInfo, GroupInfo, Health,
     LogConditionInfo, ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus,
     SeverityCounts, State, StatusReport, SystemInfo, VERSION,
 };
@@ -80,7 +81,7 @@ fn level(svc: &Service, now: Instant) -> (f64, Level) {
 }
 
 impl Daemon {
-    pub(super) fn status(&self, name: Option<&str>, brief: bool, now: Instant) -> Response {
+    pub(super) fn status(&self, name: Option<&str>, now: Instant) -> Response {
         let pick: Vec<usize> = match name {
             None => (0..self.rt.len()).collect(),
             Some(n) => match self.named(n) {
@@ -88,13 +89,6 @@ impl Daemon {
                 Err(e) => return *e,
             },
         };
-        if brief {
-            let services = pick.iter().map(|&i| self.brief_row(i, now)).collect();
-            return Response::Brief(BriefReport {
-                version: VERSION,
-                services,
-            });
-        }
         let services = pick.iter().map(|&i| self.service_status(i, now)).collect();
         let events = match name {
             None => Vec::new(),
@@ -187,31 +181,48 @@ impl Daemon {
     /// Just the table's columns: none of the probe, recovery or tree
     /// details are computed (the same words as [`Self::service_status`]
     /// and `table::last` give).
-    fn brief_row(&self, i: usize, now: Instant) -> BriefRow {
+    /// Every service's row as the reply line, written straight from the
+    /// daemon's own names and words: `status` of 10,000 services copies no
+    /// string per row.
+    pub(super) fn brief_line(&self, pick: &[usize], now: Instant) -> Vec<u8> {
+        let line = BriefLine {
+            kind: "brief".into(),
+            version: VERSION,
+            services: pick.iter().map(|&i| self.brief_row(i, now)).collect(),
+        };
+        let mut out = Vec::with_capacity(160 * self.rt.len() + 64);
+        serde_json::to_writer(&mut out, &line).expect("rows serialize");
+        out.push(b'\n');
+        out
+    }
+
+    fn brief_row(&self, i: usize, now: Instant) -> BriefRow<'_> {
         let waiting = self.waiting(i);
         let svc = &self.system.services[i];
         let (risk, level) = level(svc, now);
         let (pid, since) = self.running(i);
         let blocked = waiting.as_ref().is_some_and(|(b, _)| *b);
-        let last = match (&svc.phase, waiting) {
-            (Phase::Failed { reason }, _) => reason.clone(),
-            (_, Some((_, why))) => why,
+        let last: Cow<'_, str> = match (&svc.phase, waiting) {
+            (Phase::Failed { reason }, _) => reason.as_str().into(),
+            (_, Some((_, why))) => why.into(),
             _ => match (&svc.summary, svc.last_exit) {
-                (Some(summary), _) => summary.clone(),
+                (Some(summary), _) => summary.as_str().into(),
                 (None, Some((status, at))) => {
                     let at = format_time(self.wall(at));
                     let short = at.get(11..19).unwrap_or(&at).to_string();
                     match status {
-                        ExitStatus::Code(c) => format!("exit {c} at {short}"),
-                        ExitStatus::Signal(sig) => format!("{} at {short}", signal_name(sig)),
+                        ExitStatus::Code(c) => format!("exit {c} at {short}").into(),
+                        ExitStatus::Signal(sig) => {
+                            format!("{} at {short}", signal_name(sig)).into()
+                        }
                     }
                 }
                 (None, None) => "-".into(),
             },
         };
         BriefRow {
-            name: self.rt[i].spec.name.clone(),
-            group: self.group_name(i),
+            name: self.rt[i].spec.name.as_str().into(),
+            group: self.group_name(i).map(Cow::Owned),
             state: state(svc, blocked),
             health: health(level),
             pid,
