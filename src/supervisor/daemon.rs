@@ -107,6 +107,9 @@ pub(super) struct Daemon {
     pub finished: bool,
     /// The pgid registry, a line per change.
     pub registry: registry::Recorder,
+    /// Children were reaped by pid: look through all of them after the
+    /// turn, for exits a coalesced SIGCHLD did not name.
+    pub sweep_due: bool,
     /// A monotonic instant and the wall clock at the same moment: turns the
     /// core's instants into times for people.
     pub epoch: (Instant, SystemTime),
@@ -166,6 +169,7 @@ impl Daemon {
             orphan_deadline: None,
             finished: false,
             registry: registry::Recorder::default(),
+            sweep_due: false,
             epoch: (Instant::now(), SystemTime::now()),
             cgroups: super::cgroup::Cgroups::open(&plan.state_dir),
             left_behind: 0,

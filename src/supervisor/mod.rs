@@ -171,6 +171,10 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     cloexec_inherited_fds();
+    // SIGCHLD stays pending for the signalfd, with the pid it names: in
+    // this thread and every thread started from here on (the runtime's,
+    // the log thread). Children unblock every signal before exec.
+    let chld_blocked = block_sigchld();
     // The spawn slots at low numbers, before the services' pipes.
     drop(spawn::slots::lock());
     let limits = Limits::for_plan(raise_fd_limit(), budget::reserve(&plan));
@@ -227,11 +231,28 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     // `down` that returns leaves the state dir free for the next `up`.
     drop(control);
     drop(runtime);
+    if let Some(old) = chld_blocked {
+        let _ = old.thread_set_mask();
+    }
     Ok(code)
+}
+
+/// Block SIGCHLD in this thread; the mask before, to restore.
+fn block_sigchld() -> Option<nix::sys::signal::SigSet> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut old)).ok()?;
+    Some(old)
 }
 
 /// The loop's inputs besides the daemon itself.
 struct Inputs {
+    /// SIGCHLD with its signal information (the pid), where SIGCHLD is
+    /// blocked in every thread of ours; `sigchld` wakes the loop when it
+    /// reached a thread that does not block it (a test harness's).
+    chld: Option<tokio::io::unix::AsyncFd<nix::sys::signalfd::SignalFd>>,
     sigchld: tokio::signal::unix::Signal,
     sigterm: tokio::signal::unix::Signal,
     sigint: tokio::signal::unix::Signal,
@@ -276,7 +297,17 @@ impl Inputs {
             ),
             _ => None,
         };
+        let mut chld_mask = nix::sys::signal::SigSet::empty();
+        chld_mask.add(nix::sys::signal::Signal::SIGCHLD);
+        let flags =
+            nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC;
+        let chld = nix::sys::signalfd::SignalFd::with_flags(&chld_mask, flags)
+            .ok()
+            // SAFETY: the AsyncFd owns the signalfd, so the fd stays valid
+            // for as long as it is registered.
+            .and_then(|fd| unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok());
         Ok(Inputs {
+            chld,
             sigchld: sig(SignalKind::child())?,
             sigterm: sig(SignalKind::terminate())?,
             sigint: sig(SignalKind::interrupt())?,
@@ -313,6 +344,9 @@ async fn event_loop(
     probes::notify_self("READY=1");
     while !daemon.finished {
         turn(daemon, inputs).await;
+        if std::mem::take(&mut daemon.sweep_due) {
+            reaper::reap_all(daemon, Instant::now());
+        }
         daemon.advance_shutdown(Instant::now());
         daemon.flush_registry();
     }
@@ -339,6 +373,21 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
     let deadline = daemon.next_deadline();
     tokio::select! {
         biased;
+        guard = async {
+            match &inputs.chld {
+                Some(fd) => fd.readable().await,
+                None => std::future::pending().await,
+            }
+        } => {
+            if let Ok(mut guard) = guard {
+                let mut pids = Vec::new();
+                while let Ok(Some(info)) = guard.get_inner().read_signal() {
+                    pids.push(info.ssi_pid as i32);
+                }
+                guard.clear_ready();
+                reaper::reap_reported(daemon, &pids, Instant::now());
+            }
+        }
         _ = inputs.sigchld.recv() => reaper::reap_all(daemon, Instant::now()),
         _ = async {
             match deadline {

@@ -17,13 +17,15 @@ use crate::strategy::machine::{Event, Exit, Fallback, Phase, Role};
 use crate::strategy::restart::ExitStatus;
 use crate::strategy::system::Input;
 
-/// The next exited child, still unreaped.
-fn peek() -> Option<(i32, ExitStatus)> {
+/// The next exited child (`P_ALL`), or child `pid` if it exited
+/// (`P_PID`), still unreaped. `P_ALL` looks through every child the kernel
+/// lists for us, `P_PID` at one.
+fn peek(which: libc::idtype_t, pid: i32) -> Option<(i32, ExitStatus)> {
     // SAFETY: siginfo_t is plain data; waitid fills it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
     // SAFETY: valid pointer to a siginfo_t.
-    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) };
+    let r = unsafe { libc::waitid(which, pid as libc::id_t, &mut info, flags) };
     // SAFETY: si_pid/si_status are valid for SIGCHLD-style siginfo.
     let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
     if r != 0 || pid == 0 {
@@ -35,41 +37,68 @@ fn peek() -> Option<(i32, ExitStatus)> {
     })
 }
 
+/// Reap every exited child: a look through all of them, which costs in
+/// proportion to how many there are — done after the turn's restarts,
+/// never before them (see [`reap_reported`]).
 pub(super) fn reap_all(daemon: &mut Daemon, now: Instant) {
     let mut orphans_reaped = false;
-    while let Some((pid, status)) = peek() {
-        let owner = daemon.by_pid.remove(&pid);
-        let takes_group = match owner {
-            Some((i, Owner::Service(_))) => {
-                daemon.system.services[i].kills_group_on_exit(pid, status)
-            }
-            Some((_, Owner::Hook | Owner::Probe(_))) => true,
-            None => false,
-        };
-        let mut left_behind = 0;
-        if takes_group {
-            // The rest of its group goes with it, while the zombie leader
-            // still pins the group id — and with its cgroup, whatever left
-            // the group by setsid().
-            kill(-pid, libc::SIGKILL);
-            if let Some((i, Owner::Service(role))) = owner
-                && let Some(path) = daemon.cgroup_of(i, role)
-            {
-                left_behind = Cgroups::count(&path);
-                Cgroups::signal(&path, libc::SIGKILL);
-            }
-        }
-        daemon.left_behind = left_behind;
-        let mut raw = 0;
-        // SAFETY: reaping a child we just saw exit.
-        unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
-        match owner {
-            Some((i, owner)) => daemon.on_exit(i, owner, pid, status, now),
-            None => orphans_reaped = true,
+    while let Some((pid, status)) = peek(libc::P_ALL, 0) {
+        orphans_reaped |= reap(daemon, pid, status, now);
+    }
+    if orphans_reaped {
+        recheck_remnants(daemon, now);
+    }
+}
+
+/// The children the kernel named in SIGCHLD's signal information, each
+/// reaped at once by pid, so a restart does not wait for a look through
+/// 10,000 children. SIGCHLD does not queue — two exits at once may name
+/// one — so a full [`reap_all`] follows, after the turn.
+pub(super) fn reap_reported(daemon: &mut Daemon, pids: &[i32], now: Instant) {
+    let mut orphans_reaped = false;
+    for &pid in pids {
+        if let Some((pid, status)) = peek(libc::P_PID, pid) {
+            orphans_reaped |= reap(daemon, pid, status, now);
         }
     }
     if orphans_reaped {
         recheck_remnants(daemon, now);
+    }
+    daemon.sweep_due = true;
+}
+
+/// Hand an exited child to its owner and reap it; true if it was an
+/// adopted orphan.
+fn reap(daemon: &mut Daemon, pid: i32, status: ExitStatus, now: Instant) -> bool {
+    let owner = daemon.by_pid.remove(&pid);
+    let takes_group = match owner {
+        Some((i, Owner::Service(_))) => daemon.system.services[i].kills_group_on_exit(pid, status),
+        Some((_, Owner::Hook | Owner::Probe(_))) => true,
+        None => false,
+    };
+    let mut left_behind = 0;
+    if takes_group {
+        // The rest of its group goes with it, while the zombie leader
+        // still pins the group id — and with its cgroup, whatever left
+        // the group by setsid().
+        kill(-pid, libc::SIGKILL);
+        if let Some((i, Owner::Service(role))) = owner
+            && let Some(path) = daemon.cgroup_of(i, role)
+        {
+            left_behind = Cgroups::count(&path);
+            Cgroups::signal(&path, libc::SIGKILL);
+        }
+    }
+    daemon.left_behind = left_behind;
+    let mut raw = 0;
+    // SAFETY: reaping a child we just saw exit.
+    unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) };
+    match owner {
+        Some((i, owner)) => {
+            daemon.on_exit(i, owner, pid, status, now);
+            false
+        }
+        None => true,
     }
 }
 
