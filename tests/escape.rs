@@ -103,7 +103,7 @@ fn a_restarted_service_runs_in_its_cgroup_after_each_kill() {
     for round in 0..3 {
         let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         let unified = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
-        assert!(unified.ends_with("/again"), "round {round}: {unified}");
+        assert!(unified.ends_with("/again@main"), "round {round}: {unified}");
         kill(pid, libc::SIGKILL);
         let next = inst.wait_running("again", Some(pid));
         // It got as far as exec: not killed at birth.
@@ -121,4 +121,86 @@ fn a_restarted_service_runs_in_its_cgroup_after_each_kill() {
     }
     assert_eq!(inst.service("again")["restarts"], 3);
     assert!(inst.down().success());
+}
+
+/// A service named like another's fallback is a service of its own: the
+/// other's fallback and it each have their cgroup and their record, and
+/// stopping the other leaves it alone.
+#[test]
+fn a_service_named_like_a_fallback_is_not_that_fallback() {
+    let mut inst = Instance::start(
+        "services:
+  a.fallback:
+    command: exec sleep 7777
+  a:
+    command: exit 78
+    recovery: { fallback: { command: exec sleep 7778 } }
+",
+    );
+    let other = inst.wait_running("a.fallback", None);
+    wait_until(Duration::from_secs(10), "a's fallback", || {
+        inst.service("a")["fallback_pid"].as_i64().is_some()
+    });
+    let fallback = inst.service("a")["fallback_pid"].as_i64().unwrap() as i32;
+    if cgroups_writable() {
+        let cg = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(cg(other).contains("/a.fallback@main"), "{}", cg(other));
+        assert!(cg(fallback).contains("/a@fallback"), "{}", cg(fallback));
+    }
+    let out = inst.cli(&["stop", "a"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until(Duration::from_secs(5), "a's fallback to stop", || {
+        !alive(fallback)
+    });
+    assert!(alive(other));
+    assert_eq!(inst.pid_of("a.fallback"), Some(other));
+    assert_eq!(inst.service("a.fallback")["restarts"], 0);
+    assert!(inst.down().success());
+}
+
+/// What an `on_event` hook, a cleanup command or an exec probe starts and
+/// leaves behind with setsid() goes with it: each has a cgroup.
+#[test]
+fn a_hooks_cleanups_and_probes_escapees_die_with_them() {
+    if !cgroups_writable() {
+        eprintln!("skipped: no writable cgroup v2 hierarchy on this machine");
+        return;
+    }
+    let mut inst = Instance::start(
+        "services:
+  svc:
+    command: sleep 0.3; exit 1
+    min_uptime: 100ms
+    on_event: setsid sleep 3101 & echo $$! >> hook.pids; exit 0
+    recovery:
+      retry: { attempts: 1 }
+      restart: { attempts: 5, cleanup: setsid sleep 3102 & echo $$! >> cleanup.pids; exit 0 }
+    liveness:
+      exec: setsid sleep 3103 & echo $$! >> probe.pids; exit 0
+      interval: 100ms
+",
+    );
+    let mut seen = Vec::new();
+    wait_until(Duration::from_secs(20), "escapees of each kind", || {
+        seen = ["hook.pids", "cleanup.pids", "probe.pids"]
+            .iter()
+            .map(|f| pids(&inst, f))
+            .collect();
+        seen.iter().all(|p| p.len() >= 2)
+    });
+    // All but the newest of each kind ended with what started it.
+    for list in &seen {
+        let earlier = &list[..list.len() - 1];
+        wait_until(
+            Duration::from_secs(5),
+            "the earlier escapees to die",
+            || earlier.iter().all(|p| !alive(*p)),
+        );
+    }
+    assert!(inst.down().success());
+    for list in &seen {
+        for p in list {
+            assert!(!alive(*p), "escapee {p} outlived down");
+        }
+    }
 }

@@ -17,7 +17,7 @@
 
 use std::collections::HashSet;
 
-/// A process group of a service (`NAME`) or of its fallback (`NAME.fallback`).
+/// A process group of a service (`NAME`) or of its fallback (`NAME@fallback`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub name: String,
@@ -146,7 +146,7 @@ fn name_and_group<'a>(
     services: &HashSet<&str>,
     never: &[i32],
 ) -> Result<(&'a str, i32), String> {
-    let service = name.strip_suffix(".fallback").unwrap_or(name);
+    let service = name.strip_suffix("@fallback").unwrap_or(name);
     if name.len() > MAX_NAME || !services.contains(service) {
         return Err(format!("{:?} is not a service of this plan", short(name)));
     }
@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn what_is_written_is_read_back() {
-        let records = vec![rec("web", 1234, 99), rec("db.fallback", 1240, 101)];
+        let records = vec![rec("web", 1234, 99), rec("db@fallback", 1240, 101)];
         let parsed = parse(&render(BOOT, &records), &plan(), &[]);
         assert_eq!(parsed.boot.as_deref(), Some(BOOT));
         assert_eq!(parsed.records, records);
@@ -272,9 +272,9 @@ mod tests {
     #[test]
     fn only_records_of_this_plan_with_real_foreign_groups_count() {
         let text = format!(
-            "boot {BOOT}\nweb 100 5\nintruder 101 5\nweb.fallback.fallback 102 5\nweb 1 5\nweb 0 5\n\
+            "boot {BOOT}\nweb 100 5\nintruder 101 5\nweb@fallback@fallback 102 5\nweb 1 5\nweb 0 5\n\
              db -7 5\ndb 42 5\ndb 77 5\ndb x 5\ndb 103 -1\ndb 104\ngarbage\n\nboot {BOOT}\n\
-             web.fallback 77 6\n"
+             web@fallback 77 6\n"
         );
         let parsed = parse(&text, &plan(), &[42]);
         assert_eq!(parsed.records, vec![rec("web", 100, 5), rec("db", 77, 5)]);
@@ -292,7 +292,7 @@ mod tests {
     fn the_journal_replays_to_the_groups_still_live() {
         let text = format!(
             "boot {BOOT}\nweb 100 5\ndb 200 6\n- web 100\nweb 300 7\n- db 999\n\
-             web.fallback 400 8\n- web.fallback 400\ndb 500 9\n- nobody 5\n"
+             web@fallback 400 8\n- web@fallback 400\ndb 500 9\n- nobody 5\n"
         );
         let parsed = parse(&text, &plan(), &[]);
         // db's later record replaces its first; web's first is gone.

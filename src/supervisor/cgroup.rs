@@ -6,9 +6,12 @@
 //! same state dir finds whatever a killed sentineld left behind, with no
 //! pid or pgid that could have been reused.
 //!
-//! Layout: `<our cgroup>/sentineld-<hash of the state dir>/<service>` and
-//! `…/<service>.fallback`. No controllers are enabled, so nothing is
-//! limited; membership is all that is used. Without a writable v2
+//! Layout: `<our cgroup>/sentineld-<hash of the state dir>/<service>@<part>`,
+//! one per part of a service that runs processes: `main`, `fallback`,
+//! `cleanup`, `hook`, `liveness`, `readiness`, `startup`. `@` is in no
+//! service name and in no cgroup interface file, so no service's cgroup is
+//! another's or a file of the kernel's. No controllers are enabled, so
+//! nothing is limited; membership is all that is used. Without a writable v2
 //! hierarchy this module is off and process groups (with the pgid
 //! registry) are what there is.
 
@@ -70,12 +73,10 @@ impl Cgroups {
         Some(Cgroups { root })
     }
 
-    /// A service's cgroup (`fallback`: its fallback's).
-    pub fn path(&self, service: &str, fallback: bool) -> PathBuf {
-        match fallback {
-            false => self.root.join(service),
-            true => self.root.join(format!("{service}.fallback")),
-        }
+    /// The cgroup of one part of a service: `main` (its primary),
+    /// `fallback`, `cleanup`, `hook`, or a probe kind's name.
+    pub fn path(&self, service: &str, part: &str) -> PathBuf {
+        self.root.join(format!("{service}@{part}"))
     }
 
     /// The cgroup at `path` (made if missing), opened as a directory for a

@@ -176,8 +176,9 @@ impl Daemon {
         };
         if let Some(cg) = &daemon.cgroups {
             for name in cg.kill_leftovers() {
+                let (service, part) = name.split_once('@').unwrap_or((&name, "?"));
                 tracing::warn!(
-                    "{name}: killed the processes a previous sentineld left in its cgroup"
+                    "{service}: killed the processes a previous sentineld left in its cgroup ({part})"
                 );
             }
         }

@@ -134,10 +134,7 @@ impl Daemon {
         owner: Owner,
     ) -> Result<spawn::Spawned, spawn::SpawnError> {
         let output = self.log_writer(i).map_err(spawn::SpawnError::Pipe)?;
-        let cgroup = match owner {
-            Owner::Service(role) => self.cgroup_of(i, role),
-            _ => None,
-        };
+        let cgroup = self.cgroup_for(i, owner);
         let cgroup_dir = cgroup.and_then(|p| self.cgroups.as_ref()?.dir(&p));
         let (cgroup_dir, born_in_cgroup) = match cgroup_dir {
             Some((fd, born_in)) => (Some(fd), born_in),
@@ -156,16 +153,25 @@ impl Daemon {
         Ok(child)
     }
 
-    /// The cgroup of a service's primary or fallback, where there are
-    /// cgroups (the cleanup command runs in its own process group only).
+    /// The cgroup of a service's primary, fallback or cleanup, where there
+    /// are cgroups.
     pub(super) fn cgroup_of(&self, i: usize, role: Role) -> Option<std::path::PathBuf> {
+        self.cgroup_for(i, Owner::Service(role))
+    }
+
+    /// The cgroup of whatever process of service `i` `owner` says: each
+    /// part of a service has its own, so a hook's or a probe's escapees
+    /// are found and stopped as a service's are.
+    pub(super) fn cgroup_for(&self, i: usize, owner: Owner) -> Option<std::path::PathBuf> {
         let cg = self.cgroups.as_ref()?;
-        let name = &self.rt[i].spec.name;
-        match role {
-            Role::Primary => Some(cg.path(name, false)),
-            Role::Fallback => Some(cg.path(name, true)),
-            Role::Cleanup => None,
-        }
+        let part = match owner {
+            Owner::Service(Role::Primary) => "main",
+            Owner::Service(Role::Fallback) => "fallback",
+            Owner::Service(Role::Cleanup) => "cleanup",
+            Owner::Hook => "hook",
+            Owner::Probe(kind) => kind.name(),
+        };
+        Some(cg.path(&self.rt[i].spec.name, part))
     }
 
     /// The cgroup of the primary or fallback whose group `pgid` leads.
@@ -426,7 +432,7 @@ impl Daemon {
                     start_time,
                 }),
             ));
-            let fallback = format!("{name}.fallback");
+            let fallback = format!("{name}@fallback");
             let record = svc.fallback_pid().and_then(|pid| {
                 Some(registry::Record {
                     name: fallback.clone(),

@@ -82,8 +82,8 @@ fn reap(daemon: &mut Daemon, pid: i32, status: ExitStatus, now: Instant) -> bool
         // still pins the group id — and with its cgroup, whatever left
         // the group by setsid().
         kill(-pid, libc::SIGKILL);
-        if let Some((i, Owner::Service(role))) = owner
-            && let Some(path) = daemon.cgroup_of(i, role)
+        if let Some((i, owner)) = owner
+            && let Some(path) = daemon.cgroup_for(i, owner)
         {
             left_behind = Cgroups::count(&path);
             Cgroups::signal(&path, libc::SIGKILL);
