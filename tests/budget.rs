@@ -120,3 +120,25 @@ fn a_plan_that_fills_the_limit_runs_every_service_and_logs_every_line() {
         .count();
     assert!(fds < 1024, "{fds} descriptors open");
 }
+
+/// Every kind of probe counts, startup probes too: a plan whose probes
+/// would run out of descriptors is refused, not started to fail.
+#[test]
+fn startup_probes_count_in_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut yaml = String::from("services:\n");
+    for k in 0..300 {
+        yaml.push_str(&format!(
+            "  s{k}:\n    command: exec sleep 1000\n    startup: {{ exec: [/bin/true] }}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
+    let check = run_limited(dir.path(), &["check", "services.yaml"]);
+    let err = String::from_utf8_lossy(&check.stderr);
+    // 64 + 256 + 300 + 2 × 300 + 8
+    assert!(
+        err.contains("300 services need about 1228 file descriptors"),
+        "{err}"
+    );
+}

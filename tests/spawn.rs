@@ -207,3 +207,46 @@ fn an_exec_short_of_processes_is_retried_and_runs_once_the_limit_is_lifted() {
     assert_eq!(s["state"], "running", "{s}");
     assert!(failures(&inst, "guest").iter().all(|f| f.0 == "transient"));
 }
+
+/// A start that cannot run the program is a failed start, said by the
+/// verb that asked for it and naming the step: a missing binary, a
+/// working directory removed since `up`.
+#[test]
+fn a_start_that_cannot_exec_is_refused_with_the_step_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let mut inst = Instance::start_in(
+        dir,
+        "services:
+  m:
+    command: [/nonexistent/bin]
+    restart: on-failure
+  c:
+    command: exec sleep 9301
+    cwd: sub
+",
+    );
+    let c = inst.wait_running("c", None);
+    // The missing binary: no `started` event, a spawn failure; a start by
+    // hand says it did not run.
+    wait_until(Duration::from_secs(5), "m to fail", || {
+        inst.messages("m")
+            .iter()
+            .any(|x| x.contains("spawn failed"))
+    });
+    assert!(!inst.messages("m").iter().any(|x| x.starts_with("started")));
+    let out = inst.cli(&["start", "m"]);
+    assert!(!out.status.success(), "{out:?}");
+    // The working directory removed: the restart fails, naming the chdir.
+    std::fs::remove_dir(inst.path("sub")).unwrap();
+    let out = inst.cli(&["restart", "c"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!alive(c));
+    let m = inst.messages("c");
+    assert!(
+        m.iter()
+            .any(|x| x.contains("chdir to ") && x.contains("sub failed: No such file")),
+        "{m:#?}"
+    );
+    assert!(inst.down().success());
+}

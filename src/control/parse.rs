@@ -37,6 +37,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     }
     let value: serde_json::Value = serde_json::from_slice(line)
         .map_err(|e| RequestError::bad(format!("invalid request: not JSON ({e})")))?;
+    // JSON readers disagree on a key given twice (serde keeps the last):
+    // a request that says two things is refused, not half obeyed.
+    if let Ok(TopKeys(Some(key))) = serde_json::from_slice::<TopKeys>(line) {
+        return Err(RequestError::bad(format!(
+            "invalid request: {key:?} given twice"
+        )));
+    }
     let Some(obj) = value.as_object() else {
         return Err(RequestError::bad("invalid request: expected a JSON object"));
     };
@@ -64,6 +71,36 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     }
     serde_json::from_value(serde_json::Value::Object(obj))
         .map_err(|e| RequestError::bad(format!("invalid {ty:?} request: {e}")))
+}
+
+/// The first key a JSON object gives twice, if any.
+struct TopKeys(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for TopKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = TopKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TopKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                let mut twice = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !seen.insert(key.clone()) && twice.is_none() {
+                        twice = Some(key);
+                    }
+                }
+                Ok(TopKeys(twice))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// `version` must be there, be an unsigned 64-bit integer, and be
@@ -150,6 +187,16 @@ mod tests {
                 br#"{"version":1,"type":"stop"}"#,
                 BadRequest,
                 "missing field `name`",
+            ),
+            (
+                br#"{"version":1,"type":"ping","type":"down"}"#,
+                BadRequest,
+                "\"type\" given twice",
+            ),
+            (
+                br#"{"version":1,"type":"stop","name":"a","name":"b"}"#,
+                BadRequest,
+                "\"name\" given twice",
             ),
             (b"", BadRequest, "empty line"),
             (b" \t\r", BadRequest, "empty line"),

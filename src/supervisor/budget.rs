@@ -15,7 +15,12 @@ use crate::strategy::admission::{MIN_CONNECTIONS, plan_fds};
 /// The descriptors `plan` needs before any control connection.
 pub fn reserve(plan: &Plan) -> u64 {
     let probes = (plan.services.iter())
-        .map(|s| s.liveness.is_some() as u64 + s.readiness.is_some() as u64)
+        .map(|s| {
+            [&s.liveness, &s.readiness, &s.startup]
+                .iter()
+                .filter(|p| p.is_some())
+                .count() as u64
+        })
         .sum();
     plan_fds(plan.services.len() as u64, probes)
 }

@@ -87,8 +87,6 @@ pub(super) struct Daemon {
     pub system: System,
     pub rt: Vec<ServiceRt>,
     pub by_pid: HashMap<i32, (usize, Owner)>,
-    /// Children whose exec failed, with its errno, until they are reaped.
-    pub exec_failed: HashMap<i32, i32>,
     pub timers: Timers,
     pub journal: Journal,
     pub tickets: HashMap<Ticket, oneshot::Sender<Reply>>,
@@ -153,7 +151,6 @@ impl Daemon {
             system,
             rt,
             by_pid: HashMap::new(),
-            exec_failed: HashMap::new(),
             timers: Timers::default(),
             journal: Journal::new(),
             tickets: HashMap::new(),

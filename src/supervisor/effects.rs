@@ -218,10 +218,20 @@ impl Daemon {
             spawn::SpawnSpec::for_command(cmd, &self.rt[i].spec, &self.base_env, &env)
         });
         match self.fork(i, image.as_ref(), Owner::Service(role)) {
-            Ok(child) => {
-                if let Some(errno) = child.exec_errno {
-                    self.exec_failed.insert(child.pid, errno);
+            // It will not run the program: a failed start, said now. The
+            // child, exiting 127, is reaped as nobody's.
+            Ok(spawn::Spawned {
+                pid,
+                failed: Some((errno, message)),
+            }) => {
+                self.by_pid.remove(&pid);
+                Event::SpawnFailed {
+                    role,
+                    errno,
+                    message,
                 }
+            }
+            Ok(child) => {
                 if role != Role::Cleanup {
                     self.registry.touch(i);
                 }

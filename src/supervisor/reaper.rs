@@ -143,7 +143,9 @@ fn recheck_remnants(daemon: &mut Daemon, now: Instant) {
 
 impl Daemon {
     fn on_exit(&mut self, i: usize, owner: Owner, pid: i32, status: ExitStatus, now: Instant) {
-        let exec_errno = self.exec_failed.remove(&pid);
+        // A child that could not exec is a SpawnFailed when it starts (the
+        // clone waits for its exec), never an exit of the program.
+        let exec_errno = None;
         if let (Some(hub), Owner::Service(_) | Owner::Hook) = (&self.logs, owner) {
             hub.process_ended(i);
         }

@@ -167,14 +167,28 @@ impl SpawnSpec {
     }
 }
 
+/// The steps of a child between clone and exec that can fail.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Descriptors,
+    Cgroup,
+    Stdio,
+    Cwd,
+    Limit,
+    User,
+    DeathSignal,
+    Exec,
+}
+
 mod clone3;
 pub mod slots;
 
 /// A freshly started child.
 pub struct Spawned {
     pub pid: i32,
-    /// Why its exec failed (it exits 127), or None: it runs the program.
-    pub exec_errno: Option<i32>,
+    /// Why it did not get to run the program (it exits 127): the errno and
+    /// the step that failed, worded; None: it runs the program.
+    pub failed: Option<(i32, String)>,
 }
 
 /// The descriptors a child gets as 0, 1 and 2, and the cgroup directory it
@@ -220,9 +234,10 @@ struct ChildSetup<'a> {
     /// The child shares sentineld's descriptor table and keeps only those
     /// below this number (see [`slots`]); -1: it has a copy of its own.
     keep_below: RawFd,
-    /// Where the child leaves the errno of the step that failed: it shares
-    /// sentineld's memory until it execs or exits.
+    /// Where the child leaves the errno of the step that failed, and the
+    /// step: it shares sentineld's memory until it execs or exits.
     errno: std::cell::Cell<i32>,
+    step: std::cell::Cell<Step>,
 }
 
 /// The child's stack: it runs on its own, in sentineld's memory, until
@@ -276,6 +291,7 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         born_in_cgroup: std::cell::Cell::new(stdio.born_in_cgroup),
         keep_below,
         errno: std::cell::Cell::new(0),
+        step: std::cell::Cell::new(Step::Exec),
     };
     let share = if keep_below >= 0 {
         libc::CLONE_FILES
@@ -289,10 +305,21 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
     drop(slots);
     let pid = started.map_err(SpawnError::Fork)?;
     let errno = setup.errno.get();
-    Ok(Spawned {
-        pid,
-        exec_errno: (errno != 0).then_some(errno),
-    })
+    let failed = (errno != 0).then(|| {
+        let what = match setup.step.get() {
+            Step::Descriptors => "taking its descriptors".to_string(),
+            Step::Cgroup => "joining its cgroup".to_string(),
+            Step::Stdio => "setting up stdin, stdout and stderr".to_string(),
+            Step::Cwd => format!("chdir to {}", setup.cwd.to_string_lossy()),
+            Step::Limit => "restoring RLIMIT_NOFILE".to_string(),
+            Step::User => "switching user".to_string(),
+            Step::DeathSignal => "setting PR_SET_PDEATHSIG".to_string(),
+            Step::Exec => format!("exec {}", program.to_string_lossy()),
+        };
+        let why = nix::errno::Errno::from_raw(errno).desc();
+        (errno, format!("{what} failed: {why}"))
+    });
+    Ok(Spawned { pid, failed })
 }
 
 /// Clone the child that runs `setup`, born in its cgroup where the kernel
@@ -369,8 +396,9 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// since the child sees sentineld's thread list.
 unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
     unsafe {
-        let fail = || -> ! {
+        let fail = |step: Step| -> ! {
             setup.errno.set(*libc::__errno_location());
+            setup.step.set(step);
             libc::_exit(127)
         };
         // A table of our own with the low descriptors only, before any
@@ -383,7 +411,7 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
                 libc::CLOSE_RANGE_UNSHARE,
             ) != 0
         {
-            fail();
+            fail(Step::Descriptors);
         }
         // Its own session and process group: no controlling terminal, and a
         // group id (= pid) that signals the whole service.
@@ -397,7 +425,7 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
                 libc::O_WRONLY | libc::O_CLOEXEC,
             );
             if procs < 0 || libc::write(procs, c"0".as_ptr().cast(), 1) != 1 {
-                fail();
+                fail(Step::Cgroup);
             }
             libc::close(procs);
         }
@@ -412,23 +440,23 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
         }
         for (target, fd) in setup.fds.iter().enumerate() {
             if libc::dup2(*fd, target as libc::c_int) < 0 {
-                fail();
+                fail(Step::Stdio);
             }
         }
         if libc::chdir(setup.cwd.as_ptr()) != 0 {
-            fail();
+            fail(Step::Cwd);
         }
         if let Some(limit) = &setup.nofile
             && libc::setrlimit(libc::RLIMIT_NOFILE, limit) != 0
         {
-            fail();
+            fail(Step::Limit);
         }
         if let Some((uid, gid, groups)) = setup.user
             && (libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
                 || libc::syscall(libc::SYS_setgid, *gid) != 0
                 || libc::syscall(libc::SYS_setuid, *uid) != 0)
         {
-            fail();
+            fail(Step::User);
         }
         // After the change of ids: the kernel clears the parent-death
         // signal when the effective uid or gid changes.
@@ -440,7 +468,7 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
             0,
         ) != 0
         {
-            fail();
+            fail(Step::DeathSignal);
         }
         // The parent may have died before the prctl.
         if libc::getppid() != setup.parent {
@@ -454,6 +482,6 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
             setup.argv.as_ptr(),
             setup.envp.as_ptr(),
         );
-        fail()
+        fail(Step::Exec)
     }
 }
