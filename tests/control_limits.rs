@@ -241,3 +241,50 @@ fn a_peer_that_never_reads_its_replies_is_dropped() {
     assert!(waited >= REPLY_TIMEOUT / 2, "dropped after {waited:?}");
     assert!(inst.cli(&["status"]).status.success());
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Peers that ask for a big reply and never read it get `busy` once the
+/// replies waiting for their readers add up to the cap: the daemon does
+/// not hold a copy of its whole state for each.
+#[test]
+fn replies_nobody_reads_are_bounded_in_all() {
+    let mut yaml = String::from("services:\n");
+    for k in 0..1000 {
+        yaml.push_str(&format!("  s{k}:\n    command: exec sleep 1000\n"));
+    }
+    let inst = Instance::start(&yaml);
+    wait_until(Duration::from_secs(60), "every service running", || {
+        let st = inst.status();
+        let services = st["services"].as_array().unwrap();
+        services.iter().all(|s| s["state"] == "running")
+    });
+    let before = rss_kib(inst.pid());
+    let mut peers = Vec::new();
+    for _ in 0..200 {
+        let mut s = connect(&inst);
+        s.write_all(b"{\"version\":1,\"type\":\"status\",\"name\":null}\n")
+            .unwrap();
+        peers.push(s);
+    }
+    // Each full reply is about 0.65 MB: 200 of them would be 130 MB. A
+    // request sent after them is answered after them.
+    assert!(inst.cli(&["status", "s1"]).status.success());
+    let during = rss_kib(inst.pid());
+    assert!(
+        during < before + 100 * 1024,
+        "RSS grew from {before} KiB to {during} KiB"
+    );
+    // A big reply past the cap is refused as busy, not queued.
+    let out = inst.cli(&["status", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too many large replies"),
+        "{out:?}"
+    );
+    drop(peers);
+}

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 fn ask(tx: &mpsc::Sender<Incoming>, request: Request) -> Response {
     let (reply, rx) = oneshot::channel();
     tx.blocking_send(Incoming { request, reply }).unwrap();
-    rx.blocking_recv().unwrap().response
+    rx.blocking_recv().unwrap().into_response()
 }
 
 fn alive(pid: i32) -> bool {

@@ -44,6 +44,52 @@ pub(super) struct Peer {
 /// (names and flags): hostile or broken.
 const BIG: usize = 16 << 10;
 
+/// Reply bytes all connections together may hold while their peers take
+/// them: 64 MiB, ten full `status --json` replies of 10,000 services. A
+/// reply past it is answered `busy` instead, so peers that ask and never
+/// read cannot make the daemon hold a copy of its state each.
+pub const REPLY_BYTES: usize = 64 << 20;
+static REPLYING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A reply line counted against [`REPLY_BYTES`] from when it is made
+/// until it is written or dropped unsent.
+pub struct Reserved(Vec<u8>);
+
+impl Reserved {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Count a big reply line against [`REPLY_BYTES`] as it is made, before
+/// any peer reads it; `None`: no room, answer `busy` instead.
+pub fn reserve(line: Vec<u8>) -> Option<Reserved> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let held = REPLYING.fetch_add(line.len(), Relaxed) + line.len();
+    let reserved = Reserved(line);
+    (held <= REPLY_BYTES || reserved.0.len() <= BIG).then_some(reserved)
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = self.0.len();
+        if REPLYING.fetch_sub(len, Relaxed) == len && len > BIG {
+            // The last large reply is gone: give its memory back.
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe { libc::malloc_trim(0) };
+        }
+    }
+}
+
+/// The `busy` answer to a big request when [`REPLY_BYTES`] are taken.
+pub fn too_many_replies() -> Response {
+    Response::error(
+        ErrorKind::Busy,
+        "too many large replies are waiting for their readers; try again",
+    )
+}
+
 /// What a peer said next.
 enum Input {
     Line(Vec<u8>),
@@ -178,12 +224,14 @@ impl Peer {
     /// Write one response; false if the peer is gone or has not taken it
     /// within [`REPLY_TIMEOUT`].
     async fn send(&mut self, response: &Response) -> bool {
-        self.send_line(&to_line(response)).await
+        let line = to_line(response);
+        let write = self.stream.write_all(&line);
+        matches!(tokio::time::timeout(REPLY_TIMEOUT, write).await, Ok(Ok(())))
     }
 
-    /// Write a response line already made.
-    async fn send_line(&mut self, line: &[u8]) -> bool {
-        let write = self.stream.write_all(line);
+    /// Write a response line made and counted by [`reserve`].
+    async fn send_line(&mut self, line: &Reserved) -> bool {
+        let write = self.stream.write_all(&line.0);
         matches!(tokio::time::timeout(REPLY_TIMEOUT, write).await, Ok(Ok(())))
     }
 
@@ -221,7 +269,7 @@ pub(super) fn parting_word(stream: &UnixStream, kind: ErrorKind, message: impl I
     let _ = stream.try_write(&to_line(&Response::error(kind, message)));
 }
 
-fn to_line(response: &Response) -> Vec<u8> {
+pub fn to_line(response: &Response) -> Vec<u8> {
     let mut buf = serde_json::to_vec(response).expect("responses serialize");
     buf.push(b'\n');
     buf

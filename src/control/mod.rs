@@ -2,7 +2,7 @@
 //! blocking client.
 
 pub mod client;
-mod connection;
+pub mod connection;
 mod parse;
 pub mod protocol;
 pub mod server;

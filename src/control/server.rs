@@ -122,8 +122,24 @@ pub struct Reply {
     pub response: Response,
     /// The response already written as its line (a big `status`), sent
     /// instead of `response`.
-    pub line: Option<Vec<u8>>,
+    pub line: Option<super::connection::Reserved>,
     pub stream: Option<(broadcast::Receiver<EventRecord>, Option<String>)>,
+}
+
+impl Reply {
+    /// The response, read back from its line if it was sent as one (a
+    /// `status`): for an inbox that is a channel rather than a socket.
+    pub fn into_response(self) -> Response {
+        match &self.line {
+            Some(line) => serde_json::from_slice(line.bytes()).unwrap_or_else(|e| {
+                Response::error(
+                    super::protocol::ErrorKind::Internal,
+                    format!("a reply that is only a line (a brief status): {e}"),
+                )
+            }),
+            None => self.response,
+        }
+    }
 }
 
 impl From<Response> for Reply {

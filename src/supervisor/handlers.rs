@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::daemon::Daemon;
 use crate::config::units::{SUGGEST_MAX, did_you_mean};
+use crate::control::connection;
 use crate::control::protocol::{ErrorKind, Request, Response};
 use crate::control::server::{Incoming, Reply};
 use crate::strategy::machine::{Event, Verb};
@@ -26,22 +27,21 @@ impl Daemon {
                     .into(),
                 );
             }
-            Request::Status { name, brief: true } => {
-                let pick = match name.as_deref().map(|n| self.named(n)) {
-                    None => (0..self.rt.len()).collect(),
-                    Some(Ok(i)) => vec![i],
-                    Some(Err(e)) => return drop(reply.send((*e).into())),
+            Request::Status { name, brief } => {
+                let line = match self.status_line(name.as_deref(), brief, now) {
+                    Ok(line) => line,
+                    Err(e) => return drop(reply.send((*e).into())),
                 };
-                let _ = reply.send(Reply {
-                    response: Response::Done {
-                        message: String::new(),
+                let _ = reply.send(match connection::reserve(line) {
+                    Some(line) => Reply {
+                        response: Response::Done {
+                            message: String::new(),
+                        },
+                        line: Some(line),
+                        stream: None,
                     },
-                    line: Some(self.brief_line(&pick, now)),
-                    stream: None,
+                    None => connection::too_many_replies().into(),
                 });
-            }
-            Request::Status { name, brief: false } => {
-                let _ = reply.send(self.status(name.as_deref(), now).into());
             }
             Request::Events { name, follow } => self.events(name, follow, reply),
             Request::Start { name } => self.verb(&name, Verb::Start, reply, now),
@@ -53,6 +53,28 @@ impl Daemon {
                 self.feed(now, Input::Shutdown);
             }
         }
+    }
+
+    /// A `status` reply as its line: the table's rows (`brief`) or every
+    /// field, of one service or all.
+    fn status_line(
+        &self,
+        name: Option<&str>,
+        brief: bool,
+        now: Instant,
+    ) -> Result<Vec<u8>, Box<Response>> {
+        if !brief {
+            return match self.status(name, now) {
+                e @ Response::Error { .. } => Err(Box::new(e)),
+                r => Ok(connection::to_line(&r)),
+            };
+        }
+        let pick = match name.map(|n| self.named(n)) {
+            None => (0..self.rt.len()).collect(),
+            Some(Ok(i)) => vec![i],
+            Some(Err(e)) => return Err(e),
+        };
+        Ok(self.brief_line(&pick, now))
     }
 
     /// A service by name, or the error that answers an unknown one.
