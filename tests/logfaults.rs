@@ -342,3 +342,41 @@ fn down_returns_while_a_log_write_hangs() {
     frozen.thaw();
     inst.wait_exit();
 }
+
+/// The whole state dir on a disk that hangs: the pgids journal, the
+/// socket's removal and the logs wait in threads of their own; a restart,
+/// `status` and `down` do not.
+#[test]
+fn a_hung_state_dir_stalls_neither_restarts_nor_status_nor_down() {
+    // Bound together, so the guard drops (thaws) before the instance.
+    let (mut inst, frozen) = {
+        let dir = tempfile::tempdir().unwrap();
+        let frozen = Frozen::mount(&dir.path().join(".sentineld"));
+        (Instance::start_in(dir, HANGING), frozen)
+    };
+    let calm = inst.wait_running("calm", None);
+    wait_until(Duration::from_secs(10), "calm's first lines", || {
+        numbers(&inst.log("calm"), "calm ").len() > 5
+    });
+    frozen.freeze();
+    kill(calm, libc::SIGKILL);
+    let again = inst.wait_running("calm", Some(calm));
+    let t0 = Instant::now();
+    assert_eq!(inst.service("calm")["pid"], again);
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "status took {:?}",
+        t0.elapsed()
+    );
+    let t0 = Instant::now();
+    let out = inst.cli(&["down"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "down took {:?}",
+        t0.elapsed()
+    );
+    assert!(!alive(again));
+    frozen.thaw();
+    inst.wait_exit();
+}

@@ -147,6 +147,7 @@ impl Daemon {
         );
         let rt = service_rt(plan, &base_env);
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        let registry = registry::Recorder::new(state_dir.clone());
         let daemon = Daemon {
             system,
             rt,
@@ -165,7 +166,7 @@ impl Daemon {
             oom_kills: super::effects::read_oom_kills(),
             orphan_deadline: None,
             finished: false,
-            registry: registry::Recorder::default(),
+            registry,
             sweep_due: false,
             epoch: (Instant::now(), SystemTime::now()),
             cgroups: super::cgroup::Cgroups::open(&plan.state_dir),

@@ -452,7 +452,7 @@ impl Daemon {
             });
             want.push((fallback, record));
         }
-        self.registry.apply(&self.state_dir, want);
+        self.registry.apply(want);
     }
 }
 

@@ -353,10 +353,17 @@ async fn event_loop(
     if let Some(server) = &inputs.server {
         server.abort();
     }
+    // Off the loop, as every write to the state dir: on a disk that hangs
+    // the socket stays behind (the next `up` replaces a stale one) and
+    // `down` still returns.
     if control.is_some() {
-        daemon.state_dir.remove_socket(Socket::Control);
+        let dir = daemon.state_dir.clone();
+        let _ = std::thread::Builder::new()
+            .name("unlink".into())
+            .stack_size(64 << 10)
+            .spawn(move || dir.remove_socket(Socket::Control));
     }
-    daemon.state_dir.remove_pgids();
+    daemon.registry.remove();
     for tx in daemon.down_waiters.drain(..) {
         let message = "all services stopped".into();
         let _ = tx.send(Response::Done { message }.into());

@@ -51,8 +51,9 @@ pub fn write(dir: &Trusted, records: &[Record]) -> Result<(), StateDirError> {
 
 /// The live groups as the file says them, kept up to date a line per
 /// change: a start or an end costs an append, not a rewrite of every
-/// record, whatever the number of services.
-#[derive(Default)]
+/// record, whatever the number of services. The writes are a thread's of
+/// their own, so a state dir on a disk that hangs stalls the record, never
+/// the event loop.
 pub struct Recorder {
     /// What the file holds, by name.
     live: std::collections::HashMap<String, Record>,
@@ -63,9 +64,42 @@ pub struct Recorder {
     /// Services whose groups may have changed since the last flush.
     changed: Vec<usize>,
     marked: HashSet<usize>,
+    writer: std::sync::mpsc::Sender<Op>,
+    /// A write failed: the next change rewrites the file whole.
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+enum Op {
+    Whole(String),
+    Append(String),
+    Remove,
+    /// Answered once everything before it is done (tests).
+    Sync(std::sync::mpsc::Sender<()>),
 }
 
 impl Recorder {
+    pub fn new(dir: Trusted) -> Recorder {
+        let (writer, ops) = std::sync::mpsc::channel();
+        let failed = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
+        let flag = failed.clone();
+        let spawned = std::thread::Builder::new()
+            .name("pgids".into())
+            .stack_size(64 << 10)
+            .spawn(move || write_ops(&dir, &ops, &flag));
+        if let Err(e) = spawned {
+            tracing::warn!("pgids will not be recorded: {e}");
+        }
+        Recorder {
+            live: Default::default(),
+            lines: 0,
+            written: false,
+            changed: Vec::new(),
+            marked: HashSet::new(),
+            writer,
+            failed,
+        }
+    }
+
     /// Service `i` started or lost a group.
     pub fn touch(&mut self, i: usize) {
         if self.marked.insert(i) {
@@ -81,7 +115,7 @@ impl Recorder {
 
     /// Bring the file to `want` (name → the group it should record, or
     /// none) for the names given; other names stay as they are.
-    pub fn apply(&mut self, dir: &Trusted, want: Vec<(String, Option<Record>)>) {
+    pub fn apply(&mut self, want: Vec<(String, Option<Record>)>) {
         let mut text = String::new();
         let mut added = 0;
         for (name, record) in want {
@@ -104,35 +138,67 @@ impl Recorder {
                 }
             }
         }
+        if self
+            .failed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.written = false;
+        }
         if added == 0 && self.written {
             return;
         }
         // Rewritten whole when the gone lines outnumber the live ones.
-        let whole = !self.written || self.lines + added > 2 * self.live.len() + 64;
-        let result = if whole {
-            self.rewrite(dir)
+        if !self.written || self.lines + added > 2 * self.live.len() + 64 {
+            let mut records: Vec<Record> = self.live.values().cloned().collect();
+            records.sort_by(|a, b| a.name.cmp(&b.name));
+            let text = leftovers::render(boot_id().unwrap_or("unknown"), &records);
+            self.lines = 1 + records.len();
+            self.written = true;
+            let _ = self.writer.send(Op::Whole(text));
         } else {
-            match dir.append_pgids(text.as_bytes()) {
-                Ok(()) => {
-                    self.lines += added;
-                    Ok(())
-                }
-                Err(_) => self.rewrite(dir),
-            }
-        };
-        if let Err(e) = result {
-            self.written = false;
-            tracing::warn!("pgids not recorded: {e}");
+            self.lines += added;
+            let _ = self.writer.send(Op::Append(text));
         }
     }
 
-    fn rewrite(&mut self, dir: &Trusted) -> Result<(), StateDirError> {
-        let mut records: Vec<Record> = self.live.values().cloned().collect();
-        records.sort_by(|a, b| a.name.cmp(&b.name));
-        write(dir, &records)?;
-        self.lines = 1 + records.len();
-        self.written = true;
-        Ok(())
+    /// Remove the file (at a clean shutdown).
+    pub fn remove(&self) {
+        let _ = self.writer.send(Op::Remove);
+    }
+
+    /// Wait until every write asked for so far is done.
+    pub fn sync(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.writer.send(Op::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+/// The writer thread: each write in order; a failed one is said and makes
+/// the next change a whole rewrite (an append to a missing file included).
+fn write_ops(
+    dir: &Trusted,
+    ops: &std::sync::mpsc::Receiver<Op>,
+    failed: &std::sync::atomic::AtomicBool,
+) {
+    while let Ok(op) = ops.recv() {
+        let result = match op {
+            Op::Whole(text) => dir.replace_pgids(text.as_bytes()),
+            Op::Append(text) => dir.append_pgids(text.as_bytes()),
+            Op::Remove => {
+                dir.remove_pgids();
+                Ok(())
+            }
+            Op::Sync(done) => {
+                let _ = done.send(());
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!("pgids not recorded: {e}");
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -238,34 +304,35 @@ mod tests {
             pgid,
             start_time: pgid as u64,
         };
-        let mut r = Recorder::default();
-        r.apply(
-            &dir,
-            vec![
-                ("a".into(), Some(rec("a", 100))),
-                ("b".into(), Some(rec("b", 200))),
-            ],
-        );
+        let mut r = Recorder::new(dir.clone());
+        r.apply(vec![
+            ("a".into(), Some(rec("a", 100))),
+            ("b".into(), Some(rec("b", 200))),
+        ]);
+        r.sync();
         let text =
             |dir: &Trusted| String::from_utf8(dir.read_pgids(1 << 20).unwrap().unwrap()).unwrap();
         assert_eq!(text(&dir).lines().count(), 3);
         // Unchanged names cost nothing; a restart costs two lines.
-        r.apply(&dir, vec![("b".into(), Some(rec("b", 200)))]);
-        r.apply(&dir, vec![("a".into(), Some(rec("a", 101)))]);
+        r.apply(vec![("b".into(), Some(rec("b", 200)))]);
+        r.apply(vec![("a".into(), Some(rec("a", 101)))]);
+        r.sync();
         assert!(
             text(&dir).ends_with("- a 100\na 101 101\n"),
             "{}",
             text(&dir)
         );
         for pgid in 102..140 {
-            r.apply(&dir, vec![("a".into(), Some(rec("a", pgid)))]);
+            r.apply(vec![("a".into(), Some(rec("a", pgid)))]);
         }
+        r.sync();
         // Past 2 × live + 64 lines it was written whole again.
         let lines = text(&dir).lines().count();
         assert!(lines < 2 * 2 + 64 + 2, "{lines} lines");
         let parsed = read(&dir, &["a", "b"]).unwrap();
         assert_eq!(parsed.records, vec![rec("b", 200), rec("a", 139)]);
-        r.apply(&dir, vec![("b".into(), None)]);
+        r.apply(vec![("b".into(), None)]);
+        r.sync();
         assert_eq!(
             read(&dir, &["a", "b"]).unwrap().records,
             vec![rec("a", 139)]
