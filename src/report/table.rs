@@ -140,6 +140,16 @@ impl<'r> Cells<'r> {
     }
 }
 
+/// `n` spaces, a slice at a time.
+fn pad_with_spaces(out: &mut String, mut n: usize) {
+    const SPACES: &str = "                                                                ";
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
+    }
+}
+
 pub fn render(services: &[BriefRow<'_>], style: &Style) -> String {
     // The GROUP column appears once the file declares groups.
     let grouped = services.iter().any(|s| s.group.is_some());
@@ -169,7 +179,7 @@ pub fn render(services: &[BriefRow<'_>], style: &Style) -> String {
                 _ if k == state_col + 1 => out.push_str(&style.paint(cell, health_color(s.health))),
                 _ => out.push_str(cell),
             }
-            out.extend(std::iter::repeat_n(' ', pad + 2));
+            pad_with_spaces(&mut out, pad + 2);
         }
         out.push_str(&s.last);
         out.push('\n');

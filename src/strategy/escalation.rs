@@ -25,7 +25,10 @@ impl Escalation {
         Escalation {
             failures: failures.max(1),
             within,
-            recent: VecDeque::with_capacity(failures.max(1) as usize),
+            // Grows with the failures it holds: a plan of 10,000 services
+            // allowing 1,000 failures each does not reserve 10 million
+            // slots for services that never fail.
+            recent: VecDeque::new(),
         }
     }
 
