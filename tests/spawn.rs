@@ -61,6 +61,11 @@ fn a_user_service_dies_with_a_sigkilled_sentineld() {
     wait_until(Duration::from_secs(5), "guest gone with sentineld", || {
         !alive(pid)
     });
+    // The next up of the state dir, and its down, leave nothing behind
+    // (its cgroups included).
+    inst.launch();
+    inst.wait_running("guest", Some(pid));
+    assert!(inst.down().success());
 }
 
 #[test]
