@@ -106,23 +106,26 @@ impl Daemon {
     /// the later ones into their children.
     fn log_writer(&mut self, i: usize) -> Result<OwnedFd, nix::Error> {
         let hub = self.logs.as_mut().ok_or(nix::Error::EBADF)?;
+        let io = |e: std::io::Error| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
         if !hub.has(i) {
             let (pipe, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let svc = &self.rt[i];
             let file = self.state_dir.log_file(&svc.spec.name);
-            hub.add(logs::LogSink {
-                id: i,
-                path: file.path(),
-                file,
-                max_size: svc.spec.logs.max_size,
-                keep: svc.spec.logs.keep,
-                pipe,
-                writer,
-                keep_tail: svc.needs_output,
-            });
+            // The pipe's own write end goes to its first process.
+            return hub
+                .add(logs::LogSink {
+                    id: i,
+                    path: file.path(),
+                    file,
+                    max_size: svc.spec.logs.max_size,
+                    keep: svc.spec.logs.keep,
+                    pipe,
+                    writer,
+                    keep_tail: svc.needs_output,
+                })
+                .map_err(io);
         }
-        hub.writer(i)
-            .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+        hub.writer(i).map_err(io)
     }
 
     /// Fork `image` (the service's own command if none) with the service's

@@ -222,6 +222,8 @@ pub struct LogHub {
     pipes: HashMap<usize, Arc<Pipe>>,
     /// Write ends kept where none can be opened anew (no /proc).
     writers: HashMap<usize, OwnedFd>,
+    /// A write end can be opened anew from a read end; None: not tried.
+    reopens: Option<bool>,
     watch: Arc<Watch>,
     thread: Option<JoinHandle<()>>,
 }
@@ -248,6 +250,7 @@ impl LogHub {
             wake,
             pipes: HashMap::new(),
             writers: HashMap::new(),
+            reopens: None,
             watch,
             thread: Some(thread),
         };
@@ -260,7 +263,9 @@ impl LogHub {
         }
     }
 
-    pub fn add(&mut self, sink: LogSink) {
+    /// Hand service `sink.id`'s pipe to the log thread; the write end
+    /// for its first process.
+    pub fn add(&mut self, sink: LogSink) -> std::io::Result<OwnedFd> {
         let pipe = Arc::new(Pipe {
             fd: sink.pipe,
             reads: Mutex::new(Reads {
@@ -268,9 +273,17 @@ impl LogHub {
                 ..Reads::default()
             }),
         });
-        if reopen_for_writing(&pipe.fd).is_err() {
+        // Whether /proc can give a write end back, tried on the first pipe.
+        let reopens = *self
+            .reopens
+            .get_or_insert_with(|| reopen_for_writing(&pipe.fd).is_ok());
+        let first = if reopens {
+            sink.writer
+        } else {
+            let first = sink.writer.try_clone();
             self.writers.insert(sink.id, sink.writer);
-        }
+            first?
+        };
         self.pipes.insert(sink.id, pipe.clone());
         let target = pump::Target {
             id: sink.id,
@@ -280,6 +293,7 @@ impl LogHub {
             keep: sink.keep,
         };
         self.send(Cmd::Add(target, pipe));
+        Ok(first)
     }
 
     /// Whether service `id` has its pipe.
