@@ -325,7 +325,14 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
 /// Clone the child that runs `setup`, born in its cgroup where the kernel
 /// can, and wait for it to exec or fail.
 fn start(setup: &ChildSetup<'_>, share: libc::c_int) -> Result<i32, nix::Error> {
-    let mut stack = vec![0u8; CHILD_STACK];
+    // One stack for every child, allocated once: a child is done with it
+    // when the clone returns (CLONE_VFORK). Locked, for daemons run side
+    // by side in one process.
+    static STACK: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+    let mut stack = STACK.lock().unwrap_or_else(|e| e.into_inner());
+    if stack.len() < CHILD_STACK {
+        stack.resize(CHILD_STACK, 0);
+    }
     // 16-byte aligned both ends (it grows down from the top).
     let base = (stack.as_mut_ptr() as usize + 15) & !15;
     let size = (CHILD_STACK - 16) & !15;
