@@ -403,11 +403,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// since the child sees sentineld's thread list.
 unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
     unsafe {
-        let fail = |step: Step| -> ! {
-            setup.errno.set(*libc::__errno_location());
-            setup.step.set(step);
-            libc::_exit(127)
-        };
+        let fail = |step: Step| fail(setup, step);
         // A table of our own with the low descriptors only, before any
         // change to it (it is sentineld's until then).
         if setup.keep_below >= 0
@@ -450,6 +446,15 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
                 fail(Step::Stdio);
             }
         }
+        become_the_program(setup)
+    }
+}
+
+/// The second half of [`child_after_fork`]: its directory, limits and
+/// user, the parent-death signal, then exec.
+unsafe fn become_the_program(setup: &ChildSetup<'_>) -> ! {
+    unsafe {
+        let fail = |step: Step| fail(setup, step);
         if libc::chdir(setup.cwd.as_ptr()) != 0 {
             fail(Step::Cwd);
         }
@@ -490,5 +495,14 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
             setup.envp.as_ptr(),
         );
         fail(Step::Exec)
+    }
+}
+
+/// A step failed: leave its errno and name where spawn reads them, exit.
+unsafe fn fail(setup: &ChildSetup<'_>, step: Step) -> ! {
+    unsafe {
+        setup.errno.set(*libc::__errno_location());
+        setup.step.set(step);
+        libc::_exit(127)
     }
 }
