@@ -143,16 +143,13 @@ fn recheck_remnants(daemon: &mut Daemon, now: Instant) {
 
 impl Daemon {
     fn on_exit(&mut self, i: usize, owner: Owner, pid: i32, status: ExitStatus, now: Instant) {
-        // A child that could not exec is a SpawnFailed when it starts (the
-        // clone waits for its exec), never an exit of the program.
-        let exec_errno = None;
         if let (Some(hub), Owner::Service(_) | Owner::Hook) = (&self.logs, owner) {
             hub.process_ended(i);
         }
         let event = match owner {
             Owner::Service(Role::Primary) => {
                 self.registry.touch(i);
-                let exit = self.primary_exit(i, pid, status, exec_errno);
+                let exit = self.primary_exit(i, pid, status);
                 Event::Exited { pid, exit }
             }
             Owner::Service(Role::Fallback) => {
@@ -160,7 +157,6 @@ impl Daemon {
                 Event::FallbackExited {
                     pid,
                     status,
-                    exec_errno,
                     group_alive: group_alive(self, i, Role::Fallback, pid),
                 }
             }
@@ -176,7 +172,7 @@ impl Daemon {
     }
 
     /// What the machine needs to know of a primary's exit.
-    fn primary_exit(&mut self, i: usize, pid: i32, status: ExitStatus, errno: Option<i32>) -> Exit {
+    fn primary_exit(&mut self, i: usize, pid: i32, status: ExitStatus) -> Exit {
         let running = matches!(self.system.services[i].phase, Phase::Running { .. });
         let oom =
             running && status == ExitStatus::Signal(libc::SIGKILL) && self.oom_kill_happened();
@@ -188,7 +184,6 @@ impl Daemon {
         };
         Exit {
             status: Some(status),
-            exec_errno: errno,
             oom,
             group_alive: group_alive(self, i, Role::Primary, pid),
             output,

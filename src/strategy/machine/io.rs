@@ -63,8 +63,6 @@ impl Timer {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Exit {
     pub status: Option<ExitStatus>,
-    /// exec failed in the child (errno), reported through its status pipe.
-    pub exec_errno: Option<i32>,
     /// The kernel's OOM killer chose it.
     pub oom: bool,
     /// Other members of its process group are still alive (after the reap).
@@ -170,7 +168,6 @@ pub enum Event {
     FallbackExited {
         pid: Pid,
         status: ExitStatus,
-        exec_errno: Option<i32>,
         /// Other members of its group are still alive (after the reap).
         group_alive: bool,
     },

@@ -124,12 +124,6 @@ impl Service {
                 self.cancel(Timer::Recovered);
                 self.stop_probes();
                 let uptime = now.saturating_duration_since(since);
-                if let Some(errno) = exit.exec_errno {
-                    let why = std::io::Error::from_raw_os_error(errno);
-                    let detail = Some(format!("exec failed: {why}"));
-                    self.on_failure(Cause::Spawn(errno), detail, uptime, &[], now, ctx);
-                    return;
-                }
                 self.last_exit = Some((status, now));
                 if std::mem::take(&mut self.launching)
                     && status.success()

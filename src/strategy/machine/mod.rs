@@ -329,10 +329,9 @@ impl Service {
             Event::FallbackExited {
                 pid,
                 status,
-                exec_errno,
                 group_alive,
             } => {
-                let how = (status, exec_errno, group_alive);
+                let how = (status, group_alive);
                 self.fallback_exited(pid, how, now, ctx)
             }
             Event::FallbackGroupGone => self.fallback_group_gone(ctx),

@@ -297,16 +297,16 @@ impl Service {
         }
     }
 
-    /// The fallback's leader was reaped: `how` is its status, an exec
-    /// error, and whether other members of its group live on.
+    /// The fallback's leader was reaped: `how` is its status and whether
+    /// other members of its group live on.
     pub(super) fn fallback_exited(
         &mut self,
         pid: Pid,
-        how: (ExitStatus, Option<i32>, bool),
+        how: (ExitStatus, bool),
         now: Instant,
         ctx: &mut Context,
     ) {
-        let (status, exec_errno, group_alive) = how;
+        let (status, group_alive) = how;
         let Fallback::Running {
             pid: p,
             since,
@@ -331,13 +331,7 @@ impl Service {
             return self.record("fallback", format!("fallback stopped ({what})"));
         }
         let uptime = now.saturating_duration_since(since);
-        let why = match exec_errno {
-            Some(e) => format!(
-                "could not be exec'd: {}",
-                std::io::Error::from_raw_os_error(e)
-            ),
-            None => format!("{} after {}", describe_exit(status), fmt_duration(uptime)),
-        };
+        let why = format!("{} after {}", describe_exit(status), fmt_duration(uptime));
         self.fallback_ended(why, uptime, now, ctx);
     }
 

@@ -327,11 +327,9 @@ impl Rt {
     fn exit_fallback_leader(&mut self, status: ExitStatus, group_alive: bool) -> Pid {
         let pid = self.pid(Role::Fallback);
         self.alive.remove(&pid);
-        let exec_errno = None;
         self.feed(Event::FallbackExited {
             pid,
             status,
-            exec_errno,
             group_alive,
         });
         pid
