@@ -155,18 +155,18 @@ struct BriefWire<'a>(
 
 impl Serialize for BriefRow<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut t = s.serialize_tuple(9)?;
-        t.serialize_element(&self.name)?;
-        t.serialize_element(&self.group)?;
-        t.serialize_element(&self.state)?;
-        t.serialize_element(&self.health)?;
-        t.serialize_element(&self.pid)?;
-        t.serialize_element(&self.uptime_s)?;
-        t.serialize_element(&self.restarts)?;
-        t.serialize_element(&self.risk)?;
-        t.serialize_element(&self.last)?;
-        t.end()
+        BriefWire(
+            Cow::Borrowed(&self.name),
+            self.group.as_deref().map(Cow::Borrowed),
+            self.state,
+            self.health,
+            self.pid,
+            self.uptime_s,
+            self.restarts,
+            self.risk,
+            Cow::Borrowed(&self.last),
+        )
+        .serialize(s)
     }
 }
 
