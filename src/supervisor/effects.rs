@@ -137,19 +137,13 @@ impl Daemon {
         owner: Owner,
     ) -> Result<spawn::Spawned, spawn::SpawnError> {
         let output = self.log_writer(i).map_err(spawn::SpawnError::Pipe)?;
-        let cgroup = self.cgroup_for(i, owner);
-        let cgroup_dir = cgroup.and_then(|p| self.cgroups.as_ref()?.dir(&p));
-        let (cgroup_dir, born_in_cgroup) = match cgroup_dir {
-            Some((fd, born_in)) => (Some(fd), born_in),
-            None => (None, false),
-        };
+        let cgroup = self.cgroup_dir(i, owner);
         let svc = &self.rt[i];
         let stdio = spawn::Stdio {
             stdin: &self.stdin,
             stdout: &output,
             stderr: &output,
-            cgroup: cgroup_dir.as_ref(),
-            born_in_cgroup,
+            cgroup: cgroup.as_ref().map(|(fd, born)| (fd, *born)),
         };
         let child = spawn::spawn(image.unwrap_or(&svc.image), &stdio)?;
         self.by_pid.insert(child.pid, (i, owner));
@@ -175,6 +169,13 @@ impl Daemon {
             Owner::Probe(kind) => kind.name(),
         };
         Some(cg.path(&self.rt[i].spec.name, part))
+    }
+
+    /// [`Self::cgroup_for`]'s directory, made if missing, for a child to be
+    /// started in.
+    pub(super) fn cgroup_dir(&self, i: usize, owner: Owner) -> Option<(OwnedFd, bool)> {
+        let path = self.cgroup_for(i, owner)?;
+        self.cgroups.as_ref()?.dir(&path)
     }
 
     /// The cgroup of the primary or fallback whose group `pgid` leads.

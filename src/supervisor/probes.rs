@@ -296,14 +296,12 @@ impl Daemon {
             .as_ref()
             .and_then(|p| p.exec.as_ref())
             .expect("exec probes have a process image");
-        let cgroup =
-            (self.cgroup_for(i, Owner::Probe(kind))).and_then(|p| self.cgroups.as_ref()?.dir(&p));
+        let cgroup = self.cgroup_dir(i, Owner::Probe(kind));
         let stdio = spawn::Stdio {
             stdin: &self.stdin,
             stdout: &out_w,
             stderr: &out_w,
-            cgroup: cgroup.as_ref().map(|(fd, _)| fd),
-            born_in_cgroup: cgroup.as_ref().is_some_and(|(_, born)| *born),
+            cgroup: cgroup.as_ref().map(|(fd, born)| (fd, *born)),
         };
         let child = spawn::spawn(image, &stdio).map_err(|e| e.to_string())?;
         self.by_pid.insert(child.pid, (i, Owner::Probe(kind)));

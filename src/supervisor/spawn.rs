@@ -197,9 +197,9 @@ pub struct Stdio<'a> {
     pub stdin: &'a OwnedFd,
     pub stdout: &'a OwnedFd,
     pub stderr: &'a OwnedFd,
-    pub cgroup: Option<&'a OwnedFd>,
-    /// The child may be created in the cgroup (see [`super::cgroup::Cgroups::dir`]).
-    pub born_in_cgroup: bool,
+    /// The cgroup's directory, and whether the child may be created in it
+    /// (see [`super::cgroup::Cgroups::dir`]).
+    pub cgroup: Option<(&'a OwnedFd, bool)>,
 }
 
 /// RLIMIT_NOFILE as sentineld was started with: sentineld raises its own
@@ -263,7 +263,7 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         Some(stdio.stdin.as_raw_fd()),
         Some(stdio.stdout.as_raw_fd()),
         Some(stdio.stderr.as_raw_fd()),
-        stdio.cgroup.map(|fd| fd.as_raw_fd()),
+        stdio.cgroup.map(|(fd, _)| fd.as_raw_fd()),
     ];
     let slots = slots::lock();
     let (fds, keep_below) = match &slots {
@@ -288,7 +288,7 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         nofile: CHILD_NOFILE.get().copied(),
         fds: [fds[0], fds[1], fds[2]],
         cgroup: fds[3],
-        born_in_cgroup: std::cell::Cell::new(stdio.born_in_cgroup),
+        born_in_cgroup: std::cell::Cell::new(stdio.cgroup.is_some_and(|(_, born)| born)),
         keep_below,
         errno: std::cell::Cell::new(0),
         step: std::cell::Cell::new(Step::Exec),
