@@ -375,17 +375,22 @@ async fn event_loop(
     Ok(daemon.system.exit_code)
 }
 
+/// `fd` readable; never, if there is none.
+async fn readable<T: std::os::fd::AsRawFd>(
+    fd: &Option<tokio::io::unix::AsyncFd<T>>,
+) -> std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'_, T>> {
+    match fd {
+        Some(fd) => fd.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Wait for the next input and handle it.
 async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
     let deadline = daemon.next_deadline();
     tokio::select! {
         biased;
-        guard = async {
-            match &inputs.chld {
-                Some(fd) => fd.readable().await,
-                None => std::future::pending().await,
-            }
-        } => {
+        guard = readable(&inputs.chld) => {
             if let Ok(mut guard) = guard {
                 let mut pids = Vec::new();
                 while let Ok(Some(info)) = guard.get_inner().read_signal() {
@@ -413,12 +418,7 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
         Some(c) = inputs.logs.recv() => {
             daemon.feed(Instant::now(), Input::Event(c.service, Event::Logs(c.report)));
         }
-        guard = async {
-            match &inputs.notify {
-                Some(n) => n.readable().await,
-                None => std::future::pending().await,
-            }
-        } => {
+        guard = readable(&inputs.notify) => {
             if let Ok(mut guard) = guard {
                 let msgs = probes::read_notify(guard.get_inner());
                 guard.clear_ready();

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use crate::state_dir::{StateDir, StateDirError, Trusted};
+use crate::state_dir::{StateDir, Trusted};
 pub use crate::strategy::leftovers::Record;
 use crate::strategy::leftovers::{self, Parsed};
 
@@ -43,10 +43,10 @@ pub fn boot_id() -> Option<&'static str> {
     .as_deref()
 }
 
-pub fn write(dir: &Trusted, records: &[Record]) -> Result<(), StateDirError> {
+/// The whole file for `records`, under this boot's id.
+fn render(records: &[Record]) -> String {
     // With no boot id to write, the next `up` ties no record to this boot.
-    let text = leftovers::render(boot_id().unwrap_or("unknown"), records);
-    dir.replace_pgids(text.as_bytes())
+    leftovers::render(boot_id().unwrap_or("unknown"), records)
 }
 
 /// The live groups as the file says them, kept up to date a line per
@@ -62,8 +62,7 @@ pub struct Recorder {
     /// The file was written whole in this run.
     written: bool,
     /// Services whose groups may have changed since the last flush.
-    changed: Vec<usize>,
-    marked: HashSet<usize>,
+    changed: HashSet<usize>,
     writer: std::sync::mpsc::Sender<Op>,
     /// A write failed: the next change rewrites the file whole.
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -93,8 +92,7 @@ impl Recorder {
             live: Default::default(),
             lines: 0,
             written: false,
-            changed: Vec::new(),
-            marked: HashSet::new(),
+            changed: HashSet::new(),
             writer,
             failed,
         }
@@ -102,15 +100,12 @@ impl Recorder {
 
     /// Service `i` started or lost a group.
     pub fn touch(&mut self, i: usize) {
-        if self.marked.insert(i) {
-            self.changed.push(i);
-        }
+        self.changed.insert(i);
     }
 
     /// The services touched since the last call.
     pub fn take_changed(&mut self) -> Vec<usize> {
-        self.marked.clear();
-        std::mem::take(&mut self.changed)
+        self.changed.drain().collect()
     }
 
     /// Bring the file to `want` (name → the group it should record, or
@@ -151,7 +146,7 @@ impl Recorder {
         if !self.written || self.lines + added > 2 * self.live.len() + 64 {
             let mut records: Vec<Record> = self.live.values().cloned().collect();
             records.sort_by(|a, b| a.name.cmp(&b.name));
-            let text = leftovers::render(boot_id().unwrap_or("unknown"), &records);
+            let text = render(&records);
             self.lines = 1 + records.len();
             self.written = true;
             let _ = self.writer.send(Op::Whole(text));
@@ -289,7 +284,7 @@ mod tests {
             pgid: 1234,
             start_time: 99,
         }];
-        write(&dir, &recs).unwrap();
+        dir.replace_pgids(render(&recs).as_bytes()).unwrap();
         let parsed = read(&dir, &["web"]).unwrap();
         assert_eq!(parsed.records, recs);
         assert_eq!(parsed.boot.as_deref(), boot_id());
