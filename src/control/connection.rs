@@ -224,14 +224,16 @@ impl Peer {
     /// Write one response; false if the peer is gone or has not taken it
     /// within [`REPLY_TIMEOUT`].
     async fn send(&mut self, response: &Response) -> bool {
-        let line = to_line(response);
-        let write = self.stream.write_all(&line);
-        matches!(tokio::time::timeout(REPLY_TIMEOUT, write).await, Ok(Ok(())))
+        self.write(&to_line(response)).await
     }
 
     /// Write a response line made and counted by [`reserve`].
     async fn send_line(&mut self, line: &Reserved) -> bool {
-        let write = self.stream.write_all(&line.0);
+        self.write(&line.0).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        let write = self.stream.write_all(bytes);
         matches!(tokio::time::timeout(REPLY_TIMEOUT, write).await, Ok(Ok(())))
     }
 

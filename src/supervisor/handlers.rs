@@ -69,12 +69,7 @@ impl Daemon {
                 r => Ok(connection::to_line(&r)),
             };
         }
-        let pick = match name.map(|n| self.named(n)) {
-            None => (0..self.rt.len()).collect(),
-            Some(Ok(i)) => vec![i],
-            Some(Err(e)) => return Err(e),
-        };
-        Ok(self.brief_line(&pick, now))
+        Ok(self.brief_line(&self.picked(name)?, now))
     }
 
     /// A service by name, or the error that answers an unknown one.

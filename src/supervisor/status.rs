@@ -81,13 +81,18 @@ fn level(svc: &Service, now: Instant) -> (f64, Level) {
 }
 
 impl Daemon {
+    /// The services a request names: one, or all when none is named.
+    pub(super) fn picked(&self, name: Option<&str>) -> Result<Vec<usize>, Box<Response>> {
+        match name {
+            None => Ok((0..self.rt.len()).collect()),
+            Some(n) => self.named(n).map(|i| vec![i]),
+        }
+    }
+
     pub(super) fn status(&self, name: Option<&str>, now: Instant) -> Response {
-        let pick: Vec<usize> = match name {
-            None => (0..self.rt.len()).collect(),
-            Some(n) => match self.named(n) {
-                Ok(i) => vec![i],
-                Err(e) => return *e,
-            },
+        let pick = match self.picked(name) {
+            Ok(pick) => pick,
+            Err(e) => return *e,
         };
         let services = pick.iter().map(|&i| self.service_status(i, now)).collect();
         let events = match name {
