@@ -54,8 +54,8 @@ pub struct LogSink {
     pub keep: u32,
     /// The read end of the service's pipe.
     pub pipe: OwnedFd,
-    /// Its write end: kept only where a new one cannot be opened from the
-    /// read end (no /proc).
+    /// Its write end: given to the service's first process, and kept
+    /// only where a new one cannot be opened from the read end (no /proc).
     pub writer: OwnedFd,
     /// Keep the last [`TAIL`] bytes in memory, for `output_matches` rules.
     pub keep_tail: bool,
