@@ -18,8 +18,8 @@
 use std::collections::HashSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,6 +34,9 @@ fn lock_killed() -> MutexGuard<'static, HashSet<PathBuf>> {
 
 pub struct Cgroups {
     root: PathBuf,
+    /// `root`, open: a service's cgroup is made and opened relative to it,
+    /// with no walk of the hierarchy's path at each start.
+    root_fd: OwnedFd,
 }
 
 /// Where the cgroup v2 hierarchy is mounted and which cgroup we are in.
@@ -49,6 +52,21 @@ fn own_cgroup() -> Option<PathBuf> {
     let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = cgroups.lines().find_map(|l| l.strip_prefix("0::"))?;
     Some(mount.join(path.trim().trim_start_matches('/')))
+}
+
+/// `path` (relative to the directory `at`) opened as a directory.
+fn open_dir(at: libc::c_int, path: &Path) -> Option<OwnedFd> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: plain syscall on a NUL-terminated path; the fd is ours.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    // SAFETY: a new descriptor, owned by nothing else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn read(path: &Path) -> String {
@@ -70,7 +88,8 @@ impl Cgroups {
                 return None;
             }
         }
-        Some(Cgroups { root })
+        let root_fd = open_dir(libc::AT_FDCWD, &root)?;
+        Some(Cgroups { root, root_fd })
     }
 
     /// The cgroup of one part of a service: `main` (its primary),
@@ -88,25 +107,24 @@ impl Cgroups {
     /// the parent's cgroup's), so such a cgroup is made anew first; if it
     /// cannot be (not empty), the child moves itself in.
     pub fn dir(&self, path: &Path) -> Option<(OwnedFd, bool)> {
+        let name = std::ffi::CString::new(path.file_name()?.as_bytes()).ok()?;
+        let at = self.root_fd.as_raw_fd();
         let mut born_in = true;
         if lock_killed().contains(path) {
-            if std::fs::remove_dir(path).is_ok() {
+            // SAFETY: plain syscall on a NUL-terminated name.
+            if unsafe { libc::unlinkat(at, name.as_ptr(), libc::AT_REMOVEDIR) } == 0 {
                 lock_killed().remove(path);
             } else {
                 born_in = false;
             }
         }
-        match std::fs::create_dir(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(_) => return None,
+        // SAFETY: as above.
+        if unsafe { libc::mkdirat(at, name.as_ptr(), 0o755) } != 0
+            && std::io::Error::last_os_error().kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return None;
         }
-        let dir = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(path)
-            .ok()?;
-        Some((dir.into(), born_in))
+        Some((open_dir(at, Path::new(path.file_name()?))?, born_in))
     }
 
     /// The processes in the cgroup at `path`.
