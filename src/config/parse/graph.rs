@@ -1,7 +1,7 @@
 //! The dependency graph and the supervision tree: depends_on, group
 //! membership, cycles and the start order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::{Parser, join};
 use crate::config::units::{self, did_you_mean, words};
@@ -73,9 +73,11 @@ impl Parser<'_> {
         services: &[ServiceSpec],
         groups: &[GroupSpec],
     ) -> HashMap<String, String> {
-        let service_names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-        let mut names = service_names.clone();
+        let service_names: HashSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        // In order, for the hints; and a set, to look names up in.
+        let mut names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
         names.extend(groups.iter().map(|g| g.name.as_str()));
+        let known: HashSet<&str> = names.iter().copied().collect();
         for g in groups {
             if service_names.contains(&g.name.as_str()) {
                 let path = format!("groups.{}", g.name);
@@ -91,7 +93,7 @@ impl Parser<'_> {
                 let node = self.at(&path, anchor);
                 if child == &g.name {
                     self.err(&node, &path, "a group cannot contain itself");
-                } else if !names.contains(&child.as_str()) {
+                } else if !known.contains(child.as_str()) {
                     let hint = did_you_mean(child, names.iter().copied());
                     let unknown = format!("unknown service or group {child:?}{hint}");
                     self.err(&node, &path, unknown);
