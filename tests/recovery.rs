@@ -157,7 +157,8 @@ fn http_get(port: u16) -> Option<String> {
 }
 
 #[test]
-fn a_config_error_goes_to_the_fallback_until_the_primary_is_fixed() {
+fn with_overlap_a_config_error_goes_to_the_fallback_until_the_primary_is_fixed_never_with_neither()
+{
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("maint")).unwrap();
     std::fs::write(
@@ -177,6 +178,7 @@ fn a_config_error_goes_to_the_fallback_until_the_primary_is_fixed() {
       fallback:
         command: [python3, -m, http.server, '{port}', --bind, 127.0.0.1, --directory, maint]
         retry_primary: 1s
+        overlap: true
 "
         ),
     );

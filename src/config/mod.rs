@@ -259,6 +259,10 @@ pub struct RecoverySpec {
     /// doubles after each failed trial, up to 1h.
     #[serde(serialize_with = "ser_duration")]
     pub retry_primary: Duration,
+    /// A primary on trial runs beside the fallback (they can share the
+    /// port with SO_REUSEPORT, or use different ones); by default the
+    /// fallback is stopped first and brought back if the trial fails.
+    pub overlap: bool,
     /// A run this long clears the retry and restart budgets.
     #[serde(serialize_with = "ser_duration")]
     pub reset_after: Duration,
@@ -302,6 +306,7 @@ impl Default for RecoverySpec {
             restart: RestartSpec::default(),
             fallback: None,
             retry_primary: Duration::from_secs(60),
+            overlap: false,
             reset_after: Duration::from_secs(60),
         }
     }

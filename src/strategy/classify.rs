@@ -86,6 +86,38 @@ pub fn classify(cause: &Cause, rules: &[Rule], output: &[u8]) -> (Severity, Opti
     }
 }
 
+/// Phrases of causes that clear by themselves (a port still held by the
+/// process before, a backend not up yet), matched case-insensitively in
+/// the last line a process printed.
+pub const PLAINLY_TRANSIENT: [&str; 7] = [
+    "address already in use",
+    "eaddrinuse",
+    "connection refused",
+    "econnrefused",
+    "resource temporarily unavailable",
+    "temporary failure in name resolution",
+    "network is unreachable",
+];
+
+/// The phrase that makes a failure plainly transient: an exit the default
+/// table calls TRANSIENT (no rule of the service's decided it) whose
+/// last non-empty output line says one of [`PLAINLY_TRANSIENT`].
+pub fn waits_on(cause: &Cause, rule: Option<usize>, output: &[u8]) -> Option<&'static str> {
+    if rule.is_some() || !matches!(cause, Cause::Exit(_)) {
+        return None;
+    }
+    if default_severity(cause) != Severity::Transient {
+        return None;
+    }
+    let last = output
+        .split(|b| *b == b'\n')
+        .rev()
+        .find(|l| l.iter().any(|b| !b.is_ascii_whitespace()))?;
+    let last = &last[last.len().saturating_sub(1024)..];
+    let lower = String::from_utf8_lossy(last).to_ascii_lowercase();
+    PLAINLY_TRANSIENT.into_iter().find(|p| lower.contains(p))
+}
+
 /// DESIGN §3's table.
 pub fn default_severity(cause: &Cause) -> Severity {
     use libc::*;
@@ -197,5 +229,37 @@ mod tests {
         assert_eq!(Severity::Recoverable.raised(), Severity::Critical);
         assert_eq!(Severity::Critical.raised(), Severity::Critical);
         assert!(Severity::Transient < Severity::Critical);
+    }
+
+    #[test]
+    fn plainly_transient_is_the_last_line_of_a_transient_exit() {
+        let bind = b"starting\nbind 127.0.0.1:8080: [Errno 98] Address already in use\n\n";
+        type Case = (Cause, Option<usize>, &'static [u8], Option<&'static str>);
+        let cases: [Case; 8] = [
+            (Cause::Exit(1), None, bind, Some("address already in use")),
+            (
+                Cause::Exit(1),
+                None,
+                b"connect: ECONNREFUSED",
+                Some("econnrefused"),
+            ),
+            // A rule of the service's decided: it is not second-guessed.
+            (Cause::Exit(1), Some(0), bind, None),
+            // Not the last line: an old message, not why it died.
+            (
+                Cause::Exit(1),
+                None,
+                b"connection refused\npanic: nil map\n",
+                None,
+            ),
+            // A cause the default table does not call TRANSIENT.
+            (Cause::Exit(78), None, bind, None),
+            (Cause::Signal(libc::SIGSEGV), None, bind, None),
+            (Cause::Liveness, None, bind, None),
+            (Cause::Exit(1), None, b"", None),
+        ];
+        for (cause, rule, output, want) in cases {
+            assert_eq!(waits_on(&cause, rule, output), want, "{cause:?} {output:?}");
+        }
     }
 }

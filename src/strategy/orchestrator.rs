@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use super::backoff::{BackoffSpec, YoungDeaths};
-use super::breaker::Breaker;
+use super::breaker::{Breaker, FIRST_TRIAL};
 use super::classify::{Cause, Severity};
 use super::escalation::Escalation;
 use super::risk::Risk;
@@ -33,9 +33,35 @@ pub struct RecoveryPolicy {
     pub reset_after: Duration,
 }
 
+/// How long young deaths of a plainly transient cause are waited out
+/// (retried without escalation) before the ladder takes them as usual.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The longest delay between two retries while waiting such a cause out.
+pub const WAIT_STEP: Duration = Duration::from_secs(1);
+
+/// What classification said of a failure: its severity and, when its cause
+/// is plainly transient (a well-known phrase such as "address already in
+/// use" in its last output line), that phrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub severity: Severity,
+    pub waits_on: Option<&'static str>,
+}
+
+impl From<Severity> for Verdict {
+    fn from(severity: Severity) -> Verdict {
+        Verdict {
+            severity,
+            waits_on: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Respawn the command after `delay`.
+    /// Respawn the command after `delay`; `of` 0: a retry that counts
+    /// against no budget (a plainly transient cause waited out).
     Retry {
         delay: Duration,
         attempt: u32,
@@ -98,6 +124,8 @@ pub struct Ladder {
     pub escalation: Escalation,
     pub risk: Risk,
     pub breaker: Breaker,
+    /// Since when young deaths of a plainly transient cause are waited out.
+    pub waiting_since: Option<Instant>,
 }
 
 impl Ladder {
@@ -109,6 +137,7 @@ impl Ladder {
             escalation,
             risk: Risk::default(),
             breaker: Breaker::Closed,
+            waiting_since: None,
         }
     }
 
@@ -118,12 +147,17 @@ impl Ladder {
         &mut self,
         policy: &RecoveryPolicy,
         cause: Cause,
-        classified: Severity,
+        classified: impl Into<Verdict>,
         uptime: Duration,
         now: Instant,
         draws: [f64; 2],
     ) -> Decision {
+        let verdict = classified.into();
+        let classified = verdict.severity;
         let k = self.young.record(uptime, policy.min_uptime);
+        if let Some(d) = self.wait_out(policy, &cause, verdict, (k, uptime), now, draws[1]) {
+            return d;
+        }
         // The lottery and the backoff look at the risk the history carried
         // before this failure: a first failure is always retried.
         let prior = self.risk.value(now);
@@ -181,7 +215,13 @@ impl Ladder {
             }
             notes.push(format!("{} restarts used", policy.restart_attempts));
         }
-        let until = self.breaker.trip(now, policy.retry_primary);
+        // A cause that needs a person is tried again after retry_primary;
+        // one that became CRITICAL by repetition may clear soon.
+        let first = match classified {
+            Severity::Critical => policy.retry_primary,
+            _ => FIRST_TRIAL.min(policy.retry_primary),
+        };
+        let until = self.breaker.trip(now, first, policy.retry_primary);
         let action = if policy.has_fallback {
             Action::Fallback {
                 retry_primary_at: until,
@@ -192,6 +232,53 @@ impl Ladder {
         decision(action, notes)
     }
 
+    /// A young death whose cause is plainly transient, within [`PATIENCE`]
+    /// of the first of its streak and outside a half-open trial: retried
+    /// after the young-death backoff capped at [`WAIT_STEP`], with no
+    /// escalation and no budget used. `run`: the young deaths in a row
+    /// before this one (None: it was not young) and the run's length.
+    /// None: the ladder decides as usual.
+    fn wait_out(
+        &mut self,
+        policy: &RecoveryPolicy,
+        cause: &Cause,
+        verdict: Verdict,
+        run: (Option<u32>, Duration),
+        now: Instant,
+        draw: f64,
+    ) -> Option<Decision> {
+        let (k, uptime) = run;
+        let (Some(phrase), Some(k)) = (verdict.waits_on, k) else {
+            self.waiting_since = None;
+            return None;
+        };
+        let since = *self.waiting_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= PATIENCE || !self.breaker.is_closed() {
+            return None;
+        }
+        self.risk.on_failure(now, verdict.severity);
+        self.risk.on_exit(uptime);
+        let delay = policy.backoff.delay(k, 0.0, draw).min(WAIT_STEP);
+        let left = PATIENCE - now.saturating_duration_since(since);
+        let note = format!(
+            "\"{phrase}\" is plainly transient: waiting it out ({} more without escalation)",
+            super::text::fmt_duration(left)
+        );
+        Some(Decision {
+            cause: cause.clone(),
+            classified: verdict.severity,
+            severity: verdict.severity,
+            escalation: None,
+            notes: vec![note],
+            action: Action::Retry {
+                delay,
+                attempt: 0,
+                of: 0,
+            },
+            risk: self.risk.value(now),
+        })
+    }
+
     /// The service stayed up (and ready) for `reset_after` after a failure:
     /// the recovery worked, the stage budgets start over.
     pub fn settled(&mut self) {
@@ -199,6 +286,7 @@ impl Ladder {
         self.restarts = 0;
         self.young.clear();
         self.escalation.clear();
+        self.waiting_since = None;
     }
 
     /// The primary passed its half-open trial: close the breaker, clear budgets.
@@ -214,302 +302,5 @@ impl Ladder {
     }
 }
 
-// supervisor/recovery.rs still calls it by this path; it lives with the
-// correlation window now.
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::strategy::rng::Rng;
-    use proptest::prelude::*;
-
-    fn policy(has_fallback: bool) -> RecoveryPolicy {
-        RecoveryPolicy {
-            retry_attempts: 3,
-            backoff: BackoffSpec {
-                base: Duration::from_millis(100),
-                max: Duration::from_secs(30),
-                jitter: 0.0,
-            },
-            restart_attempts: 2,
-            has_fallback,
-            retry_primary: Duration::from_secs(60),
-            min_uptime: Duration::from_secs(1),
-            reset_after: Duration::from_secs(60),
-        }
-    }
-
-    fn ladder() -> Ladder {
-        Ladder::new(Escalation::new(100, Duration::from_secs(60)))
-    }
-
-    const YOUNG: Duration = Duration::from_millis(10);
-
-    /// An `exit 1` classified TRANSIENT after a run of `uptime`.
-    fn transient(
-        l: &mut Ladder,
-        p: &RecoveryPolicy,
-        uptime: Duration,
-        now: Instant,
-        draws: [f64; 2],
-    ) -> Decision {
-        l.on_failure(p, Cause::Exit(1), Severity::Transient, uptime, now, draws)
-    }
-    const OLD: Duration = Duration::from_secs(5);
-    /// The lottery always lets a retry through.
-    const LUCKY: [f64; 2] = [0.0, 0.5];
-
-    #[test]
-    fn transient_retries_then_restarts_then_quarantines() {
-        let p = policy(false);
-        let mut l = ladder();
-        let t0 = Instant::now();
-        let mut actions = Vec::new();
-        for i in 0..7 {
-            let d = transient(&mut l, &p, YOUNG, t0 + Duration::from_millis(i), LUCKY);
-            actions.push(d.action);
-        }
-        assert!(
-            matches!(actions[0], Action::Retry { attempt: 1, of: 3, delay } if delay >= Duration::from_millis(100))
-        );
-        assert!(matches!(actions[2], Action::Retry { attempt: 3, .. }));
-        assert!(matches!(
-            actions[3],
-            Action::Restart {
-                attempt: 1,
-                of: 2,
-                ..
-            }
-        ));
-        assert!(matches!(actions[4], Action::Restart { attempt: 2, .. }));
-        assert!(matches!(actions[5], Action::Quarantine { .. }));
-    }
-
-    #[test]
-    fn a_long_run_is_retried_at_once() {
-        let p = policy(false);
-        let mut l = ladder();
-        let d = transient(&mut l, &p, OLD, Instant::now(), LUCKY);
-        assert_eq!(
-            d.action,
-            Action::Retry {
-                delay: Duration::ZERO,
-                attempt: 1,
-                of: 3
-            }
-        );
-    }
-
-    #[test]
-    fn young_deaths_back_off_exponentially() {
-        let p = RecoveryPolicy {
-            retry_attempts: 10,
-            ..policy(false)
-        };
-        let mut l = ladder();
-        let t0 = Instant::now();
-        let mut delays = Vec::new();
-        for i in 0..4 {
-            // Far apart in time, so risk has decayed to ~0 by each failure.
-            let now = t0 + Duration::from_secs(1000 * i);
-            match l
-                .on_failure(&p, Cause::Exit(1), Severity::Transient, YOUNG, now, LUCKY)
-                .action
-            {
-                Action::Retry { delay, .. } => delays.push(delay.as_millis()),
-                other => panic!("{other:?}"),
-            }
-        }
-        // Failures 1000 s apart: the prior risk has decayed to ~0.
-        assert_eq!(delays, vec![100, 200, 400, 800]);
-    }
-
-    #[test]
-    fn a_first_failure_is_always_retried() {
-        let p = policy(false);
-        let mut l = ladder();
-        let d = transient(&mut l, &p, OLD, Instant::now(), [0.999, 0.5]);
-        assert!(
-            matches!(d.action, Action::Retry { attempt: 1, .. }),
-            "{d:?}"
-        );
-    }
-
-    #[test]
-    fn recoverable_goes_straight_to_restart() {
-        let p = policy(true);
-        let mut l = ladder();
-        let d = l.on_failure(
-            &p,
-            Cause::Signal(libc::SIGABRT),
-            Severity::Recoverable,
-            OLD,
-            Instant::now(),
-            LUCKY,
-        );
-        assert_eq!(
-            d.action,
-            Action::Restart {
-                delay: Duration::ZERO,
-                attempt: 1,
-                of: 2
-            }
-        );
-        assert_eq!(l.retries, 0);
-    }
-
-    #[test]
-    fn critical_goes_to_fallback_or_quarantine() {
-        let t0 = Instant::now();
-        let until = t0 + Duration::from_secs(60);
-        let cases = [
-            (
-                true,
-                Action::Fallback {
-                    retry_primary_at: until,
-                },
-            ),
-            (false, Action::Quarantine { until }),
-        ];
-        for (has_fallback, want) in cases {
-            let p = policy(has_fallback);
-            let d = ladder().on_failure(&p, Cause::Exit(78), Severity::Critical, OLD, t0, LUCKY);
-            assert_eq!(d.action, want);
-        }
-    }
-
-    #[test]
-    fn a_failed_trial_reopens_with_double_cooldown_and_a_passed_one_clears() {
-        let t0 = Instant::now();
-        let p = policy(false);
-        let mut l = ladder();
-        l.on_failure(&p, Cause::Exit(78), Severity::Critical, OLD, t0, LUCKY);
-        let t1 = t0 + Duration::from_secs(60);
-        assert!(l.breaker.poll(t1));
-        let d = transient(&mut l, &p, YOUNG, t1, LUCKY);
-        assert_eq!(
-            d.action,
-            Action::Quarantine {
-                until: t1 + Duration::from_secs(120)
-            }
-        );
-        assert!(d.notes.contains(&"half-open trial failed".to_string()));
-        assert!(l.breaker.poll(t1 + Duration::from_secs(120)));
-        l.trial_passed();
-        assert!(l.breaker.is_closed());
-        let d = transient(&mut l, &p, OLD, t1 + Duration::from_secs(500), LUCKY);
-        assert!(matches!(d.action, Action::Retry { attempt: 1, .. }));
-    }
-
-    #[test]
-    fn escalation_turns_repeated_transients_into_a_restart() {
-        let p = RecoveryPolicy {
-            retry_attempts: 100,
-            ..policy(true)
-        };
-        let mut l = Ladder::new(Escalation::new(5, Duration::from_secs(60)));
-        let t0 = Instant::now();
-        let mut last = None;
-        for i in 0..5 {
-            last = Some(transient(
-                &mut l,
-                &p,
-                OLD,
-                t0 + Duration::from_secs(i * 5),
-                LUCKY,
-            ));
-        }
-        let d = last.unwrap();
-        assert_eq!(d.severity, Severity::Recoverable);
-        assert_eq!(
-            d.escalation.as_deref(),
-            Some("escalated to recoverable: 5 failures in 20s")
-        );
-        assert!(matches!(d.action, Action::Restart { attempt: 1, .. }));
-    }
-
-    #[test]
-    fn high_risk_skips_the_retry() {
-        let p = policy(false);
-        let mut l = ladder();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            l.risk.on_failure(t0, Severity::Critical);
-        }
-        // Prior risk ≈ 0.95: p = (1 − risk)² is tiny; a draw of 0.5 loses.
-        let d = transient(&mut l, &p, OLD, t0, [0.5, 0.5]);
-        assert!(matches!(d.action, Action::Restart { .. }), "{d:?}");
-        assert!(d.notes[0].starts_with("risk 0.9"), "{:?}", d.notes);
-    }
-
-    #[test]
-    fn settling_restores_the_budgets() {
-        let p = policy(false);
-        let mut l = ladder();
-        let t0 = Instant::now();
-        for i in 0..3 {
-            transient(&mut l, &p, YOUNG, t0 + Duration::from_millis(i), LUCKY);
-        }
-        assert_eq!(l.retries, 3);
-        l.settled();
-        assert_eq!((l.retries, l.young.count()), (0, 0));
-        let d = transient(
-            &mut l,
-            &p,
-            Duration::from_secs(61),
-            t0 + Duration::from_secs(100),
-            LUCKY,
-        );
-        assert!(
-            matches!(d.action, Action::Retry { attempt: 1, .. }),
-            "{d:?}"
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn same_seed_same_decisions(seed in any::<u64>(), causes in proptest::collection::vec((0usize..3, 0u64..5000, 0u64..3000), 1..60)) {
-            let t0 = Instant::now();
-            let run = || {
-                let p = policy(seed % 2 == 0);
-                let mut l = ladder();
-                let mut rng = Rng::new(seed);
-                let mut t = t0;
-                let mut out = Vec::new();
-                for (sev, gap, up) in &causes {
-                    t += Duration::from_millis(*gap);
-                    let d = l.on_failure(&p, Cause::Exit(1), Severity::ALL[*sev], Duration::from_millis(*up), t, [rng.next_f64(), rng.next_f64()]);
-                    out.push((d.action, d.severity, d.notes));
-                }
-                out
-            };
-            prop_assert_eq!(run(), run());
-        }
-
-        #[test]
-        fn escalation_never_lowers_severity(sevs in proptest::collection::vec(0usize..3, 1..50)) {
-            let p = policy(true);
-            let mut l = Ladder::new(Escalation::new(3, Duration::from_secs(60)));
-            let t0 = Instant::now();
-            for (i, s) in sevs.iter().enumerate() {
-                let classified = Severity::ALL[*s];
-                let d = l.on_failure(&p, Cause::Exit(1), classified, OLD, t0 + Duration::from_millis(i as u64), LUCKY);
-                prop_assert!(d.severity >= classified);
-            }
-        }
-
-        #[test]
-        fn delays_never_exceed_the_cap(ups in proptest::collection::vec(0u64..2000, 1..80), draw in 0.0f64..1.0) {
-            let p = RecoveryPolicy { retry_attempts: 1000, restart_attempts: 1000, ..policy(false) };
-            let mut l = ladder();
-            let t0 = Instant::now();
-            for (i, up) in ups.iter().enumerate() {
-                let d = transient(&mut l, &p, Duration::from_millis(*up), t0 + Duration::from_millis(i as u64), [draw, draw]);
-                match d.action {
-                    Action::Retry { delay, .. } | Action::Restart { delay, .. } => prop_assert!(delay <= p.backoff.max),
-                    _ => {}
-                }
-            }
-        }
-    }
-}
+mod tests;

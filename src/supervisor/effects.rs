@@ -121,7 +121,11 @@ impl Daemon {
                     keep: svc.spec.logs.keep,
                     pipe,
                     writer,
-                    keep_tail: svc.needs_output,
+                    keep_tail: if svc.needs_output {
+                        logs::TAIL
+                    } else {
+                        logs::SHORT_TAIL
+                    },
                 })
                 .map_err(io);
         }
@@ -260,12 +264,19 @@ impl Daemon {
 
     fn record(&mut self, i: usize, r: Record, now: Instant) {
         let service = self.rt[i].spec.name.clone();
-        tracing::info!("{service}: {}", r.message);
+        // An event is one line, whatever output (a probe's body, a
+        // service's last words) went into it.
+        let message = if r.message.chars().any(char::is_control) {
+            crate::strategy::text::one_line(&r.message)
+        } else {
+            r.message
+        };
+        tracing::info!("{service}: {message}");
         let record = EventRecord {
             at: format_time(SystemTime::now()),
             service,
             kind: r.kind.to_string(),
-            message: r.message,
+            message,
             severity: r.severity.map(|s| s.as_str().into()),
             action: r.action.map(Into::into),
         };

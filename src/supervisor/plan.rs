@@ -67,6 +67,7 @@ pub(super) fn machine_config(spec: &ServiceSpec) -> Config {
         probes: [&spec.liveness, &spec.readiness, &spec.startup].map(|p| p.as_ref().map(probe)),
         watchdog: spec.watchdog,
         start_timeout: spec.start_timeout,
+        overlap: r.overlap,
     }
 }
 

@@ -177,9 +177,7 @@ impl Daemon {
         let oom =
             running && status == ExitStatus::Signal(libc::SIGKILL) && self.oom_kill_happened();
         let output = match &self.logs {
-            Some(hub) if running && self.rt[i].needs_output && !status.success() => {
-                hub.recent_output(i)
-            }
+            Some(hub) if running && !status.success() => hub.recent_output(i),
             _ => Vec::new(),
         };
         Exit {

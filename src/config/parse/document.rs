@@ -15,7 +15,7 @@ const TOP_KEYS: &[&str] = &[
     "exit_on_critical",
 ];
 const TOP_LATER: &[&str] = &["api"];
-const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
+pub(super) const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
 
 impl Parser<'_> {
     pub(super) fn plan(&mut self, doc: &Node) -> Option<Plan> {

@@ -92,7 +92,7 @@ impl Parser<'_> {
     /// The fallback command, and the cooldown before the primary is tried
     /// again (a key of `recovery` written under `fallback`).
     fn fallback(&mut self, node: &Node, path: &str, spec: &mut RecoverySpec) -> Option<()> {
-        let keys = &["command", "retry_primary"];
+        let keys = &["command", "retry_primary", "overlap"];
         let ok = self.each_key(node, path, keys, spec, |p, spec, key, val, path| {
             match key {
                 "command" => {
@@ -103,6 +103,7 @@ impl Parser<'_> {
                     let min = Duration::from_millis(100);
                     spec.retry_primary = p.duration_at_least(val, path, min)?;
                 }
+                "overlap" => spec.overlap = p.choice(val, path, super::document::BOOLEAN)?,
                 _ => unreachable!("fields() returns only allowed keys"),
             }
             Some(())

@@ -55,6 +55,9 @@ impl Service {
                     stopping: false,
                 };
                 self.record("fallback", format!("fallback started (pid {pid})"));
+                if self.handover {
+                    self.stop_fallback(now);
+                }
             }
             Role::Cleanup => {
                 self.cleanup = Some(pid);
@@ -365,7 +368,9 @@ impl Service {
                     let msg = "half-open: trying the primary again".to_string();
                     self.record("trial", msg);
                 }
-                self.spawn_primary(now, ctx);
+                if !self.hand_over(now) {
+                    self.spawn_primary(now, ctx);
+                }
             }
             _ => {}
         }

@@ -80,6 +80,9 @@ pub struct Config {
     pub probes: [Option<ProbeConfig>; 3],
     pub watchdog: Option<Duration>,
     pub start_timeout: Option<Duration>,
+    /// `recovery.fallback.overlap`: a primary on trial starts beside the
+    /// fallback instead of after it.
+    pub overlap: bool,
 }
 
 /// The primary's lifecycle; data lives in the variants.
@@ -251,6 +254,9 @@ pub struct Service {
     pending_restart: Option<(super::orchestrator::Action, Duration)>,
     /// Spawns asked for and not yet answered, by role.
     spawning: [bool; 3],
+    /// A half-open trial waits for the fallback to be gone (it holds what
+    /// the primary needs, its port say): see [`Service::hand_over`].
+    handover: bool,
     /// Ask the tree whether it may start.
     wants_start: bool,
     /// The running primary is a forking service's launcher.
@@ -302,6 +308,7 @@ impl Service {
             pending_cause: None,
             pending_restart: None,
             spawning: [false; 3],
+            handover: false,
             wants_start: true,
             launching: false,
             adopting: false,
@@ -334,7 +341,7 @@ impl Service {
                 let how = (status, group_alive);
                 self.fallback_exited(pid, how, now, ctx)
             }
-            Event::FallbackGroupGone => self.fallback_group_gone(ctx),
+            Event::FallbackGroupGone => self.fallback_group_gone(now, ctx),
             Event::CleanupExited { pid, status } => self.cleanup_exited(pid, status, now, ctx),
             Event::Probe(result) => self.probe_result(result, now),
             Event::Notify(n) => self.notify(n, now),

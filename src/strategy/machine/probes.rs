@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::super::classify::Cause;
 use super::super::probe::{Change, ProbeKind};
 use super::super::text::{fmt_duration, one_line};
-use super::{Action, Notify, Phase, ProbeResult, Service, Target, Timer};
+use super::{Action, Fallback, Notify, Phase, ProbeResult, Service, Target, Timer};
 
 impl Service {
     /// A new primary process: its probes start from scratch.
@@ -102,6 +102,12 @@ impl Service {
     pub(super) fn probe_result(&mut self, r: ProbeResult, now: Instant) {
         let current = r.generation == self.generation;
         let running = matches!(self.phase, Phase::Running { .. });
+        // A primary on trial beside its fallback (`overlap`) may share its
+        // port: an answer may be the fallback's, so it judges nothing.
+        let beside = self.config.overlap
+            && !self.ladder.breaker.is_closed()
+            && matches!(self.fallback, Fallback::Running { .. })
+            && r.kind != ProbeKind::Startup;
         let Some(p) = self.probes[r.kind as usize].as_mut() else {
             return;
         };
@@ -110,6 +116,10 @@ impl Service {
         }
         p.in_flight = false;
         p.latency.record(r.latency);
+        if beside {
+            let next = now.checked_sub(r.latency).unwrap_or(now) + p.config.interval;
+            return self.set_timer(Timer::Probe(r.kind), next.max(now));
+        }
         let change = p.tracker.record(r.ok);
         let failures = p.tracker.failures;
         let interval = p.config.interval;

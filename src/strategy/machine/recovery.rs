@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::super::backoff::PLAIN;
 use super::super::classify::{self, Cause};
 use super::super::correlation::stagger;
-use super::super::orchestrator::{Action as Remedy, Decision};
+use super::super::orchestrator::{Action as Remedy, Decision, Verdict};
 use super::super::policy::RestartPolicy;
 use super::super::restart::ExitStatus;
 use super::super::text::{describe_exit, fmt_duration};
@@ -17,6 +17,8 @@ use super::{Action, Context, Fallback, Phase, Pid, Role, Service, Target, Then, 
 fn remedy_text(remedy: &Remedy, now: Instant) -> String {
     let after = |at: Instant| fmt_duration(at.saturating_duration_since(now));
     match *remedy {
+        Remedy::Retry { delay, of: 0, .. } if delay.is_zero() => "retry now".to_string(),
+        Remedy::Retry { delay, of: 0, .. } => format!("retry in {}", fmt_duration(delay)),
         Remedy::Retry { delay, attempt, of } if delay.is_zero() => {
             format!("retry {attempt}/{of} now")
         }
@@ -91,11 +93,15 @@ impl Service {
             return;
         }
         let (classified, rule) = classify::classify(&cause, &self.config.rules, output);
+        let verdict = Verdict {
+            severity: classified,
+            waits_on: classify::waits_on(&cause, rule, output),
+        };
         let draws = [ctx.lottery.next_f64(), ctx.jitter.next_f64()];
         let policy = &self.config.recovery;
         let d = self
             .ladder
-            .on_failure(policy, cause.clone(), classified, uptime, now, draws);
+            .on_failure(policy, cause.clone(), verdict, uptime, now, draws);
         let others = ctx.correlation.on_failure(now, self.index);
         let staggered = match d.action {
             Remedy::Retry { .. } | Remedy::Restart { .. } => {
@@ -218,7 +224,7 @@ impl Service {
     /// Put a down service on its fallback, or quarantine it.
     pub(super) fn quarantine_now(&mut self, now: Instant, ctx: &mut Context) {
         let retry = self.config.recovery.retry_primary;
-        let until = self.ladder.breaker.trip(now, retry);
+        let until = self.ladder.breaker.trip(now, retry, retry);
         let remedy = if self.config.recovery.has_fallback {
             Remedy::Fallback {
                 retry_primary_at: until,
@@ -269,6 +275,41 @@ impl Service {
         self.cancel(Timer::Fallback);
         self.spawning[Role::Fallback as usize] = true;
         self.out.push(Action::Spawn(Role::Fallback));
+    }
+
+    /// Before a half-open trial: unless `overlap` is set, a fallback that
+    /// runs is stopped first — it may hold what the primary needs, its
+    /// port — and the primary starts once it is gone ([`Self::handed_over`]);
+    /// a failed trial brings it back at once. True: the trial waits.
+    pub(super) fn hand_over(&mut self, now: Instant) -> bool {
+        if self.config.overlap {
+            return false;
+        }
+        let runs = matches!(
+            self.fallback,
+            Fallback::Running { .. } | Fallback::Remnants { .. }
+        ) || self.spawning[Role::Fallback as usize];
+        if !runs {
+            self.stop_fallback(now);
+            return false;
+        }
+        self.handover = true;
+        let msg = "stopping the fallback first: the primary starts once it is gone";
+        self.record("trial", msg.to_string());
+        self.stop_fallback(now);
+        true
+    }
+
+    /// The fallback is gone: a trial that waited for it starts now. True:
+    /// one did wait.
+    fn handed_over(&mut self, now: Instant, ctx: &Context) -> bool {
+        if !std::mem::take(&mut self.handover) {
+            return false;
+        }
+        if matches!(self.phase, Phase::Quarantined { .. }) {
+            self.spawn_primary(now, ctx);
+        }
+        true
     }
 
     pub(super) fn stop_fallback(&mut self, now: Instant) {
@@ -328,10 +369,17 @@ impl Service {
                 return self.record("fallback", msg);
             }
             self.cancel(Timer::FallbackStop);
-            return self.record("fallback", format!("fallback stopped ({what})"));
+            self.record("fallback", format!("fallback stopped ({what})"));
+            self.handed_over(now, ctx);
+            return;
         }
         let uptime = now.saturating_duration_since(since);
         let why = format!("{} after {}", describe_exit(status), fmt_duration(uptime));
+        if self.handover {
+            self.record("fallback", format!("fallback ended: {why}"));
+            self.handed_over(now, ctx);
+            return;
+        }
         self.fallback_ended(why, uptime, now, ctx);
     }
 
@@ -359,11 +407,14 @@ impl Service {
         }
     }
 
-    pub(super) fn fallback_group_gone(&mut self, ctx: &Context) {
+    pub(super) fn fallback_group_gone(&mut self, now: Instant, ctx: &Context) {
         if let Fallback::Remnants { pgid } = self.fallback {
             self.fallback = Fallback::Off;
             self.cancel(Timer::FallbackStop);
             self.record("fallback", format!("fallback stopped (group {pgid} gone)"));
+            if self.handed_over(now, ctx) {
+                return;
+            }
             // Wanted again meanwhile (the primary failed while the old
             // one's members were going): now it can start.
             if matches!(self.phase, Phase::Quarantined { .. }) {

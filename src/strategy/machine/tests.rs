@@ -67,6 +67,7 @@ pub(in crate::strategy) fn config() -> Config {
         probes: [None, None, None],
         watchdog: None,
         start_timeout: None,
+        overlap: false,
     }
 }
 

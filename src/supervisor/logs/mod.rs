@@ -45,6 +45,10 @@ use watch::Watch;
 /// How much recent output `classify` rules can see.
 pub const TAIL: usize = 64 << 10;
 
+/// How much is kept of a service without `output_matches` rules: its last
+/// lines, for the default table's plainly transient phrases.
+pub const SHORT_TAIL: usize = 1 << 10;
+
 pub struct LogSink {
     pub id: usize,
     pub path: PathBuf,
@@ -57,8 +61,9 @@ pub struct LogSink {
     /// Its write end: given to the service's first process, and kept
     /// only where a new one cannot be opened from the read end (no /proc).
     pub writer: OwnedFd,
-    /// Keep the last [`TAIL`] bytes in memory, for `output_matches` rules.
-    pub keep_tail: bool,
+    /// How many of the last bytes to keep in memory: [`TAIL`] for
+    /// `output_matches` rules, else [`SHORT_TAIL`].
+    pub keep_tail: usize,
 }
 
 /// A trouble with a service's log, or its end, for the event loop.
@@ -90,8 +95,9 @@ struct Reads {
     /// A [`Cmd::Cut`] is on its way to the log thread: one is enough, so a
     /// crash loop during a hung write does not pile them up.
     cut_sent: bool,
-    /// The last [`TAIL`] bytes (at least) taken, for `output_matches`.
-    tail: Option<Vec<u8>>,
+    /// The last `tail_max` bytes (at least) taken, for `classify`.
+    tail: Vec<u8>,
+    tail_max: usize,
 }
 
 /// What one read of a pipe gave.
@@ -136,11 +142,11 @@ impl Pipe {
                 Ok(n) => {
                     r.taken += n as u64;
                     r.mid_line = buf[n - 1] != b'\n';
-                    if let Some(tail) = &mut r.tail {
-                        tail.extend_from_slice(&buf[..n]);
-                        if tail.len() > 2 * TAIL {
-                            tail.drain(..tail.len() - TAIL);
-                        }
+                    let max = r.tail_max;
+                    r.tail.extend_from_slice(&buf[..n]);
+                    if r.tail.len() > 2 * max {
+                        let cut = r.tail.len() - max;
+                        r.tail.drain(..cut);
                     }
                     Read::Data(n)
                 }
@@ -176,9 +182,9 @@ impl Pipe {
     /// pipe.
     fn recent(&self) -> Vec<u8> {
         let r = lock(&self.reads);
-        let mut out = r.tail.clone().unwrap_or_default();
+        let mut out = r.tail.clone();
         peek(&self.fd, &mut out);
-        out.split_off(out.len().saturating_sub(TAIL))
+        out.split_off(out.len().saturating_sub(r.tail_max))
     }
 }
 
@@ -269,7 +275,7 @@ impl LogHub {
         let pipe = Arc::new(Pipe {
             fd: sink.pipe,
             reads: Mutex::new(Reads {
-                tail: sink.keep_tail.then(Vec::new),
+                tail_max: sink.keep_tail,
                 ..Reads::default()
             }),
         });
@@ -360,10 +366,11 @@ mod tests {
 
     /// A service's pipe with its write end.
     fn pipe(keep_tail: bool) -> (Pipe, OwnedFd) {
+        let keep_tail = if keep_tail { TAIL } else { 0 };
         let flags = OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
         let (r, w) = nix::unistd::pipe2(flags).unwrap();
         let reads = Reads {
-            tail: keep_tail.then(Vec::new),
+            tail_max: keep_tail,
             ..Reads::default()
         };
         let p = Pipe {

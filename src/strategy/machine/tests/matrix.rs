@@ -197,7 +197,8 @@ const PHASES: &[Row] = &[
     ]]),
     ("on-fallback", phases::on_fallback, &[&[
         (Ev::FallbackExit, "quarantined(60s)[open] +fb(respawn)"),
-        (Ev::Timer(Timer::Start), "running[half-open] +fb: spawn P"),
+        // The hand-over: the fallback goes first, the primary waits for it.
+        (Ev::Timer(Timer::Start), "quarantined(0s)[half-open] +fb(stopping): TERM F"),
         (Req(Start), "running[open] +fb: spawn P, done"),
         (Req(Stop), "stopped[open] +fb(stopping): TERM F"),
         (Req(Restart), "running[open] +fb(stopping): TERM F, spawn P, done"),
@@ -205,7 +206,34 @@ const PHASES: &[Row] = &[
         (Req(Reset), "running +fb: spawn P, done"),
         (Shutdown, "stopped[open] +fb(stopping): TERM F"),
     ]]),
+    ("handing-over", phases::handing_over, &[&[
+        // Gone: the primary's trial starts, alone.
+        (Ev::FallbackExit, "running[half-open]: spawn P"),
+        (Ev::Timer(Timer::FallbackStop), "quarantined(0s)[half-open] +fb(stopping): KILL F"),
+        (Req(Start), "running[half-open] +fb(stopping): spawn P, done"),
+        (Req(Stop), "stopped[half-open] +fb(stopping)"),
+        (Req(Restart), "running[half-open] +fb(stopping): spawn P, done"),
+        (Req(Reset), "running +fb(stopping): spawn P, done"),
+        (GaveUp, "quarantined(0s)[half-open] +fb(stopping)"),
+        (Shutdown, "stopped[half-open] +fb(stopping)"),
+    ]]),
     ("trial", phases::trial, &[&[
+        (Exit0, "backoff[half-open]"),
+        // A failed trial brings the fallback back at once.
+        (Exit1, "quarantined(120s)[open] +fb: spawn F"),
+        (ExitGroup, "quarantined(120s)[open] +fb: spawn F"),
+        (Ev::Ready, "running[half-open] ready"),
+        (Ev::Timer(Timer::Settled), "running"),
+        (Ev::Timer(Timer::Probe(ProbeKind::Liveness)), "running[half-open]: probe"),
+        (Req(Start), "running[half-open]: done"),
+        (Req(Stop), "stopping[half-open]: TERM P"),
+        (Req(Restart), "stopping[half-open]: TERM P"),
+        (Req(Reset), "running: done"),
+        (Sibling, "stopping[half-open]: TERM P"),
+        (GaveUp, "stopping[half-open]: TERM P"),
+        (Shutdown, "stopping[half-open]: TERM P"),
+    ]]),
+    ("trial-beside", phases::trial_beside, &[&[
         (Exit0, "backoff[half-open] +fb"),
         (Exit1, "quarantined(120s)[open] +fb"),
         (ExitGroup, "quarantined(120s)[open] +fb"),

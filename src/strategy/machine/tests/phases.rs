@@ -89,12 +89,38 @@ pub(super) fn on_fallback() -> Rt {
     rt
 }
 
-/// 60s later: the primary on trial (breaker half-open) beside the fallback.
-pub(super) fn trial() -> Rt {
+/// 60s later: the breaker half-open, the fallback stopped first; the
+/// primary waits for it to be gone (the hand-over).
+pub(super) fn handing_over() -> Rt {
     let mut rt = on_fallback();
     rt.fire(Timer::Start);
     assert!(matches!(rt.svc.ladder.breaker, Breaker::HalfOpen { .. }));
+    assert!(rt.running_pid().is_none());
+    assert!(matches!(
+        rt.svc.fallback,
+        Fallback::Running { stopping: true, .. }
+    ));
+    rt
+}
+
+/// The fallback gone: the primary on trial alone.
+pub(super) fn trial() -> Rt {
+    let mut rt = handing_over();
+    rt.exit_fallback(ExitStatus::Signal(libc::SIGTERM));
     assert!(rt.running_pid().is_some());
+    assert_eq!(rt.count_alive(Role::Fallback), 0);
+    rt
+}
+
+/// With `overlap`: 60s later the primary on trial beside the fallback.
+pub(super) fn trial_beside() -> Rt {
+    let mut config = full();
+    config.overlap = true;
+    let mut rt = critical(config);
+    rt.fire(Timer::Start);
+    assert!(matches!(rt.svc.ladder.breaker, Breaker::HalfOpen { .. }));
+    assert!(rt.running_pid().is_some());
+    assert_eq!(rt.count_alive(Role::Fallback), 1);
     rt
 }
 

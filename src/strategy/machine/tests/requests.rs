@@ -256,7 +256,7 @@ fn the_root_giving_up_stops_a_never_restarted_service_for_good() {
 
 #[test]
 fn a_stopped_fallback_is_down_only_once_its_whole_group_is_gone() {
-    let mut rt = phases::trial();
+    let mut rt = phases::trial_beside();
     rt.fire(Timer::Settled);
     assert!(matches!(
         rt.svc.fallback,
@@ -282,7 +282,7 @@ fn a_stopped_fallback_is_down_only_once_its_whole_group_is_gone() {
 
 #[test]
 fn a_fallback_wanted_while_the_old_ones_group_goes_starts_once_it_is_gone() {
-    let mut rt = phases::trial();
+    let mut rt = phases::trial_beside();
     rt.fire(Timer::Settled);
     rt.exit_fallback_leader(ExitStatus::Signal(libc::SIGTERM), true);
     // The primary fails at once: the fallback is wanted again, but the old
