@@ -37,8 +37,10 @@ pub struct RecoveryPolicy {
 /// (retried without escalation) before the ladder takes them as usual.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The longest delay between two retries while waiting such a cause out.
-pub const WAIT_STEP: Duration = Duration::from_secs(1);
+/// The longest delay between two retries while waiting such a cause out:
+/// short, so a port freed is taken within half a second (a start costs
+/// little next to a second of outage); bounded by [`PATIENCE`].
+pub const WAIT_STEP: Duration = Duration::from_millis(500);
 
 /// What classification said of a failure: its severity and, when its cause
 /// is plainly transient (a well-known phrase such as "address already in
