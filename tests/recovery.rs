@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::*;
@@ -145,15 +144,6 @@ fn sigabrt_every_third_run_restarts_with_the_cleanup_command_first() {
     assert_eq!(s["failures"]["recoverable"], 2);
     assert_eq!(s["actions"]["restart"], 2);
     assert_eq!(s["actions"]["retry"], 0);
-}
-
-fn http_get(port: u16) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 #[test]

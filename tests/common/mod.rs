@@ -16,6 +16,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sentineld");
 /// retry whose probability is above that goes through, deterministically.
 pub const SEED: &str = "37649";
 
+/// `GET /` on 127.0.0.1:`port`: the whole answer, or None.
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
 /// Poll `cond` until it holds or `timeout` passes; panics with `what`.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

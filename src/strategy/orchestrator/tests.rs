@@ -292,6 +292,19 @@ proptest! {
     }
 }
 
+/// The ladder's first retry, counted against its budget.
+fn assert_first_counted_retry(d: &Decision) {
+    let first = matches!(
+        d.action,
+        Action::Retry {
+            attempt: 1,
+            of: 3,
+            ..
+        }
+    );
+    assert!(first, "{d:?}");
+}
+
 /// An `exit 1` whose last line says "address already in use".
 fn port_held(l: &mut Ladder, p: &RecoveryPolicy, uptime: Duration, now: Instant) -> Decision {
     let verdict = Verdict {
@@ -338,17 +351,7 @@ fn a_wait_longer_than_the_patience_goes_up_the_ladder() {
     ));
     let late = t0 + PATIENCE;
     let d = port_held(&mut l, &p, YOUNG, late);
-    assert!(
-        matches!(
-            d.action,
-            Action::Retry {
-                attempt: 1,
-                of: 3,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
+    assert_first_counted_retry(&d);
 }
 
 #[test]
@@ -360,17 +363,7 @@ fn a_run_that_lived_ends_the_wait() {
     assert_eq!(l.waiting_since, Some(t0));
     // Not young: an ordinary failure, and the next wait starts afresh.
     let d = port_held(&mut l, &p, OLD, t0 + Duration::from_secs(29));
-    assert!(
-        matches!(
-            d.action,
-            Action::Retry {
-                attempt: 1,
-                of: 3,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
+    assert_first_counted_retry(&d);
     assert_eq!(l.waiting_since, None);
     let later = t0 + Duration::from_secs(40);
     assert!(matches!(
