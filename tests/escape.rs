@@ -204,3 +204,34 @@ fn a_hooks_cleanups_and_probes_escapees_die_with_them() {
         }
     }
 }
+
+/// A killed sentineld's cgroups were emptied through `cgroup.kill`; the
+/// next `up` of the state dir makes them anew, so its first start is not
+/// SIGKILLed at birth.
+#[test]
+fn the_first_start_after_a_killed_daemon_runs() {
+    if !cgroups_writable() {
+        eprintln!("skipped: no writable cgroup v2 hierarchy on this machine");
+        return;
+    }
+    let mut inst = Instance::start(
+        "services:
+  a:
+    command: if [ ! -f fixed ]; then exit 78; fi; echo ran >> runs; exec sleep 9003
+    recovery: { fallback: { retry_primary: 30s } }
+",
+    );
+    inst.wait_state("a", "quarantined");
+    kill(inst.pid(), libc::SIGKILL);
+    inst.wait_exit();
+    std::fs::write(inst.path("fixed"), "").unwrap();
+    inst.launch();
+    let pid = inst.wait_running("a", None);
+    wait_until(Duration::from_secs(5), "the command to run", || {
+        std::fs::read_to_string(inst.path("runs")).is_ok_and(|r| r.contains("ran"))
+    });
+    assert!(alive(pid));
+    let failures = inst.messages_of("a", "failure");
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(inst.down().success());
+}

@@ -120,3 +120,69 @@ fn a_port_still_held_is_waited_out_without_the_fallback() {
     }
     assert!(alive(pid));
 }
+
+#[test]
+fn reset_on_the_fallback_hands_the_port_over_too() {
+    let dir = tempfile::tempdir().unwrap();
+    site(dir.path(), "live", "the real page\n");
+    site(dir.path(), "maint", "down for maintenance\n");
+    let port = free_port();
+    let server =
+        |d: &str| format!("python3 -m http.server {port} --bind 127.0.0.1 --directory {d}");
+    let inst = Instance::start_in(
+        dir,
+        &format!(
+            "services:
+  api:
+    command: if [ ! -f fixed ]; then exit 78; fi; exec {}
+    min_uptime: 500ms
+    recovery:
+      fallback:
+        command: exec {}
+        retry_primary: 1h
+",
+            server("live"),
+            server("maint")
+        ),
+    );
+    inst.wait_state("api", "fallback");
+    wait_until(Duration::from_secs(10), "the fallback to serve", || {
+        http_get(port).is_some_and(|b| b.contains("down for maintenance"))
+    });
+    std::fs::write(inst.path("fixed"), "").unwrap();
+    let out = inst.cli(&["reset", "api"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("primary started"), "{said}");
+    wait_until(Duration::from_secs(10), "the real page on the port", || {
+        http_get(port).is_some_and(|b| b.contains("the real page"))
+    });
+    let m = inst.messages("api");
+    assert!(
+        !m.iter().any(|x| x.contains("address already in use")),
+        "{m:#?}"
+    );
+    assert!(!inst.log("api").contains("Address already in use"));
+}
+
+#[test]
+fn an_earlier_runs_output_does_not_make_a_death_plainly_transient() {
+    let inst = Instance::start(
+        "services:
+  api:
+    command: if [ ! -f said ]; then touch said; echo 'connect to db, Connection refused'; fi; sleep 0.1; exit 1
+    recovery:
+      retry: { attempts: 1 }
+      fallback: { command: exec sleep 1000 }
+",
+    );
+    wait_until(Duration::from_secs(20), "the fallback", || {
+        inst.service("api")["state"] == "fallback"
+    });
+    let f = inst.messages_of("api", "failure");
+    assert!(f[0].contains("plainly transient"), "{f:#?}");
+    assert!(
+        f[1..].iter().all(|m| !m.contains("plainly transient")),
+        "{f:#?}"
+    );
+}

@@ -58,6 +58,12 @@ impl YoungDeaths {
         self.0 = 0;
     }
 
+    /// Count at most `n` young deaths in a row: later delays start from
+    /// `backoff × 2^n` again.
+    pub fn cap(&mut self, n: u32) {
+        self.0 = self.0.min(n);
+    }
+
     pub fn count(self) -> u32 {
         self.0
     }

@@ -37,6 +37,10 @@ pub struct RecoveryPolicy {
 /// (retried without escalation) before the ladder takes them as usual.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// The young deaths in a row a wait leaves counted (100 ms × 2^3 is past
+/// [`WAIT_STEP`]).
+const WAIT_YOUNG: u32 = 3;
+
 /// The longest delay between two retries while waiting such a cause out:
 /// short, so a port freed is taken within half a second (a start costs
 /// little next to a second of outage); bounded by [`PATIENCE`].
@@ -261,6 +265,12 @@ impl Ladder {
         self.risk.on_failure(now, verdict.severity);
         self.risk.on_exit(uptime);
         let delay = policy.backoff.delay(k, 0.0, draw).min(WAIT_STEP);
+        // The deaths waited out do not stretch the delays of the ladder
+        // that follows the wait: it starts where WAIT_STEP was reached.
+        self.young.cap(WAIT_YOUNG);
+        // They count for escalation, so once the wait is over the ladder
+        // escalates as for any run of failures.
+        self.escalation.record(now, verdict.severity);
         let left = PATIENCE - now.saturating_duration_since(since);
         let note = format!(
             "\"{phrase}\" is plainly transient: waiting it out ({} more without escalation)",

@@ -29,7 +29,12 @@ pub fn describe_exit(status: ExitStatus) -> String {
 pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let c = if c.is_control() { ' ' } else { c };
+        // Line and paragraph separators end a line for many readers too.
+        let c = if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            ' '
+        } else {
+            c
+        };
         if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
             continue;
         }
@@ -67,5 +72,6 @@ mod tests {
             "HTTP 503: down for [31m maint"
         );
         assert_eq!(one_line(""), "");
+        assert_eq!(one_line("a\u{2028}b\u{85}c\u{2029}"), "a b c");
     }
 }

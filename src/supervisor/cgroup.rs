@@ -89,6 +89,14 @@ impl Cgroups {
             }
         }
         let root_fd = open_dir(libc::AT_FDCWD, &root)?;
+        // Cgroups a previous sentineld of this state dir made may have been
+        // emptied through `cgroup.kill` (a killed daemon's last stop): a
+        // child born in one would be SIGKILLed at birth (see `dir`), so
+        // each is made anew before its first use.
+        if let Ok(dir) = std::fs::read_dir(&root) {
+            let mut killed = lock_killed();
+            killed.extend(dir.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
         Some(Cgroups { root, root_fd })
     }
 

@@ -141,6 +141,9 @@ impl Daemon {
         owner: Owner,
     ) -> Result<spawn::Spawned, spawn::SpawnError> {
         let output = self.log_writer(i).map_err(spawn::SpawnError::Pipe)?;
+        if let (Owner::Service(Role::Primary), Some(hub)) = (owner, &self.logs) {
+            hub.mark_run(i);
+        }
         let cgroup = self.cgroup_dir(i, owner);
         let svc = &self.rt[i];
         let stdio = spawn::Stdio {
@@ -266,7 +269,7 @@ impl Daemon {
         let service = self.rt[i].spec.name.clone();
         // An event is one line, whatever output (a probe's body, a
         // service's last words) went into it.
-        let message = if r.message.chars().any(char::is_control) {
+        let message = if r.message.chars().any(|c| c.is_control() || c > '\u{2027}') {
             crate::strategy::text::one_line(&r.message)
         } else {
             r.message

@@ -43,7 +43,7 @@ fn report(rt: &Option<ProbeRt>, track: &Option<ProbeTrack>) -> Option<ProbeRepor
         last_ok: last.map(|l| l.ok),
         last_at: last.map(|l| format_time(l.at)),
         last_latency_ms: last.map(|l| ms(l.latency)),
-        last_output: last.map(|l| l.output.clone()),
+        last_output: last.map(|l| crate::strategy::text::one_line(&l.output)),
         latency_ewma_ms: t.latency.mean.get().map(|m| (m * 1e6).round() / 1e3),
     })
 }
@@ -295,12 +295,9 @@ impl Daemon {
             }),
             failure_rate_per_min: svc.ladder.risk.failure_rate.get().map(round3),
             uptime_ewma_s: svc.ladder.risk.uptime.get().map(round3),
+            // While it is being stopped too (a hand-over): it still runs.
             fallback_pid: match svc.fallback {
-                crate::strategy::machine::Fallback::Running {
-                    pid,
-                    stopping: false,
-                    ..
-                } => Some(pid),
+                crate::strategy::machine::Fallback::Running { pid, .. } => Some(pid),
                 _ => None,
             },
             failures: counts(&svc.stats.failures),

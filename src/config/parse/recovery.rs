@@ -108,6 +108,16 @@ impl Parser<'_> {
             }
             Some(())
         })?;
+        if ok && spec.overlap && spec.fallback.is_none() {
+            let at = join(path, "overlap");
+            let node = self.at(&at, node);
+            self.err(
+                &node,
+                &at,
+                "overlap needs a fallback command to run beside the primary",
+            );
+            return None;
+        }
         ok.then_some(())
     }
 }

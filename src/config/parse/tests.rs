@@ -247,3 +247,23 @@ fn a_probe_timeout_may_be_adaptive_and_a_method_any_case() {
     );
     assert_eq!(http.expect, HttpCheck::default().expect);
 }
+
+#[test]
+fn overlap_is_a_boolean_beside_a_fallback_command() {
+    let yaml = |v: &str| {
+        format!("services:\n  a:\n    command: x\n    recovery:\n      fallback: {{ {v} }}\n")
+    };
+    let m = messages(&yaml("overlap: true"));
+    assert!(
+        m[0].contains("services.a.recovery.fallback.overlap: overlap needs a fallback command"),
+        "{m:?}"
+    );
+    let m = messages(&yaml("command: y, overlap: yes"));
+    assert!(m[0].contains("5:"), "{m:?}");
+    assert!(
+        m[0].contains("services.a.recovery.fallback.overlap"),
+        "{m:?}"
+    );
+    let plan = check(&yaml("command: y, overlap: true")).unwrap();
+    assert!(plan.services[0].recovery.overlap);
+}

@@ -38,6 +38,10 @@ impl Service {
             self.phase = Phase::Restarting { start_at: now };
             return;
         }
+        // Nor beside a fallback that may hold its port: it goes first.
+        if self.fallback_in_the_way(now) {
+            return;
+        }
         self.spawning[Role::Primary as usize] = true;
         self.out.push(super::Action::Spawn(Role::Primary));
     }
@@ -73,6 +77,7 @@ impl Service {
         self.launching = self.config.forking;
         self.phase = Phase::Running { pid, since: now };
         self.held = None;
+        self.probe_passed = false;
         let on_trial = matches!(
             self.fallback,
             Fallback::Running { .. } | Fallback::Respawn { .. }
@@ -257,6 +262,8 @@ impl Service {
 
     /// Signal the primary to stop; `then` says what follows once it is down.
     pub(super) fn stop(&mut self, then: Then, now: Instant, ctx: &mut Context) {
+        // A start waiting for the fallback to go is called off.
+        self.handover = false;
         self.stop_probes();
         self.pending_cause = None;
         self.pending_restart = None;
@@ -300,6 +307,9 @@ impl Service {
             // Nothing runs; how it ended stays what its dependents see.
             Phase::Exited | Phase::Failed { .. } if then == Then::Stay => {}
             _ => {
+                if then == Then::Stay && self.phase != Phase::Stopped {
+                    self.record("stopped", "stopped: nothing of it was running".into());
+                }
                 self.phase = Phase::Stopped;
                 self.after_down(then, now, ctx);
             }
@@ -368,9 +378,7 @@ impl Service {
                     let msg = "half-open: trying the primary again".to_string();
                     self.record("trial", msg);
                 }
-                if !self.hand_over(now) {
-                    self.spawn_primary(now, ctx);
-                }
+                self.spawn_primary(now, ctx);
             }
             _ => {}
         }

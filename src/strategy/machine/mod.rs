@@ -254,6 +254,8 @@ pub struct Service {
     pending_restart: Option<(super::orchestrator::Action, Duration)>,
     /// Spawns asked for and not yet answered, by role.
     spawning: [bool; 3],
+    /// A liveness or readiness probe passed in the primary's current run.
+    probe_passed: bool,
     /// A half-open trial waits for the fallback to be gone (it holds what
     /// the primary needs, its port say): see [`Service::hand_over`].
     handover: bool,
@@ -308,6 +310,7 @@ impl Service {
             pending_cause: None,
             pending_restart: None,
             spawning: [false; 3],
+            probe_passed: false,
             handover: false,
             wants_start: true,
             launching: false,

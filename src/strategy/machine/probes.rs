@@ -116,7 +116,10 @@ impl Service {
         }
         p.in_flight = false;
         p.latency.record(r.latency);
+        self.probe_passed |= r.ok && r.kind != ProbeKind::Startup;
         if beside {
+            // A pass lets the trial end (the fallback then goes); a miss
+            // may be the fallback's answer and judges nothing.
             let next = now.checked_sub(r.latency).unwrap_or(now) + p.config.interval;
             return self.set_timer(Timer::Probe(r.kind), next.max(now));
         }

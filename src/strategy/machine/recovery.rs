@@ -10,7 +10,7 @@ use super::super::correlation::stagger;
 use super::super::orchestrator::{Action as Remedy, Decision, Verdict};
 use super::super::policy::RestartPolicy;
 use super::super::restart::ExitStatus;
-use super::super::text::{describe_exit, fmt_duration};
+use super::super::text::{describe_exit, fmt_duration, one_line};
 use super::lifecycle::REMNANT_CHECK;
 use super::{Action, Context, Fallback, Phase, Pid, Role, Service, Target, Then, Timer};
 
@@ -74,6 +74,10 @@ fn failure_text(
     msg
 }
 
+/// How often a trial that has run `min_uptime` looks again for a probe's
+/// pass.
+const TRIAL_RECHECK: Duration = Duration::from_millis(250);
+
 impl Service {
     /// Classify, decide, record and act.
     pub(super) fn on_failure(
@@ -86,7 +90,7 @@ impl Service {
         ctx: &mut Context,
     ) {
         if self.config.restart == RestartPolicy::Never || ctx.shutting_down {
-            let reason = detail.unwrap_or_else(|| cause.describe());
+            let reason = one_line(&detail.unwrap_or_else(|| cause.describe()));
             let msg = format!("{}: {reason}; not restarted", cause.describe());
             self.phase = Phase::Failed { reason };
             self.record("failure", msg);
@@ -277,11 +281,12 @@ impl Service {
         self.out.push(Action::Spawn(Role::Fallback));
     }
 
-    /// Before a half-open trial: unless `overlap` is set, a fallback that
-    /// runs is stopped first — it may hold what the primary needs, its
-    /// port — and the primary starts once it is gone ([`Self::handed_over`]);
-    /// a failed trial brings it back at once. True: the trial waits.
-    pub(super) fn hand_over(&mut self, now: Instant) -> bool {
+    /// Before the primary starts — a half-open trial, a start, restart or
+    /// reset by hand: unless `overlap` is set, a fallback that runs is
+    /// stopped first (it may hold what the primary needs, its port) and
+    /// the primary starts once it is gone ([`Self::handed_over`]); a failed
+    /// trial brings it back at once. True: the start waits.
+    pub(super) fn fallback_in_the_way(&mut self, now: Instant) -> bool {
         if self.config.overlap {
             return false;
         }
@@ -290,25 +295,25 @@ impl Service {
             Fallback::Running { .. } | Fallback::Remnants { .. }
         ) || self.spawning[Role::Fallback as usize];
         if !runs {
+            // A respawn that is only due: it is not wanted now.
             self.stop_fallback(now);
             return false;
         }
-        self.handover = true;
-        let msg = "stopping the fallback first: the primary starts once it is gone";
-        self.record("trial", msg.to_string());
+        if !std::mem::replace(&mut self.handover, true) {
+            let msg = "stopping the fallback first: the primary starts once it is gone";
+            self.record("trial", msg.to_string());
+        }
         self.stop_fallback(now);
         true
     }
 
-    /// The fallback is gone: a trial that waited for it starts now. True:
+    /// The fallback is gone: a start that waited for it goes ahead. True:
     /// one did wait.
     fn handed_over(&mut self, now: Instant, ctx: &Context) -> bool {
         if !std::mem::take(&mut self.handover) {
             return false;
         }
-        if matches!(self.phase, Phase::Quarantined { .. }) {
-            self.spawn_primary(now, ctx);
-        }
+        self.spawn_primary(now, ctx);
         true
     }
 
@@ -370,7 +375,10 @@ impl Service {
             }
             self.cancel(Timer::FallbackStop);
             self.record("fallback", format!("fallback stopped ({what})"));
-            self.handed_over(now, ctx);
+            // Wanted again meanwhile (a failed trial): now it can start.
+            if !self.handed_over(now, ctx) && matches!(self.phase, Phase::Quarantined { .. }) {
+                self.spawn_fallback(ctx);
+            }
             return;
         }
         let uptime = now.saturating_duration_since(since);
@@ -446,6 +454,17 @@ impl Service {
     /// fallback can stop.
     pub(super) fn settled(&mut self, now: Instant) {
         if !matches!(self.phase, Phase::Running { .. }) {
+            return;
+        }
+        // A probed primary passes its trial only once a probe has passed
+        // too: alive for min_uptime is not enough for one that hangs.
+        let probed = self.probes[..2].iter().flatten().next().is_some();
+        if !self.ladder.breaker.is_closed()
+            && probed
+            && !self.probe_passed
+            && self.ready != Some(true)
+        {
+            self.set_timer(Timer::Settled, now + TRIAL_RECHECK);
             return;
         }
         if !self.ladder.breaker.is_closed() {

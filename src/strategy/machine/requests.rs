@@ -139,6 +139,8 @@ impl Service {
             Reply::Conflict(format!("{name} did not stay up: {state}{why}"))
         };
         Some(match (&self.phase, want) {
+            // The primary starts once the fallback is gone (the hand-over).
+            (_, Want::Up | Want::Reset) if self.handover => return None,
             (Phase::Running { pid, .. }, Want::Reset) => Reply::Done(format!(
                 "{name} reset: breaker closed, primary started (pid {pid})"
             )),

@@ -416,3 +416,35 @@ fn the_first_trial_comes_soon_unless_the_cause_needs_a_person() {
         "{d:?}"
     );
 }
+
+#[test]
+fn after_a_long_wait_the_ladder_reaches_the_fallback_in_a_few_failures() {
+    let p = policy(true);
+    let mut l = Ladder::new(Escalation::new(5, Duration::from_secs(60)));
+    let t0 = Instant::now();
+    let mut now = t0;
+    while now < t0 + PATIENCE {
+        port_held(&mut l, &p, YOUNG, now);
+        now += Duration::from_millis(500);
+    }
+    // The wait is over: the deaths it saw escalate the next ones, and the
+    // delays start from the wait's, not from max_backoff (30 s).
+    let end = now;
+    let mut actions = Vec::new();
+    for _ in 0..6 {
+        let d = port_held(&mut l, &p, YOUNG, now);
+        actions.push(d.action);
+        if let Action::Restart { delay, .. } | Action::Retry { delay, .. } = d.action {
+            now += delay;
+        }
+        if matches!(d.action, Action::Fallback { .. }) {
+            break;
+        }
+        now += YOUNG;
+    }
+    assert!(
+        matches!(actions.last(), Some(Action::Fallback { .. })),
+        "{actions:?}"
+    );
+    assert!(now - end < Duration::from_secs(15), "{actions:?}");
+}

@@ -98,6 +98,9 @@ struct Reads {
     /// The last `tail_max` bytes (at least) taken, for `classify`.
     tail: Vec<u8>,
     tail_max: usize,
+    /// Where the primary's current run began, as a count of the pipe's
+    /// bytes: what came before is not its output.
+    run_from: u64,
 }
 
 /// What one read of a pipe gave.
@@ -177,14 +180,25 @@ impl Pipe {
         lock(&self.reads).cut_sent = false;
     }
 
-    /// The last [`TAIL`] bytes the service wrote: what the log thread took
+    /// The last `tail_max` bytes since the primary's run began: what the
+    /// log thread took
     /// and, copied with tee(2) without taking it, what is still in the
     /// pipe.
     fn recent(&self) -> Vec<u8> {
         let r = lock(&self.reads);
         let mut out = r.tail.clone();
         peek(&self.fd, &mut out);
-        out.split_off(out.len().saturating_sub(r.tail_max))
+        let first = r.taken - r.tail.len() as u64;
+        let run = (r.run_from.saturating_sub(first) as usize).min(out.len());
+        let keep = out.len().saturating_sub(r.tail_max).max(run);
+        out.split_off(keep)
+    }
+
+    /// The primary starts a run: its output begins after what the pipe
+    /// holds now.
+    fn mark(&self) {
+        let mut r = lock(&self.reads);
+        r.run_from = r.taken + unread(&self.fd);
     }
 }
 
@@ -329,8 +343,17 @@ impl LogHub {
         }
     }
 
-    /// The last [`TAIL`] bytes service `id` wrote, including what is still
-    /// in its pipe. Never waits for the log thread.
+    /// Service `id`'s primary starts a run: [`Self::recent_output`] is
+    /// of this run only.
+    pub fn mark_run(&self, id: usize) {
+        if let Some(p) = self.pipes.get(&id) {
+            p.mark();
+        }
+    }
+
+    /// The last bytes (at most [`TAIL`]) of service `id`'s output since
+    /// its primary's current run began, including what is still in its
+    /// pipe. Never waits for the log thread.
     pub fn recent_output(&self, id: usize) -> Vec<u8> {
         self.pipes.get(&id).map(|p| p.recent()).unwrap_or_default()
     }
@@ -423,6 +446,20 @@ mod tests {
         assert!(!p.cut(), "one command on its way is enough");
         p.cut_received();
         assert_eq!(drain(&p), ["<cut>"]);
+    }
+
+    #[test]
+    fn recent_output_is_of_the_current_run_only() {
+        let (p, w) = pipe(true);
+        write(&w, "connection refused\n");
+        assert_eq!(drain(&p), ["connection refused\n"]);
+        write(&w, "still in the pipe from the last run\n");
+        p.mark();
+        assert_eq!(String::from_utf8_lossy(&p.recent()), "");
+        write(&w, "this run\n");
+        assert_eq!(String::from_utf8_lossy(&p.recent()), "this run\n");
+        drain(&p);
+        assert_eq!(String::from_utf8_lossy(&p.recent()), "this run\n");
     }
 
     #[test]

@@ -199,21 +199,21 @@ const PHASES: &[Row] = &[
         (Ev::FallbackExit, "quarantined(60s)[open] +fb(respawn)"),
         // The hand-over: the fallback goes first, the primary waits for it.
         (Ev::Timer(Timer::Start), "quarantined(0s)[half-open] +fb(stopping): TERM F"),
-        (Req(Start), "running[open] +fb: spawn P, done"),
+        (Req(Start), "quarantined(60s)[open] +fb(stopping): TERM F"),
         (Req(Stop), "stopped[open] +fb(stopping): TERM F"),
-        (Req(Restart), "running[open] +fb(stopping): TERM F, spawn P, done"),
-        // Closed by hand; the fallback hands over once the primary settles.
-        (Req(Reset), "running +fb: spawn P, done"),
+        (Req(Restart), "waiting[open] +fb(stopping): TERM F"),
+        // Started by hand, reset or not: the fallback goes first.
+        (Req(Reset), "quarantined(60s) +fb(stopping): TERM F"),
         (Shutdown, "stopped[open] +fb(stopping): TERM F"),
     ]]),
     ("handing-over", phases::handing_over, &[&[
         // Gone: the primary's trial starts, alone.
         (Ev::FallbackExit, "running[half-open]: spawn P"),
         (Ev::Timer(Timer::FallbackStop), "quarantined(0s)[half-open] +fb(stopping): KILL F"),
-        (Req(Start), "running[half-open] +fb(stopping): spawn P, done"),
+        (Req(Start), "quarantined(0s)[half-open] +fb(stopping)"),
         (Req(Stop), "stopped[half-open] +fb(stopping)"),
-        (Req(Restart), "running[half-open] +fb(stopping): spawn P, done"),
-        (Req(Reset), "running +fb(stopping): spawn P, done"),
+        (Req(Restart), "waiting[half-open] +fb(stopping)"),
+        (Req(Reset), "quarantined(0s) +fb(stopping)"),
         (GaveUp, "quarantined(0s)[half-open] +fb(stopping)"),
         (Shutdown, "stopped[half-open] +fb(stopping)"),
     ]]),
@@ -223,7 +223,8 @@ const PHASES: &[Row] = &[
         (Exit1, "quarantined(120s)[open] +fb: spawn F"),
         (ExitGroup, "quarantined(120s)[open] +fb: spawn F"),
         (Ev::Ready, "running[half-open] ready"),
-        (Ev::Timer(Timer::Settled), "running"),
+        // Probed: min_uptime alone does not pass the trial, a probe's pass must.
+        (Ev::Timer(Timer::Settled), "running[half-open]"),
         (Ev::Timer(Timer::Probe(ProbeKind::Liveness)), "running[half-open]: probe"),
         (Req(Start), "running[half-open]: done"),
         (Req(Stop), "stopping[half-open]: TERM P"),
@@ -239,7 +240,7 @@ const PHASES: &[Row] = &[
         (ExitGroup, "quarantined(120s)[open] +fb"),
         (Ev::FallbackExit, "running[half-open] +fb: spawn F"),
         (Ev::Ready, "running[half-open] +fb ready"),
-        (Ev::Timer(Timer::Settled), "running +fb(stopping): TERM F"),
+        (Ev::Timer(Timer::Settled), "running[half-open] +fb"),
         (Ev::Timer(Timer::Probe(ProbeKind::Liveness)), "running[half-open] +fb: probe"),
         (Req(Start), "running[half-open] +fb: done"),
         (Req(Stop), "stopping[half-open] +fb(stopping): TERM F, TERM P"),

@@ -132,6 +132,13 @@ fn reset_of_a_quarantined_service_starts_the_primary_and_answers_with_its_pid() 
     for build in [phases::quarantined, phases::on_fallback] {
         let mut rt = build();
         let t = rt.request(Verb::Reset);
+        if rt.count_alive(Role::Fallback) == 1 {
+            // The fallback goes first (it may hold the port); the answer
+            // waits for the primary.
+            assert!(rt.reply(t).is_none());
+            assert!(rt.running_pid().is_none());
+            rt.exit_fallback(ExitStatus::Signal(libc::SIGTERM));
+        }
         let pid = rt.running_pid().expect("started");
         let expected = format!("api reset: breaker closed, primary started (pid {pid})");
         assert_eq!(done(&rt, t), expected);
@@ -254,10 +261,27 @@ fn the_root_giving_up_stops_a_never_restarted_service_for_good() {
     assert_eq!(spawns_of(&rt, Role::Fallback), 0);
 }
 
+/// The primary on trial: its liveness probe passes, then min_uptime is up.
+fn passes_its_trial(rt: &mut Rt) {
+    rt.fire(Timer::Probe(ProbeKind::Liveness));
+    rt.probe(true);
+    rt.fire(Timer::Settled);
+}
+
+#[test]
+fn a_probed_trial_passes_only_after_a_probe_did() {
+    let mut rt = phases::trial();
+    rt.fire(Timer::Settled);
+    assert!(!rt.svc.ladder.breaker.is_closed(), "min_uptime alone");
+    assert!(rt.svc.timer_at(Timer::Settled).is_some(), "looks again");
+    passes_its_trial(&mut rt);
+    assert!(rt.svc.ladder.breaker.is_closed());
+}
+
 #[test]
 fn a_stopped_fallback_is_down_only_once_its_whole_group_is_gone() {
     let mut rt = phases::trial_beside();
-    rt.fire(Timer::Settled);
+    passes_its_trial(&mut rt);
     assert!(matches!(
         rt.svc.fallback,
         Fallback::Running { stopping: true, .. }
@@ -283,7 +307,7 @@ fn a_stopped_fallback_is_down_only_once_its_whole_group_is_gone() {
 #[test]
 fn a_fallback_wanted_while_the_old_ones_group_goes_starts_once_it_is_gone() {
     let mut rt = phases::trial_beside();
-    rt.fire(Timer::Settled);
+    passes_its_trial(&mut rt);
     rt.exit_fallback_leader(ExitStatus::Signal(libc::SIGTERM), true);
     // The primary fails at once: the fallback is wanted again, but the old
     // one's members are still there.
