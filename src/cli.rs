@@ -47,6 +47,9 @@ pub enum Command {
     /// Close a service's circuit breaker and clear its failure history; a
     /// service waiting on recovery (quarantined, retrying) starts at once.
     Reset { name: String },
+    /// Send SIGNAL (HUP, SIGUSR1, 10) to a service's main process: nginx
+    /// reloads on HUP, redis reopens its log on USR1.
+    Signal { name: String, signal: String },
     /// Print recent events: exits, failures with their severity and the
     /// action taken, recoveries.
     Events {

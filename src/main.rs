@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         Command::Stop { name } => commands::simple(&dir, Request::Stop { name }),
         Command::Restart { name } => commands::simple(&dir, Request::Restart { name }),
         Command::Reset { name } => commands::simple(&dir, Request::Reset { name }),
+        Command::Signal { name, signal } => {
+            commands::simple(&dir, Request::Signal { name, signal })
+        }
         Command::Events { name, follow, json } => commands::events(&dir, name, follow, json),
         Command::Logs {
             name,

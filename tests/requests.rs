@@ -146,3 +146,43 @@ fn stop_then_start_while_stopping_leaves_exactly_one_primary() {
     assert_eq!(pids.lines().count(), 2, "{pids}");
     assert!(!alive(first) && alive(second));
 }
+
+#[test]
+fn signal_reaches_the_main_process_and_bad_ones_are_refused() {
+    let inst = Instance::start(
+        "services:
+  web:
+    command: trap 'echo reloaded >> hup' HUP; while :; do sleep 0.05; done
+",
+    );
+    let pid = inst.wait_running("web", None);
+    let out = inst.cli(&["signal", "web", "HUP"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("SIGHUP sent to web (pid {pid}) by request")
+    );
+    wait_until(Duration::from_secs(5), "the trap to run", || {
+        std::fs::read_to_string(inst.path("hup")).is_ok_and(|s| s.contains("reloaded"))
+    });
+    // Reloaded in place: the same process, no failure.
+    assert_eq!(inst.pid_of("web"), Some(pid));
+    assert!(inst.messages_of("web", "failure").is_empty());
+    assert_eq!(inst.messages_of("web", "signal").len(), 1);
+    let refused = |args: &[&str], why: &str| {
+        let out = inst.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{args:?}: {err}"
+        );
+    };
+    refused(&["signal", "web", "NOPE"], "unknown signal \"NOPE\"");
+    refused(&["signal", "web", "99"], "99 is not a signal number");
+    refused(&["signal", "nosuch", "HUP"], "unknown service \"nosuch\"");
+    assert!(inst.cli(&["stop", "web"]).status.success());
+    refused(
+        &["signal", "web", "HUP"],
+        "web has no main process to signal: stopped",
+    );
+}

@@ -48,6 +48,12 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// Send a signal to a service's main process (nginx's HUP reload,
+    /// redis' USR1 log reopen): a name (`HUP`, `SIGUSR1`) or a number.
+    Signal {
+        name: String,
+        signal: String,
+    },
     /// Stop every service and exit.
     Down,
 }

@@ -265,6 +265,18 @@ impl Daemon {
         }
     }
 
+    /// An event of the runtime's own about service `i` (no hook runs).
+    pub(super) fn note(&mut self, i: usize, kind: &'static str, message: String, now: Instant) {
+        let r = Record {
+            kind,
+            message,
+            severity: None,
+            action: None,
+            hook: false,
+        };
+        self.record(i, r, now);
+    }
+
     fn record(&mut self, i: usize, r: Record, now: Instant) {
         let service = self.rt[i].spec.name.clone();
         // An event is one line, whatever output (a probe's body, a

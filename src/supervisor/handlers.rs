@@ -11,7 +11,7 @@ use crate::config::units::{SUGGEST_MAX, did_you_mean};
 use crate::control::connection;
 use crate::control::protocol::{ErrorKind, Request, Response};
 use crate::control::server::{Incoming, Reply};
-use crate::strategy::machine::{Event, Verb};
+use crate::strategy::machine::{Event, Phase, Verb};
 use crate::strategy::system::Input;
 
 impl Daemon {
@@ -48,6 +48,9 @@ impl Daemon {
             Request::Stop { name } => self.verb(&name, Verb::Stop, reply, now),
             Request::Restart { name } => self.verb(&name, Verb::Restart, reply, now),
             Request::Reset { name } => self.verb(&name, Verb::Reset, reply, now),
+            Request::Signal { name, signal } => {
+                let _ = reply.send(self.signal_main(&name, &signal, now).into());
+            }
             Request::Down => {
                 self.down_waiters.push(reply);
                 self.feed(now, Input::Shutdown);
@@ -105,6 +108,35 @@ impl Daemon {
         self.next_ticket += 1;
         self.tickets.insert(ticket, reply);
         self.feed(now, Input::Event(i, Event::Request(ticket, verb)));
+    }
+
+    /// `signal NAME SIG`: to the running primary's main process only, as
+    /// `kill -HUP $MAINPID` would; what the process makes of it is its own
+    /// (an exit is then handled like any other).
+    fn signal_main(&mut self, name: &str, signal: &str, now: Instant) -> Response {
+        let i = match self.named(name) {
+            Ok(i) => i,
+            Err(e) => return *e,
+        };
+        let sig = match crate::config::units::parse_signal(signal) {
+            Ok(sig) => sig,
+            Err(e) => return Response::error(ErrorKind::BadRequest, e),
+        };
+        let svc = &self.system.services[i];
+        let Phase::Running { pid, .. } = svc.phase else {
+            let state = svc.state_name();
+            let msg = format!("{name} has no main process to signal: {state}");
+            return Response::error(ErrorKind::Conflict, msg);
+        };
+        // SAFETY: plain syscall; `pid` is our child, running and not
+        // reaped (the machine would not say Running otherwise).
+        if unsafe { libc::kill(pid, sig as i32) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Response::error(ErrorKind::Internal, format!("kill {pid}: {e}"));
+        }
+        let message = format!("{} sent to {name} (pid {pid}) by request", sig.as_str());
+        self.note(i, "signal", message.clone(), now);
+        Response::Done { message }
     }
 
     fn events(&mut self, name: Option<String>, follow: bool, reply: oneshot::Sender<Reply>) {
