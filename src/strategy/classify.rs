@@ -109,12 +109,7 @@ pub fn waits_on(cause: &Cause, rule: Option<usize>, output: &[u8]) -> Option<&'s
     if default_severity(cause) != Severity::Transient {
         return None;
     }
-    let last = output
-        .split(|b| *b == b'\n')
-        .rev()
-        .find(|l| l.iter().any(|b| !b.is_ascii_whitespace()))?;
-    let last = &last[last.len().saturating_sub(1024)..];
-    let lower = String::from_utf8_lossy(last).to_ascii_lowercase();
+    let lower = super::text::last_line(output)?.to_ascii_lowercase();
     PLAINLY_TRANSIENT.into_iter().find(|p| lower.contains(p))
 }
 

@@ -44,6 +44,26 @@ pub fn one_line(s: &str) -> String {
     out
 }
 
+/// The last non-empty line of a process's output, made one line and cut
+/// to [`LAST_LINE`] characters: what a failure event quotes.
+pub fn last_line(output: &[u8]) -> Option<String> {
+    let line = output
+        .split(|b| *b == b'\n')
+        .rev()
+        .find(|l| l.iter().any(|b| !b.is_ascii_whitespace()))?;
+    let line = one_line(&String::from_utf8_lossy(
+        &line[line.len().saturating_sub(4 * LAST_LINE)..],
+    ));
+    let n = line.chars().count();
+    Some(match n > LAST_LINE {
+        true => format!("…{}", line.chars().skip(n - LAST_LINE).collect::<String>()),
+        false => line,
+    })
+}
+
+/// How much of a last output line an event quotes.
+pub const LAST_LINE: usize = 200;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +83,19 @@ mod tests {
             describe_exit(ExitStatus::Signal(libc::SIGKILL)),
             "killed by SIGKILL"
         );
+    }
+
+    #[test]
+    fn last_line_is_the_last_with_something_on_it() {
+        let out = b"starting\n[emerg] unexpected \"}\" in /etc/nginx.conf:12\n\n  \n";
+        let want = "[emerg] unexpected \"}\" in /etc/nginx.conf:12";
+        assert_eq!(last_line(out).as_deref(), Some(want));
+        assert_eq!(last_line(b"\n \n"), None);
+        let long = "x".repeat(500);
+        let cut = last_line(long.as_bytes()).unwrap();
+        assert_eq!(cut.chars().count(), LAST_LINE + 1);
+        assert!(cut.starts_with('…'));
+        assert_eq!(last_line(b"a\x1b[31mb\r").as_deref(), Some("a [31mb"));
     }
 
     #[test]

@@ -119,9 +119,18 @@ impl Service {
         s.episode.get_or_insert(now);
         s.attempt_pending = matches!(d.action, Remedy::Retry { .. } | Remedy::Restart { .. });
         s.attempts += u64::from(s.attempt_pending);
-        let msg = failure_text(&d, detail.as_deref(), rule, staggered, now);
+        let mut msg = failure_text(&d, detail.as_deref(), rule, staggered, now);
+        let last = super::super::text::last_line(output);
+        if let Some(line) = &last {
+            msg.push_str(&format!("; last output: {line}"));
+        }
         let remedy = remedy_text(&d.action, now);
-        self.summary = Some(format!("{}: {} → {remedy}", cause.describe(), d.severity));
+        let said = last.map(|l| format!(" — {l}")).unwrap_or_default();
+        self.summary = Some(format!(
+            "{}: {} → {remedy}{said}",
+            cause.describe(),
+            d.severity
+        ));
         let (severity, action) = (d.severity, d.action);
         self.last_failure = Some((d, now));
         self.record_full("failure", msg, Some(severity), Some(action.name()));

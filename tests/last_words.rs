@@ -1,0 +1,49 @@
+//! What a failing process printed last is in its failure event and in the
+//! status LAST column (nginx's `[emerg] unexpected "}"` need not be looked
+//! up in the log), as one line; a run that printed nothing quotes nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn a_failure_quotes_the_last_line_its_run_printed() {
+    let inst = Instance::start(
+        r#"services:
+  web:
+    command: if [ ! -f quiet ]; then echo 'starting'; printf '[emerg] unexpected "}" in nginx.conf:12\n\n'; touch quiet; exit 1; fi; exit 1
+    restart: on-failure
+    recovery: { retry: { attempts: 1 } }
+"#,
+    );
+    wait_until(Duration::from_secs(10), "two failures", || {
+        inst.messages_of("web", "failure").len() >= 2
+    });
+    let f = inst.messages_of("web", "failure");
+    let quoted = "; last output: [emerg] unexpected \"}\" in nginx.conf:12";
+    assert!(f[0].ends_with(quoted), "{f:#?}");
+    // The next run printed nothing: nothing of the one before is quoted.
+    assert!(!f[1].contains("last output"), "{f:#?}");
+    let out = inst.cli(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!table.contains("[emerg]"), "{table}");
+}
+
+#[test]
+fn the_last_column_carries_it_while_the_service_is_down() {
+    let inst = Instance::start(
+        r#"services:
+  web:
+    command: echo 'config is broken'; exit 78
+"#,
+    );
+    inst.wait_state("web", "quarantined");
+    let s = inst.service("web");
+    let last = s["last"].as_str().unwrap_or_default().to_string();
+    assert!(last.ends_with(" — config is broken"), "{s}");
+    let out = inst.cli(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.contains("config is broken"), "{table}");
+}
