@@ -47,3 +47,22 @@ fn the_last_column_carries_it_while_the_service_is_down() {
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(table.contains("config is broken"), "{table}");
 }
+
+#[test]
+fn while_the_fallback_stands_in_the_table_shows_its_pid() {
+    let inst = Instance::start(
+        "services:
+  api:
+    command: exit 78
+    recovery: { fallback: { command: exec sleep 1000 } }
+",
+    );
+    let s = inst.wait_state("api", "fallback");
+    let fallback = s["fallback_pid"].as_i64().unwrap();
+    assert!(s["pid"].is_null(), "{s}");
+    let out = inst.cli(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = table.lines().find(|l| l.starts_with("api")).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[3], fallback.to_string(), "{table}");
+}

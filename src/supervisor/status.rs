@@ -205,7 +205,13 @@ impl Daemon {
         let waiting = self.waiting(i);
         let svc = &self.system.services[i];
         let (risk, level) = level(svc, now);
-        let (pid, since) = self.running(i);
+        // The table's PID and UPTIME: the fallback's while it stands in.
+        let (pid, since) = match (self.running(i), svc.fallback) {
+            ((None, _), crate::strategy::machine::Fallback::Running { pid, since, .. }) => {
+                (Some(pid), Some(since))
+            }
+            (running, _) => running,
+        };
         let blocked = waiting.as_ref().is_some_and(|(b, _)| *b);
         let last: Cow<'_, str> = match (&svc.phase, waiting) {
             (Phase::Failed { reason }, _) => reason.as_str().into(),
