@@ -66,3 +66,40 @@ fn while_the_fallback_stands_in_the_table_shows_its_pid() {
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cols[3], fallback.to_string(), "{table}");
 }
+
+#[test]
+fn clients_find_the_instance_from_a_subdirectory_and_say_where_they_looked() {
+    let inst = Instance::start(
+        "services:
+  web:
+    command: exec sleep 1000
+",
+    );
+    inst.wait_running("web", None);
+    let sub = inst.path("src/deep");
+    std::fs::create_dir_all(&sub).unwrap();
+    let status = |cwd: &std::path::Path| {
+        std::process::Command::new(BIN)
+            .args(["status", "web"])
+            .current_dir(cwd)
+            .env_remove("SENTINELD_STATE_DIR")
+            .output()
+            .unwrap()
+    };
+    let out = status(&sub);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("running"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    if let Some(other) = sentineld::config::nearest_state_dir(elsewhere.path()) {
+        eprintln!(
+            "skipped the rest: {} is above the temp dir",
+            other.display()
+        );
+        return;
+    }
+    let out = status(elsewhere.path());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    let tried = elsewhere.path().join(".sentineld");
+    assert!(err.contains(&tried.display().to_string()), "{err}");
+}

@@ -555,7 +555,9 @@ pub fn load_with(path: &Path, ctx: &Context<'_>) -> Result<Plan, LoadError> {
 }
 
 /// The state dir a client should talk to: `--state-dir`, else
-/// `SENTINELD_STATE_DIR`, else `./.sentineld`.
+/// `SENTINELD_STATE_DIR`, else the nearest `.sentineld` in the current
+/// directory or one above it (as git finds `.git`), else `./.sentineld` as
+/// an absolute path, so an error says where it looked.
 pub fn client_state_dir(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
         return p.to_path_buf();
@@ -563,5 +565,14 @@ pub fn client_state_dir(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = std::env::var_os("SENTINELD_STATE_DIR").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    PathBuf::from(crate::state_dir::DEFAULT_NAME)
+    let here = std::env::current_dir().unwrap_or_default();
+    nearest_state_dir(&here).unwrap_or_else(|| here.join(crate::state_dir::DEFAULT_NAME))
+}
+
+/// The first `.sentineld` directory in `start` or one of its ancestors.
+pub fn nearest_state_dir(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|d| d.join(crate::state_dir::DEFAULT_NAME))
+        .find(|p| p.symlink_metadata().is_ok_and(|m| m.is_dir()))
 }
