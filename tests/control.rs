@@ -283,9 +283,13 @@ fn clients_without_a_daemon_say_what_to_run() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
+        let tried = dir.path().join(".sentineld");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr).trim(),
-            "sentineld: no sentineld is running for .sentineld (start one with `sentineld up services.yaml`, or pass --state-dir)"
+            format!(
+                "sentineld: no sentineld is running for {} (start one with `sentineld up services.yaml`, or pass --state-dir)",
+                tried.display()
+            )
         );
     }
 }
