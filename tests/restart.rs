@@ -175,4 +175,10 @@ fn a_missing_program_under_restart_never_fails_with_its_reason() {
             .contains("definitely-not-a-program-xyz: not found in PATH"),
         "{s}"
     );
+    // The event names the program and the error once.
+    let f = inst.messages_of("ghost", "failure");
+    assert_eq!(
+        f,
+        ["spawn failed: definitely-not-a-program-xyz: not found in PATH; not restarted"]
+    );
 }

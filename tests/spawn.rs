@@ -250,7 +250,7 @@ fn a_start_that_cannot_exec_is_refused_with_the_step_that_failed() {
     let m = inst.messages("c");
     assert!(
         m.iter()
-            .any(|x| x.contains("chdir to ") && x.contains("sub failed: No such file")),
+            .any(|x| x.contains("chdir to ") && x.contains("sub: No such file")),
         "{m:#?}"
     );
     assert!(inst.down().success());

@@ -316,8 +316,11 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
             Step::DeathSignal => "setting PR_SET_PDEATHSIG".to_string(),
             Step::Exec => format!("exec {}", program.to_string_lossy()),
         };
-        let why = nix::errno::Errno::from_raw(errno).desc();
-        (errno, format!("{what} failed: {why}"))
+        // The C library's words ("Resource temporarily unavailable"),
+        // without std's " (os error 11)".
+        let why = std::io::Error::from_raw_os_error(errno).to_string();
+        let why = why.rsplit_once(" (os error").map_or(why.as_str(), |(w, _)| w);
+        (errno, format!("{what}: {why}"))
     });
     Ok(Spawned { pid, failed })
 }

@@ -40,6 +40,16 @@ fn remedy_text(remedy: &Remedy, now: Instant) -> String {
     }
 }
 
+/// The cause with its detail: a spawn failure's detail names the step,
+/// the program and the error, so the errno is not said twice.
+fn cause_text(cause: &Cause, detail: Option<&str>) -> String {
+    match (cause, detail) {
+        (Cause::Spawn(_), Some(detail)) => format!("spawn failed: {detail}"),
+        (_, Some(detail)) => format!("{} {detail}", cause.describe()),
+        (_, None) => cause.describe(),
+    }
+}
+
 /// The failure event's text: cause, classification, escalation, notes,
 /// the remedy, correlation and risk.
 fn failure_text(
@@ -49,10 +59,7 @@ fn failure_text(
     correlated: Option<(usize, Duration)>,
     now: Instant,
 ) -> String {
-    let mut msg = d.cause.describe();
-    if let Some(detail) = detail {
-        msg.push_str(&format!(" {detail}"));
-    }
+    let mut msg = cause_text(&d.cause, detail);
     msg.push_str(&format!(": {}", d.classified));
     if let Some(r) = rule {
         msg.push_str(&format!(" (classify rule {})", r + 1));
@@ -90,8 +97,8 @@ impl Service {
         ctx: &mut Context,
     ) {
         if self.config.restart == RestartPolicy::Never || ctx.shutting_down {
+            let msg = format!("{}; not restarted", cause_text(&cause, detail.as_deref()));
             let reason = one_line(&detail.unwrap_or_else(|| cause.describe()));
-            let msg = format!("{}: {reason}; not restarted", cause.describe());
             self.phase = Phase::Failed { reason };
             self.record("failure", msg);
             return;
@@ -126,11 +133,11 @@ impl Service {
         }
         let remedy = remedy_text(&d.action, now);
         let said = last.map(|l| format!(" — {l}")).unwrap_or_default();
-        self.summary = Some(format!(
-            "{}: {} → {remedy}{said}",
-            cause.describe(),
-            d.severity
-        ));
+        let what = match cause {
+            Cause::Spawn(_) => cause_text(&cause, detail.as_deref()),
+            _ => cause.describe(),
+        };
+        self.summary = Some(format!("{what}: {} → {remedy}{said}", d.severity));
         let (severity, action) = (d.severity, d.action);
         self.last_failure = Some((d, now));
         self.record_full("failure", msg, Some(severity), Some(action.name()));
