@@ -319,7 +319,9 @@ pub fn spawn(spec: &SpawnSpec, stdio: &Stdio<'_>) -> Result<Spawned, SpawnError>
         // The C library's words ("Resource temporarily unavailable"),
         // without std's " (os error 11)".
         let why = std::io::Error::from_raw_os_error(errno).to_string();
-        let why = why.rsplit_once(" (os error").map_or(why.as_str(), |(w, _)| w);
+        let why = why
+            .rsplit_once(" (os error")
+            .map_or(why.as_str(), |(w, _)| w);
         (errno, format!("{what}: {why}"))
     });
     Ok(Spawned { pid, failed })
