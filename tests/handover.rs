@@ -16,8 +16,11 @@ fn site(inst_dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(inst_dir.join(name).join("index.html"), text).unwrap();
 }
 
-#[test]
-fn a_primary_and_its_fallback_on_one_port_hand_over_both_ways() {
+/// A service `api` whose primary (the page "the real page") and fallback
+/// ("down for maintenance") are `python3 -m http.server` on one port; the
+/// primary runs `broken` instead until a file `fixed` exists. Returned once
+/// the fallback serves.
+fn on_one_port(broken: &str, retry_primary: &str) -> (Instance, u16) {
     let dir = tempfile::tempdir().unwrap();
     site(dir.path(), "live", "the real page\n");
     site(dir.path(), "maint", "down for maintenance\n");
@@ -29,12 +32,12 @@ fn a_primary_and_its_fallback_on_one_port_hand_over_both_ways() {
         &format!(
             "services:
   api:
-    command: if [ ! -f fixed ]; then echo 'invalid configuration' >&2; exit 78; fi; exec {}
+    command: if [ ! -f fixed ]; then {broken}; fi; exec {}
     min_uptime: 500ms
     recovery:
       fallback:
         command: exec {}
-        retry_primary: 1s
+        retry_primary: {retry_primary}
 ",
             server("live"),
             server("maint")
@@ -44,6 +47,12 @@ fn a_primary_and_its_fallback_on_one_port_hand_over_both_ways() {
     wait_until(Duration::from_secs(10), "the fallback to serve", || {
         http_get(port).is_some_and(|b| b.contains("down for maintenance"))
     });
+    (inst, port)
+}
+
+#[test]
+fn a_primary_and_its_fallback_on_one_port_hand_over_both_ways() {
+    let (inst, port) = on_one_port("echo 'invalid configuration' >&2; exit 78", "1s");
     // A trial while the config is still broken fails, and the fallback
     // is back at once.
     wait_until(Duration::from_secs(10), "a failed trial", || {
@@ -123,32 +132,7 @@ fn a_port_still_held_is_waited_out_without_the_fallback() {
 
 #[test]
 fn reset_on_the_fallback_hands_the_port_over_too() {
-    let dir = tempfile::tempdir().unwrap();
-    site(dir.path(), "live", "the real page\n");
-    site(dir.path(), "maint", "down for maintenance\n");
-    let port = free_port();
-    let server =
-        |d: &str| format!("python3 -m http.server {port} --bind 127.0.0.1 --directory {d}");
-    let inst = Instance::start_in(
-        dir,
-        &format!(
-            "services:
-  api:
-    command: if [ ! -f fixed ]; then exit 78; fi; exec {}
-    min_uptime: 500ms
-    recovery:
-      fallback:
-        command: exec {}
-        retry_primary: 1h
-",
-            server("live"),
-            server("maint")
-        ),
-    );
-    inst.wait_state("api", "fallback");
-    wait_until(Duration::from_secs(10), "the fallback to serve", || {
-        http_get(port).is_some_and(|b| b.contains("down for maintenance"))
-    });
+    let (inst, port) = on_one_port("exit 78", "1h");
     std::fs::write(inst.path("fixed"), "").unwrap();
     let out = inst.cli(&["reset", "api"]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();

@@ -221,21 +221,25 @@ impl Ladder {
             }
             notes.push(format!("{} restarts used", policy.restart_attempts));
         }
-        // A cause that needs a person is tried again after retry_primary;
-        // one that became CRITICAL by repetition may clear soon.
+        decision(self.give_up(policy, classified, now), notes)
+    }
+
+    /// CRITICAL: the breaker opens, the fallback (or nothing) runs. A cause
+    /// that needs a person is tried again after retry_primary; one that
+    /// became CRITICAL by repetition may clear soon.
+    fn give_up(&mut self, policy: &RecoveryPolicy, classified: Severity, now: Instant) -> Action {
         let first = match classified {
             Severity::Critical => policy.retry_primary,
             _ => FIRST_TRIAL.min(policy.retry_primary),
         };
         let until = self.breaker.trip(now, first, policy.retry_primary);
-        let action = if policy.has_fallback {
+        if policy.has_fallback {
             Action::Fallback {
                 retry_primary_at: until,
             }
         } else {
             Action::Quarantine { until }
-        };
-        decision(action, notes)
+        }
     }
 
     /// A young death whose cause is plainly transient, within [`PATIENCE`]

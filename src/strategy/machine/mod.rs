@@ -257,7 +257,7 @@ pub struct Service {
     /// A liveness or readiness probe passed in the primary's current run.
     probe_passed: bool,
     /// A half-open trial waits for the fallback to be gone (it holds what
-    /// the primary needs, its port say): see [`Service::hand_over`].
+    /// the primary needs, its port say): see [`Service::fallback_in_the_way`].
     handover: bool,
     /// Ask the tree whether it may start.
     wants_start: bool,
