@@ -4,6 +4,7 @@
 //! `env_file`s): a bad file is reported in full — every error, each with
 //! file, line, column and YAML path — and nothing is started.
 
+pub mod diff;
 mod parse;
 pub mod units;
 pub mod yaml;

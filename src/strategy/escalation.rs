@@ -32,6 +32,12 @@ impl Escalation {
         }
     }
 
+    /// New settings (a reload); the failures seen so far still count.
+    pub fn retune(&mut self, failures: u32, within: Duration) {
+        self.failures = failures.max(1);
+        self.within = within;
+    }
+
     /// Record a failure at `now` and return its possibly raised severity.
     pub fn record(&mut self, now: Instant, severity: Severity) -> Escalated {
         while let Some(&first) = self.recent.front() {

@@ -16,6 +16,9 @@ use super::machine::{Action, Context, Event, Phase, Record, Service};
 use super::policy::RestartPolicy;
 use super::text::describe_exit;
 use super::tree::{DepView, Ended, Tree, Verdict, Wait};
+use wave::Wave;
+
+pub use reload::Reconfigure;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
@@ -24,20 +27,6 @@ pub enum Input {
     Event(usize, Event),
     /// Stop everything for good.
     Shutdown,
-}
-
-/// Shutdown progress. A service is told to stop once every service that
-/// depends on it has been released: told, and down. Counting releases, not
-/// "down" states, keeps the order transitive: a dependent that was already
-/// down (retrying, say) still holds back what it depends on until what
-/// depends on *it* is down too.
-#[derive(Debug)]
-struct Shutdown {
-    /// Per service: dependents not yet released.
-    holding: Vec<u32>,
-    told: Vec<bool>,
-    released: Vec<bool>,
-    left: usize,
 }
 
 #[derive(Debug)]
@@ -49,7 +38,10 @@ pub struct System {
     pub critical: Option<String>,
     exit_on_critical: bool,
     pub exit_code: i32,
-    shutdown: Option<Shutdown>,
+    shutdown: Option<Wave>,
+    /// Services a reload removed: stopped in dependency order, then never
+    /// started again.
+    retire: Wave,
 }
 
 type Queue = VecDeque<(usize, Event)>;
@@ -75,6 +67,7 @@ impl System {
             exit_on_critical,
             exit_code: 0,
             shutdown: None,
+            retire: Wave::default(),
         }
     }
 
@@ -155,7 +148,7 @@ impl System {
 
     /// Let a waiting service start, or tell it what it waits for.
     fn gate(&mut self, i: usize, queue: &mut Queue) {
-        if self.shutdown.is_some() {
+        if self.shutdown.is_some() || self.retire.has(i) {
             return;
         }
         let event = match self.waiting_for(i) {
@@ -212,7 +205,8 @@ impl System {
                     self.exit_code = 1;
                     self.begin_shutdown(queue);
                 } else {
-                    queue.extend((0..self.services.len()).map(|s| (s, Event::RootGaveUp)));
+                    let live = (0..self.services.len()).filter(|&s| !self.retire.has(s));
+                    queue.extend(live.map(|s| (s, Event::RootGaveUp)).collect::<Vec<_>>());
                 }
             }
         }
@@ -223,25 +217,14 @@ impl System {
             return;
         }
         self.ctx.shutting_down = true;
-        let n = self.services.len();
-        let mut holding = vec![0u32; n];
-        for i in 0..n {
-            for &(j, _) in self.tree.deps(i) {
-                holding[j] += 1;
-            }
+        let mut sd = Wave::default();
+        sd.grow(self.services.len());
+        for i in 0..self.services.len() {
+            sd.join(i, self.tree.deps(i).iter().map(|&(j, _)| j).collect());
         }
-        let mut sd = Shutdown {
-            holding,
-            told: vec![false; n],
-            released: vec![false; n],
-            left: n,
-        };
-        for k in (0..self.tree.order().len()).rev() {
-            let i = self.tree.order()[k];
-            if sd.holding[i] == 0 {
-                sd.told[i] = true;
-                queue.push_back((i, Event::Shutdown));
-            }
+        let order = self.tree.order().iter().rev().copied();
+        for i in sd.tell(order) {
+            queue.push_back((i, Event::Shutdown));
         }
         self.shutdown = Some(sd);
     }
@@ -249,23 +232,19 @@ impl System {
     /// `i` was told to stop and is down: what it depends on may stop once
     /// every other dependent is released too.
     fn release_if_down(&mut self, i: usize, queue: &mut Queue) {
-        let Some(sd) = &mut self.shutdown else {
-            return;
-        };
-        if !sd.told[i] || sd.released[i] || !self.services[i].is_down() {
+        if !self.services[i].is_down() {
             return;
         }
-        sd.released[i] = true;
-        sd.left -= 1;
-        for &(j, _) in self.tree.deps(i) {
-            sd.holding[j] = sd.holding[j].saturating_sub(1);
-            if sd.holding[j] == 0 && !sd.told[j] {
-                sd.told[j] = true;
+        let waves = [self.shutdown.as_mut(), Some(&mut self.retire)];
+        for wave in waves.into_iter().flatten() {
+            for j in wave.release(i) {
                 queue.push_back((j, Event::Shutdown));
             }
         }
     }
 }
 
+mod reload;
 #[cfg(test)]
 mod tests;
+mod wave;

@@ -21,6 +21,7 @@ mod lifecycle;
 mod logs;
 mod probes;
 mod recovery;
+mod reload;
 mod requests;
 #[cfg(test)]
 pub(super) mod tests;

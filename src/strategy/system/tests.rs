@@ -317,3 +317,5 @@ fn exit_on_critical_with_the_last_service_failing_finishes() {
     assert!(r.sys.finished());
     assert_eq!(r.sys.exit_code, 1);
 }
+
+mod reload;
