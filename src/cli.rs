@@ -50,6 +50,15 @@ pub enum Command {
     /// Send SIGNAL (HUP, SIGUSR1, 10) to a service's main process: nginx
     /// reloads on HUP, redis reopens its log on USR1.
     Signal { name: String, signal: String },
+    /// Read the services file again and apply what changed: start added
+    /// services, stop removed ones, restart those whose command or
+    /// environment changed, apply the rest in place. A file with errors
+    /// changes nothing (exit 2). SIGHUP to the daemon does the same.
+    Reload {
+        /// Only print what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print recent events: exits, failures with their severity and the
     /// action taken, recoveries.
     Events {

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Signal { name, signal } => {
             commands::simple(&dir, Request::Signal { name, signal })
         }
+        Command::Reload { dry_run } => commands::simple(&dir, Request::Reload { dry_run }),
         Command::Events { name, follow, json } => commands::events(&dir, name, follow, json),
         Command::Logs {
             name,

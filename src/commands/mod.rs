@@ -7,7 +7,7 @@ pub mod up;
 use std::path::Path;
 
 use crate::control::client::{self, ClientError};
-use crate::control::protocol::{BriefLine, Request, Response};
+use crate::control::protocol::{BriefLine, ErrorKind, Request, Response};
 use crate::report::table::{self, Style};
 
 /// Exit codes: 0 ok, 1 runtime failure, 2 bad input (config or usage).
@@ -113,7 +113,12 @@ fn status_table(state_dir: &Path) -> Result<i32, CommandError> {
             };
         }
     };
-    let out = table::render(&brief.services, &Style::detect());
+    let mut out = table::render(&brief.services, &Style::detect());
+    if let Some(e) = &brief.reload_error {
+        out.push_str(&format!(
+            "\nthe last reload failed at {e}\n  (nothing changed; `sentineld reload --dry-run` shows every error)\n"
+        ));
+    }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(0)
 }
@@ -131,6 +136,12 @@ pub fn simple(state_dir: &Path, request: Request) -> Result<i32, CommandError> {
             println!("{message}");
             Ok(0)
         }
+        // A services file with errors: the same exit status and messages
+        // as `check`.
+        Response::Error {
+            kind: ErrorKind::InvalidConfig,
+            message,
+        } => Err(CommandError::BadInput(message)),
         Response::Error { message, .. } => Err(CommandError::Daemon(message)),
         other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
     }

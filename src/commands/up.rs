@@ -14,6 +14,7 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
     let mut plan = crate::config::load(file).map_err(|e| CommandError::BadInput(e.to_string()))?;
     if let Some(dir) = state_dir {
         plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
+        plan.state_dir_from_flag = true;
     }
     let mut budget = supervisor::budget::Budget::of(&plan);
     if !budget.fit() {

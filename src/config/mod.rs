@@ -37,6 +37,10 @@ pub struct Plan {
     /// order; stop order is its reverse.
     #[serde(skip)]
     pub start_order: Vec<usize>,
+    /// `up --state-dir` chose the state dir, not the file: a reload reads
+    /// the file's `state_dir` as nothing.
+    #[serde(skip)]
+    pub state_dir_from_flag: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

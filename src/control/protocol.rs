@@ -54,6 +54,12 @@ pub enum Request {
         name: String,
         signal: String,
     },
+    /// Read the services file again and apply what changed; with
+    /// `dry_run`, only say what would change.
+    Reload {
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Stop every service and exit.
     Down,
 }
@@ -115,6 +121,9 @@ pub enum ErrorKind {
     Conflict,
     /// The peer speaks another protocol version.
     Version,
+    /// A reload read a services file that is not valid: the message has
+    /// every error, as `check` prints them; nothing changed.
+    InvalidConfig,
     /// The daemon has no room for this connection now: every connection it
     /// allows is in use, or this one was closed to make room for a newer
     /// one. Trying again later may work.
@@ -205,6 +214,10 @@ pub struct BriefLine<'a> {
     pub version: u32,
     #[serde(borrow)]
     pub services: Vec<BriefRow<'a>>,
+    /// The last reload that failed, until one succeeds: its time and
+    /// first error.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub reload_error: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +240,7 @@ impl SystemInfo {
         SystemInfo {
             health: "healthy".into(),
             reason: None,
+            reload_error: None,
         }
     }
 }
@@ -402,6 +416,16 @@ pub struct SystemInfo {
     pub health: String,
     /// Why it is critical (the root gave up).
     pub reason: Option<String>,
+    /// The last reload that failed, until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<ReloadError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadError {
+    pub at: String,
+    /// Every error, one per line, as `check` prints them.
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -541,6 +565,7 @@ mod tests {
             kind: "brief".into(),
             version: VERSION,
             services: vec![row.clone()],
+            reload_error: None,
         };
         let text = serde_json::to_string(&line).unwrap();
         assert!(

@@ -115,6 +115,8 @@ pub(super) struct Daemon {
     pub cgroups: Option<super::cgroup::Cgroups>,
     /// Processes the leader being reaped left in its cgroup.
     pub left_behind: u32,
+    /// Where the configuration came from, for `reload`.
+    pub reloads: super::reload::Reloads,
 }
 
 impl Daemon {
@@ -123,7 +125,7 @@ impl Daemon {
         state_dir: Trusted,
         hub: logs::LogHub,
         options: Options,
-    ) -> Result<(Daemon, probes::AsyncResults), RunError> {
+    ) -> Result<(Daemon, probes::AsyncResults, super::reload::LoadedRx), RunError> {
         let mut base_env = options.env;
         let notify = probes::bind_notify(state_dir.root()).map(|(sock, name)| {
             base_env.push((b"NOTIFY_SOCKET".to_vec(), name.into_bytes()));
@@ -145,7 +147,10 @@ impl Daemon {
             options.seed,
             plan.exit_on_critical,
         );
-        let rt = service_rt(plan, &base_env);
+        let rt = (plan.services.iter())
+            .map(|spec| ServiceRt::new(spec, &base_env))
+            .collect();
+        let (reloads, loaded) = super::reload::Reloads::new(plan);
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let registry = registry::Recorder::new(state_dir.clone());
         let daemon = Daemon {
@@ -171,6 +176,7 @@ impl Daemon {
             epoch: (Instant::now(), SystemTime::now()),
             cgroups: super::cgroup::Cgroups::open(&plan.state_dir),
             left_behind: 0,
+            reloads,
         };
         if let Some(cg) = &daemon.cgroups {
             for name in cg.kill_leftovers() {
@@ -180,7 +186,7 @@ impl Daemon {
                 );
             }
         }
-        Ok((daemon, probe_rx))
+        Ok((daemon, probe_rx, loaded))
     }
 
     /// The wall-clock time of a core instant.
@@ -192,22 +198,22 @@ impl Daemon {
         }
     }
 
+    /// A service by name; a reload's removed services are no one's.
     pub(super) fn find(&self, name: &str) -> Option<usize> {
-        self.rt.iter().position(|s| s.spec.name == name)
+        (0..self.rt.len()).find(|&i| self.rt[i].spec.name == name && !self.system.is_retired(i))
     }
 }
 
-/// Each service's OS-side state, before anything has run.
-fn service_rt(plan: &Plan, base_env: &spawn::BaseEnv) -> Vec<ServiceRt> {
-    plan.services
-        .iter()
-        .map(|spec| ServiceRt {
+impl ServiceRt {
+    /// A service's OS-side state, before anything has run.
+    pub(super) fn new(spec: &ServiceSpec, base_env: &spawn::BaseEnv) -> ServiceRt {
+        ServiceRt {
             image: spawn::SpawnSpec::new(spec, base_env),
             hook: None,
             start_time: None,
             probes: ProbeRt::for_service(spec, base_env),
             needs_output: spec.classify.iter().any(|r| r.output_matches.is_some()),
             spec: spec.clone(),
-        })
-        .collect()
+        }
+    }
 }

@@ -52,7 +52,13 @@ impl Daemon {
         if let Input::Event(i, Event::GroupGone | Event::FallbackGroupGone) = input {
             self.registry.touch(i);
         }
-        let mut work: VecDeque<(usize, Action)> = self.system.handle(now, input).into();
+        let out = self.system.handle(now, input);
+        self.carry_out(now, out);
+    }
+
+    /// Carry out what the core decided, and what follows from it.
+    pub(super) fn carry_out(&mut self, now: Instant, out: Vec<(usize, Action)>) {
+        let mut work: VecDeque<(usize, Action)> = out.into();
         while let Some((i, action)) = work.pop_front() {
             if let Some(event) = self.execute(i, action, now) {
                 work.extend(self.system.handle(now, Input::Event(i, event)));

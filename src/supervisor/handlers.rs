@@ -51,6 +51,7 @@ impl Daemon {
             Request::Signal { name, signal } => {
                 let _ = reply.send(self.signal_main(&name, &signal, now).into());
             }
+            Request::Reload { dry_run } => self.reload(dry_run, Some(reply)),
             Request::Down => {
                 self.down_waiters.push(reply);
                 self.feed(now, Input::Shutdown);

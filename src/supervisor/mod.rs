@@ -28,6 +28,7 @@ mod plan;
 mod probes;
 pub mod reaper;
 pub mod registry;
+mod reload;
 pub mod spawn;
 mod status;
 mod timers;
@@ -199,7 +200,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
         .map_err(RunError::Runtime)?;
     let (hub, log_conditions) = logs::LogHub::start().map_err(RunError::Logs)?;
     let ready = options.ready.take();
-    let (mut daemon, probe_rx) = Daemon::new(&plan, state_dir, hub, options)?;
+    let (mut daemon, probe_rx, reloads) = Daemon::new(&plan, state_dir, hub, options)?;
     let (control, mut channel) = match inbox {
         Inbox::Socket(control) => (Some(control), None),
         Inbox::Channel(rx) => (None, Some(rx)),
@@ -213,6 +214,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
             probe_rx,
             log_conditions,
         )?;
+        inputs.reloads = Some(reloads);
         event_loop(&mut daemon, &mut inputs, control.as_ref(), ready).await
     })?;
     // Every service's write ends close here; the log thread then drains the
@@ -261,6 +263,8 @@ struct Inputs {
     /// The inbox is a channel and every sender is gone.
     closed: bool,
     probes: probes::AsyncResults,
+    /// Services files read for a reload.
+    reloads: Option<reload::LoadedRx>,
     /// Troubles writing services' logs, and their ends.
     logs: logs::Conditions,
     notify: Option<tokio::io::unix::AsyncFd<std::os::unix::net::UnixDatagram>>,
@@ -315,6 +319,7 @@ impl Inputs {
             requests,
             closed: false,
             probes,
+            reloads: None,
             logs,
             notify,
             server,
@@ -415,6 +420,12 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
             }
         },
         Some(result) = inputs.probes.recv() => daemon.on_async_probe(result, Instant::now()),
+        Some(loaded) = async {
+            match inputs.reloads.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        } => daemon.on_loaded(loaded, Instant::now()),
         Some(c) = inputs.logs.recv() => {
             daemon.feed(Instant::now(), Input::Event(c.service, Event::Logs(c.report)));
         }
@@ -430,7 +441,10 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
         }
         _ = inputs.sigterm.recv() => daemon.begin_shutdown(Instant::now()),
         _ = inputs.sigint.recv() => daemon.begin_shutdown(Instant::now()),
-        _ = inputs.sighup.recv() => tracing::info!("SIGHUP ignored: reload is not supported yet"),
+        _ = inputs.sighup.recv() => {
+            tracing::info!("SIGHUP: reloading {}", daemon.reloads.file.display());
+            daemon.reload(false, None);
+        }
     }
 }
 

@@ -73,6 +73,15 @@ pub(super) fn machine_config(spec: &ServiceSpec) -> Config {
 
 /// The tree: index 0 is the root, then the plan's groups in order.
 pub(super) fn tree(plan: &Plan) -> Tree {
+    let slots: Vec<usize> = (0..plan.services.len()).collect();
+    tree_over(plan, &slots, plan.services.len())
+}
+
+/// The tree over `n` service indices, the plan's service `k` at index
+/// `slots[k]`; an index no service of the plan has (a service a reload
+/// removed) hangs off the root with no dependencies, no siblings, and last
+/// in the start order.
+pub(super) fn tree_over(plan: &Plan, slots: &[usize], n: usize) -> Tree {
     let gidx = |name: &str| {
         1 + plan
             .groups
@@ -80,7 +89,10 @@ pub(super) fn tree(plan: &Plan) -> Tree {
             .position(|g| g.name == name)
             .expect("validated")
     };
-    let sidx = |name: &str| plan.services.iter().position(|s| s.name == name);
+    let sidx = |name: &str| {
+        let k = plan.services.iter().position(|s| s.name == name)?;
+        Some(slots[k])
+    };
     let mut root = GroupDef {
         name: "root".into(),
         strategy: plan.supervisor.strategy,
@@ -90,9 +102,9 @@ pub(super) fn tree(plan: &Plan) -> Tree {
         children: Vec::new(),
     };
     // The root's children: ungrouped services, then top-level groups.
-    for (i, s) in plan.services.iter().enumerate() {
+    for (k, s) in plan.services.iter().enumerate() {
         if s.group.is_none() {
-            root.children.push(Child::Service(i));
+            root.children.push(Child::Service(slots[k]));
         }
     }
     for (k, g) in plan.groups.iter().enumerate() {
@@ -118,20 +130,19 @@ pub(super) fn tree(plan: &Plan) -> Tree {
                 .collect(),
         });
     }
-    let service_group = plan
-        .services
-        .iter()
-        .map(|s| s.group.as_deref().map_or(0, gidx))
-        .collect();
-    let deps: Vec<Vec<(usize, DependOn)>> = plan
-        .services
-        .iter()
-        .map(|s| {
-            s.depends_on
-                .iter()
-                .filter_map(|(n, c)| sidx(n).map(|j| (j, *c)))
-                .collect()
-        })
-        .collect();
-    Tree::new(groups, service_group, deps, plan.start_order.clone())
+    let mut service_group = vec![0; n];
+    let mut deps: Vec<Vec<(usize, DependOn)>> = vec![Vec::new(); n];
+    for (k, s) in plan.services.iter().enumerate() {
+        service_group[slots[k]] = s.group.as_deref().map_or(0, gidx);
+        deps[slots[k]] = (s.depends_on.iter())
+            .filter_map(|(name, c)| sidx(name).map(|j| (j, *c)))
+            .collect();
+    }
+    let mut order: Vec<usize> = plan.start_order.iter().map(|&k| slots[k]).collect();
+    let mut placed = vec![false; n];
+    for &i in &order {
+        placed[i] = true;
+    }
+    order.extend((0..n).filter(|&i| !placed[i]));
+    Tree::new(groups, service_group, deps, order)
 }

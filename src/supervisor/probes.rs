@@ -57,6 +57,13 @@ pub(super) struct ProbeRt {
 }
 
 impl ProbeRt {
+    /// A reload replaced `old` with this one: a check in flight finishes
+    /// and reports here, and the last result stays on show.
+    pub(super) fn carry_over(&mut self, old: &mut ProbeRt) {
+        self.run = old.run.take();
+        self.last = old.last.take();
+    }
+
     /// Liveness, readiness, startup (by [`ProbeKind`]).
     pub(super) fn for_service(
         spec: &ServiceSpec,

@@ -84,7 +84,9 @@ impl Daemon {
     /// The services a request names: one, or all when none is named.
     pub(super) fn picked(&self, name: Option<&str>) -> Result<Vec<usize>, Box<Response>> {
         match name {
-            None => Ok((0..self.rt.len()).collect()),
+            None => Ok((0..self.rt.len())
+                .filter(|&i| !self.system.is_retired(i))
+                .collect()),
             Some(n) => self.named(n).map(|i| vec![i]),
         }
     }
@@ -144,15 +146,22 @@ impl Daemon {
             return SystemInfo {
                 health: "critical".into(),
                 reason: Some(reason.clone()),
+                reload_error: self.reloads.error.clone(),
             };
         }
-        let critical = (self.system.services.iter()).any(|s| level(s, now).1 >= Level::Critical);
+        let critical = (self.system.services.iter())
+            .filter(|s| !self.system.is_retired(s.index))
+            .any(|s| level(s, now).1 >= Level::Critical);
         match critical {
             true => SystemInfo {
                 health: "degraded".into(),
                 reason: None,
+                reload_error: self.reloads.error.clone(),
             },
-            false => SystemInfo::healthy(),
+            false => SystemInfo {
+                reload_error: self.reloads.error.clone(),
+                ..SystemInfo::healthy()
+            },
         }
     }
 
@@ -194,6 +203,10 @@ impl Daemon {
             kind: "brief".into(),
             version: VERSION,
             services: pick.iter().map(|&i| self.brief_row(i, now)).collect(),
+            reload_error: self.reloads.error.as_ref().map(|e| {
+                let first = e.message.lines().next().unwrap_or_default();
+                format!("{}: {first}", e.at).into()
+            }),
         };
         let mut out = Vec::with_capacity(160 * self.rt.len() + 64);
         serde_json::to_writer(&mut out, &line).expect("rows serialize");

@@ -38,6 +38,7 @@ impl Parser<'_> {
             groups: Vec::new(),
             exit_on_critical: false,
             start_order: Vec::new(),
+            state_dir_from_flag: false,
         };
         for (key, node) in top {
             self.top_key(&mut plan, key, node);

@@ -1,0 +1,262 @@
+//! `reload` and SIGHUP: read the services file again, off the loop (a
+//! file on a hung disk must not stop supervision), then apply what changed
+//! — or, for a file that is not valid, change nothing and keep the errors
+//! for `status` until a reload succeeds.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::daemon::{Daemon, ServiceRt};
+use super::probes::ProbeRt;
+use super::{budget, plan, spawn};
+use crate::config::diff::{self, Change, Diff, Running};
+use crate::config::{GroupSpec, Plan, ServiceSpec, SupervisorSpec};
+use crate::control::protocol::{ErrorKind, EventRecord, ReloadError, Response};
+use crate::control::server::Reply;
+use crate::strategy::system::Reconfigure;
+use crate::timefmt::format_time;
+
+/// What the running configuration came from, besides its services.
+pub(super) struct Reloads {
+    pub file: PathBuf,
+    /// The state dir in use: a reload may not move it.
+    state_dir: PathBuf,
+    /// `up --state-dir` chose it: the file's `state_dir` is not read.
+    state_dir_from_flag: bool,
+    groups: Vec<GroupSpec>,
+    supervisor: SupervisorSpec,
+    exit_on_critical: bool,
+    /// The last reload that failed, until one succeeds.
+    pub error: Option<ReloadError>,
+    tx: mpsc::UnboundedSender<Loaded>,
+}
+
+/// A services file read off the loop.
+pub(super) struct Loaded {
+    plan: Result<Plan, String>,
+    dry_run: bool,
+    reply: Option<oneshot::Sender<Reply>>,
+}
+
+pub(super) type LoadedRx = mpsc::UnboundedReceiver<Loaded>;
+
+impl Reloads {
+    pub(super) fn new(plan: &Plan) -> (Reloads, LoadedRx) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reloads = Reloads {
+            file: plan.file.clone(),
+            state_dir: plan.state_dir.clone(),
+            state_dir_from_flag: plan.state_dir_from_flag,
+            groups: plan.groups.clone(),
+            supervisor: plan.supervisor.clone(),
+            exit_on_critical: plan.exit_on_critical,
+            error: None,
+            tx,
+        };
+        (reloads, rx)
+    }
+}
+
+/// Why a reload changed nothing.
+type Refusal = (ErrorKind, String);
+
+fn error(kind: ErrorKind, message: String) -> Refusal {
+    (kind, message)
+}
+
+impl Daemon {
+    /// Read the file on a thread of its own; [`Self::on_loaded`] applies it.
+    pub(super) fn reload(&mut self, dry_run: bool, reply: Option<oneshot::Sender<Reply>>) {
+        if self.system.shutting_down() {
+            let message = "sentineld is shutting down".to_string();
+            if let Some(reply) = reply {
+                let kind = ErrorKind::Conflict;
+                let _ = reply.send(Response::Error { kind, message }.into());
+            }
+            return;
+        }
+        let file = self.reloads.file.clone();
+        let tx = self.reloads.tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("reload".into())
+            .spawn(move || {
+                let plan = crate::config::load(&file).map_err(|e| e.to_string());
+                let _ = tx.send(Loaded {
+                    plan,
+                    dry_run,
+                    reply,
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::error!("reload: cannot start a thread to read the file: {e}");
+        }
+    }
+
+    pub(super) fn on_loaded(&mut self, loaded: Loaded, now: Instant) {
+        let Loaded {
+            plan,
+            dry_run,
+            reply,
+        } = loaded;
+        let outcome = plan
+            .map_err(|message| error(ErrorKind::InvalidConfig, message))
+            .and_then(|plan| self.reload_plan(plan, dry_run, now));
+        let response = match outcome {
+            Ok(message) => Response::Done { message },
+            Err((kind, message)) => {
+                if !dry_run {
+                    self.reload_failed(kind, &message);
+                }
+                Response::Error { kind, message }
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(response.into());
+        }
+    }
+
+    fn reload_failed(&mut self, kind: ErrorKind, message: &str) {
+        let first = message.lines().next().unwrap_or_default();
+        tracing::error!("reload failed, nothing changed: {first}");
+        self.system_event("reload", format!("reload failed, nothing changed: {first}"));
+        if kind == ErrorKind::InvalidConfig {
+            self.reloads.error = Some(ReloadError {
+                at: format_time(SystemTime::now()),
+                message: message.to_string(),
+            });
+        }
+    }
+
+    /// An event of no one service.
+    fn system_event(&mut self, kind: &str, message: String) {
+        self.journal.push(EventRecord {
+            at: format_time(SystemTime::now()),
+            service: String::new(),
+            kind: kind.into(),
+            message,
+            severity: None,
+            action: None,
+        });
+    }
+
+    /// The running services, by index: none for a retired one.
+    fn live(&self) -> impl Iterator<Item = (usize, &ServiceSpec)> {
+        let live = |&(i, _): &(usize, _)| !self.system.is_retired(i);
+        self.rt.iter().map(|r| &r.spec).enumerate().filter(live)
+    }
+
+    fn reload_plan(
+        &mut self,
+        mut new: Plan,
+        dry_run: bool,
+        now: Instant,
+    ) -> Result<String, Refusal> {
+        if !self.reloads.state_dir_from_flag && new.state_dir != self.reloads.state_dir {
+            let message = format!(
+                "{}: state_dir: cannot change while sentineld runs (it is {}); stop and start it to move",
+                new.file.display(),
+                self.reloads.state_dir.display()
+            );
+            return Err(error(ErrorKind::InvalidConfig, message));
+        }
+        new.state_dir = self.reloads.state_dir.clone();
+        let budget = budget::Budget::of(&new);
+        if budget.needed > budget.limit {
+            let message = budget.shortfall(new.services.len());
+            return Err(error(ErrorKind::Conflict, message));
+        }
+        let running = Running {
+            services: self.live().map(|(_, s)| s).collect(),
+            groups: &self.reloads.groups,
+            supervisor: &self.reloads.supervisor,
+            exit_on_critical: self.reloads.exit_on_critical,
+        };
+        let d = diff::diff(&running, &new);
+        for (name, change) in &d.services {
+            let retiring = |i: usize| self.rt[i].spec.name == *name;
+            if *change == Change::Added && self.system.retiring().any(retiring) {
+                let message = format!(
+                    "{name}: still stopping since an earlier reload removed it; reload again once it is down"
+                );
+                return Err(error(ErrorKind::Conflict, message));
+            }
+        }
+        let text = format!("{}{}", d, d.summary());
+        if dry_run {
+            return Ok(text);
+        }
+        self.apply(new, &d, now);
+        self.reloads.error = None;
+        tracing::info!("reloaded {}: {}", self.reloads.file.display(), d.summary());
+        self.system_event("reload", format!("reloaded: {}", d.summary()));
+        Ok(text)
+    }
+
+    /// Carry out a validated diff.
+    fn apply(&mut self, new: Plan, d: &Diff, now: Instant) {
+        let live: Vec<(usize, String)> = self.live().map(|(i, s)| (i, s.name.clone())).collect();
+        let slot_of = |name: &str| live.iter().find(|(_, n)| n == name).map(|(i, _)| *i);
+        let mut slots = Vec::with_capacity(new.services.len());
+        let mut r = Reconfigure {
+            tree: plan::tree(&new),
+            changed: Vec::new(),
+            added: Vec::new(),
+            removed: Vec::new(),
+            exit_on_critical: new.exit_on_critical,
+        };
+        let mut next = self.rt.len();
+        for spec in &new.services {
+            let config = plan::machine_config(spec);
+            match (slot_of(&spec.name), d.change(&spec.name)) {
+                (Some(i), change) => {
+                    slots.push(i);
+                    let restart = match change {
+                        Some(Change::Restart(keys)) => Some(format!(
+                            "restarting: its configuration changed ({})",
+                            keys.join(", ")
+                        )),
+                        _ => None,
+                    };
+                    if change.is_some() {
+                        self.respec(i, spec);
+                        r.changed.push((i, config, restart));
+                    }
+                }
+                (None, _) => {
+                    slots.push(next);
+                    next += 1;
+                    self.rt.push(ServiceRt::new(spec, &self.base_env));
+                    r.added.push(config);
+                }
+            }
+        }
+        r.removed = (live.iter())
+            .filter(|(_, name)| d.change(name) == Some(&Change::Removed))
+            .map(|(i, _)| *i)
+            .collect();
+        r.tree = plan::tree_over(&new, &slots, self.rt.len());
+        self.reloads.groups = new.groups;
+        self.reloads.supervisor = new.supervisor;
+        self.reloads.exit_on_critical = new.exit_on_critical;
+        let out = self.system.reconfigure(now, r);
+        self.carry_out(now, out);
+    }
+
+    /// Service `i` takes `spec`: its process image, hooks and probes; a
+    /// probe in flight finishes and reports.
+    fn respec(&mut self, i: usize, spec: &ServiceSpec) {
+        let mut probes = ProbeRt::for_service(spec, &self.base_env);
+        let rt = &mut self.rt[i];
+        for (new, old) in probes.iter_mut().zip(rt.probes.iter_mut()) {
+            if let (Some(new), Some(old)) = (new.as_mut(), old.as_mut()) {
+                new.carry_over(old);
+            }
+        }
+        rt.image = spawn::SpawnSpec::new(spec, &self.base_env);
+        rt.probes = probes;
+        rt.needs_output = spec.classify.iter().any(|c| c.output_matches.is_some());
+        rt.spec = spec.clone();
+    }
+}
