@@ -219,3 +219,27 @@ fn a_reload_may_not_move_the_state_dir() {
     assert!(!inst.path("elsewhere").exists());
     assert!(inst.down().success());
 }
+
+#[test]
+fn a_reload_applies_group_changes_without_restarting_anyone() {
+    let two = "services:\n  a:\n    command: sleep 1000\n  b:\n    command: sleep 1001\n";
+    let mut inst = Instance::start(two);
+    let a = inst.wait_running("a", None);
+    let b = inst.wait_running("b", None);
+    let grouped =
+        format!("{two}groups:\n  pair:\n    strategy: one_for_all\n    children: [a, b]\n");
+    std::fs::write(inst.path("services.yaml"), grouped).unwrap();
+    let out = inst.cli(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("~ groups.pair: added"),
+        "{out:?}"
+    );
+    assert_eq!((inst.pid_of("a"), inst.pid_of("b")), (Some(a), Some(b)));
+    assert_eq!(inst.service("b")["group"], "pair");
+    // Now one_for_all: a's crash (RECOVERABLE: a restart) takes b with it.
+    kill(a, libc::SIGSEGV);
+    inst.wait_running("a", Some(a));
+    inst.wait_running("b", Some(b));
+    assert!(inst.down().success());
+}

@@ -258,5 +258,8 @@ impl Daemon {
         rt.probes = probes;
         rt.needs_output = spec.classify.iter().any(|c| c.output_matches.is_some());
         rt.spec = spec.clone();
+        if let Some(hub) = &self.logs {
+            hub.set_limits(i, spec.logs.max_size, spec.logs.keep);
+        }
     }
 }

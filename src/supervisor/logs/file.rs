@@ -71,6 +71,12 @@ pub(super) struct LogFile {
 }
 
 impl LogFile {
+    /// New rotation settings (a reload), from the next write on.
+    pub(super) fn set_limits(&mut self, max_size: u64, keep: u32) {
+        self.max_size = max_size;
+        self.keep = keep;
+    }
+
     pub(super) fn new(path: PathBuf, max_size: u64, keep: u32) -> LogFile {
         LogFile {
             path,

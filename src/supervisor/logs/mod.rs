@@ -316,6 +316,14 @@ impl LogHub {
         Ok(first)
     }
 
+    /// New rotation settings for service `id`'s log (a reload); one that
+    /// has no pipe yet gets them when it has.
+    pub fn set_limits(&self, id: usize, max_size: u64, keep: u32) {
+        if self.has(id) {
+            self.send(Cmd::Limits(id, max_size, keep));
+        }
+    }
+
     /// Whether service `id` has its pipe.
     pub fn has(&self, id: usize) -> bool {
         self.pipes.contains_key(&id)

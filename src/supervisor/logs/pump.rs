@@ -43,6 +43,8 @@ pub(super) enum Cmd {
     Add(Target, Arc<Pipe>),
     /// A process of the service ended: read up to where its output ends.
     Cut(usize),
+    /// New rotation settings for a service's log: (id, max_size, keep).
+    Limits(usize, u64, u32),
     /// Write what is left and stop.
     Shutdown(mpsc::Sender<()>),
 }
@@ -176,6 +178,11 @@ impl Pump {
                         svc.pipe.cut_received();
                     }
                     self.drain(id);
+                }
+                Cmd::Limits(id, max_size, keep) => {
+                    if let Some(svc) = self.services.get_mut(&id) {
+                        svc.log.set_limits(max_size, keep);
+                    }
                 }
                 Cmd::Shutdown(done) => {
                     self.finish();
