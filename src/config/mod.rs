@@ -115,6 +115,12 @@ pub struct ServiceSpec {
     pub escalation: EscalationSpec,
     /// Run on every event of this service, with `SENTINELD_*` in its environment.
     pub on_event: Option<Command>,
+    /// Run before every start of the primary (nginx -t): a failure is
+    /// CRITICAL and the primary is not started.
+    pub pre_start: Option<Command>,
+    /// A `pre_start` still running after this is killed: a failure.
+    #[serde(serialize_with = "ser_duration")]
+    pub pre_start_timeout: Duration,
     /// An `on_event` hook still running after this is killed (its group).
     #[serde(serialize_with = "ser_duration")]
     pub on_event_timeout: Duration,
@@ -152,6 +158,8 @@ impl ServiceSpec {
             recovery: RecoverySpec::default(),
             escalation: EscalationSpec::default(),
             on_event: None,
+            pre_start: None,
+            pre_start_timeout: Duration::from_secs(30),
             on_event_timeout: Duration::from_secs(30),
             liveness: None,
             readiness: None,
@@ -369,6 +377,8 @@ impl fmt::Debug for ServiceSpec {
             .field("type", &self.kind)
             .field("pid_file", &self.pid_file)
             .field("on_event", &self.on_event)
+            .field("pre_start", &self.pre_start)
+            .field("pre_start_timeout", &self.pre_start_timeout)
             .field("on_event_timeout", &self.on_event_timeout)
             .field("liveness", &self.liveness)
             .field("readiness", &self.readiness)

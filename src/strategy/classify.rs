@@ -21,6 +21,9 @@ pub enum Cause {
     /// fork or exec failed (errno), e.g. ENOENT, EACCES, or a resource
     /// shortage: EMFILE, ENFILE, EAGAIN, ENOMEM.
     Spawn(i32),
+    /// The `pre_start` command failed (or was killed at its time limit):
+    /// the configuration it checks is broken, the primary was not started.
+    PreStart(super::restart::ExitStatus),
 }
 
 impl Cause {
@@ -38,7 +41,15 @@ impl Cause {
                 "spawn failed: {}",
                 std::io::Error::from_raw_os_error(*errno)
             ),
+            Cause::PreStart(status) => format!("pre-start failed: {}", status_words(*status)),
         }
+    }
+}
+
+fn status_words(status: super::restart::ExitStatus) -> String {
+    match status {
+        super::restart::ExitStatus::Code(c) => format!("exit {c}"),
+        super::restart::ExitStatus::Signal(s) => signal_name(s),
     }
 }
 
@@ -121,6 +132,7 @@ pub fn default_severity(cause: &Cause) -> Severity {
         // the service is not broken.
         Cause::Spawn(EMFILE | ENFILE | EAGAIN | ENOMEM) => Severity::Transient,
         Cause::Spawn(_) => Severity::Critical,
+        Cause::PreStart(_) => Severity::Critical,
         Cause::Exit(126 | 127) => Severity::Critical,
         Cause::Exit(75) => Severity::Transient,
         Cause::Exit(64..=78) => Severity::Critical,

@@ -147,7 +147,8 @@ impl Daemon {
         owner: Owner,
     ) -> Result<spawn::Spawned, spawn::SpawnError> {
         let output = self.log_writer(i).map_err(spawn::SpawnError::Pipe)?;
-        if let (Owner::Service(Role::Primary), Some(hub)) = (owner, &self.logs) {
+        // The tail a failure quotes is of this run (or this pre-start) only.
+        if let (Owner::Service(Role::Primary | Role::PreStart), Some(hub)) = (owner, &self.logs) {
             hub.mark_run(i);
         }
         let cgroup = self.cgroup_dir(i, owner);
@@ -178,6 +179,7 @@ impl Daemon {
             Owner::Service(Role::Primary) => "main",
             Owner::Service(Role::Fallback) => "fallback",
             Owner::Service(Role::Cleanup) => "cleanup",
+            Owner::Service(Role::PreStart) => "pre-start",
             Owner::Hook => "hook",
             Owner::Probe(kind) => kind.name(),
         };
@@ -229,6 +231,7 @@ impl Daemon {
                 .as_ref()
                 .map(|f| &f.command),
             Role::Cleanup => self.rt[i].spec.recovery.restart.cleanup.as_ref(),
+            Role::PreStart => self.rt[i].spec.pre_start.as_ref(),
         }
         .map(|cmd| {
             let env = self.context_env(i, None);
@@ -249,7 +252,7 @@ impl Daemon {
                 }
             }
             Ok(child) => {
-                if role != Role::Cleanup {
+                if matches!(role, Role::Primary | Role::Fallback) {
                     self.registry.touch(i);
                 }
                 if role == Role::Primary {

@@ -62,6 +62,7 @@ pub(super) fn machine_config(spec: &ServiceSpec) -> Config {
         escalation: (spec.escalation.failures, spec.escalation.within),
         rules: rules(spec),
         cleanup: r.restart.cleanup.as_ref().map(|_| r.restart.timeout),
+        pre_start: spec.pre_start.as_ref().map(|_| spec.pre_start_timeout),
         hooks: spec.on_event.is_some(),
         forking: spec.kind == crate::config::ServiceType::Forking,
         probes: [&spec.liveness, &spec.readiness, &spec.startup].map(|p| p.as_ref().map(probe)),

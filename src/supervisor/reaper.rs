@@ -161,6 +161,14 @@ impl Daemon {
                 }
             }
             Owner::Service(Role::Cleanup) => Event::CleanupExited { pid, status },
+            Owner::Service(Role::PreStart) => Event::PreStartExited {
+                pid,
+                status,
+                output: match &self.logs {
+                    Some(hub) if !status.success() => hub.recent_output(i),
+                    _ => Vec::new(),
+                },
+            },
             Owner::Hook => {
                 self.rt[i].hook = None;
                 self.timers.cancel(i, super::timers::Key::HookLimit);

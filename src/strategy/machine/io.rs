@@ -14,6 +14,8 @@ pub enum Role {
     Primary,
     Fallback,
     Cleanup,
+    /// The `pre_start` command, before each start of the primary.
+    PreStart,
 }
 
 /// The timers a service can have pending, at most one of each.
@@ -38,10 +40,12 @@ pub enum Timer {
     Watchdog,
     /// Not ready within `start_timeout`.
     StartTimeout,
+    /// The `pre_start` command's time limit.
+    PreStart,
 }
 
 impl Timer {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     pub fn index(self) -> usize {
         match self {
@@ -55,6 +59,7 @@ impl Timer {
             Timer::Probe(k) => 7 + k as usize,
             Timer::Watchdog => 10,
             Timer::StartTimeout => 11,
+            Timer::PreStart => 12,
         }
     }
 }
@@ -176,6 +181,12 @@ pub enum Event {
     CleanupExited {
         pid: Pid,
         status: ExitStatus,
+    },
+    PreStartExited {
+        pid: Pid,
+        status: ExitStatus,
+        /// The tail of its output: the failure event quotes the last line.
+        output: Vec<u8>,
     },
     Probe(ProbeResult),
     Notify(Notify),

@@ -42,6 +42,10 @@ impl Service {
         if self.fallback_in_the_way(now) {
             return;
         }
+        // The `pre_start` check, each time.
+        if self.pre_start_first() {
+            return;
+        }
         self.spawning[Role::Primary as usize] = true;
         self.out.push(super::Action::Spawn(Role::Primary));
     }
@@ -63,6 +67,7 @@ impl Service {
                     self.stop_fallback(now);
                 }
             }
+            Role::PreStart => self.pre_start_spawned(pid, now),
             Role::Cleanup => {
                 self.cleanup = Some(pid);
                 let limit = self.config.cleanup.unwrap_or_default();
@@ -74,6 +79,7 @@ impl Service {
 
     fn primary_spawned(&mut self, pid: Pid, now: Instant) {
         self.generation += 1;
+        self.pre_started = false;
         self.launching = self.config.forking;
         self.phase = Phase::Running { pid, since: now };
         self.held = None;
@@ -115,6 +121,10 @@ impl Service {
                     "fallback",
                     format!("fallback could not start: {message}; trying again in 1s"),
                 );
+            }
+            Role::PreStart => {
+                let detail = Some(format!("pre-start: {message}"));
+                self.pre_start_failed(Cause::Spawn(errno), detail, &[], now, ctx);
             }
             Role::Cleanup => {
                 self.record("cleanup", format!("cleanup could not start: {message}"));
@@ -264,6 +274,7 @@ impl Service {
     pub(super) fn stop(&mut self, then: Then, now: Instant, ctx: &mut Context) {
         // A start waiting for the fallback to go is called off.
         self.handover = false;
+        self.call_off_pre_start();
         self.stop_probes();
         self.pending_cause = None;
         self.pending_restart = None;
@@ -388,6 +399,7 @@ impl Service {
         match self.phase {
             Phase::Running { .. } | Phase::Stopping { .. } => self.stop(Then::Stay, now, ctx),
             Phase::Stopped | Phase::Exited | Phase::Failed { .. } => {
+                self.call_off_pre_start();
                 self.stop_fallback(now);
                 if let Some(pid) = self.cleanup {
                     self.signal(pid, libc::SIGKILL, Target::Group);

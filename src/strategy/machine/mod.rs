@@ -19,7 +19,9 @@
 mod io;
 mod lifecycle;
 mod logs;
+mod prestart;
 mod probes;
+use prestart::PreStartEnd;
 mod recovery;
 mod reload;
 mod requests;
@@ -73,6 +75,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// The cleanup command's time limit, when there is one.
     pub cleanup: Option<Duration>,
+    /// The `pre_start` command's time limit, when there is one.
+    pub pre_start: Option<Duration>,
     /// An `on_event` hook is configured.
     pub hooks: bool,
     /// `type: forking`: the process started is a launcher.
@@ -254,7 +258,14 @@ pub struct Service {
     /// A restart waiting for the tree's word, with its extra delay.
     pending_restart: Option<(super::orchestrator::Action, Duration)>,
     /// Spawns asked for and not yet answered, by role.
-    spawning: [bool; 3],
+    spawning: [bool; 4],
+    /// The `pre_start` command's process, while it runs; whether it timed
+    /// out or was called off (a stop), so its exit starts nothing.
+    pre_start: Option<(Pid, PreStartEnd)>,
+    /// The `pre_start` command passed: the next spawn is the primary's.
+    pre_started: bool,
+    /// A start came while a called-off `pre_start` was still running.
+    pre_start_again: bool,
     /// A liveness or readiness probe passed in the primary's current run.
     probe_passed: bool,
     /// A half-open trial waits for the fallback to be gone (it holds what
@@ -310,7 +321,10 @@ impl Service {
             fallback_young: Default::default(),
             pending_cause: None,
             pending_restart: None,
-            spawning: [false; 3],
+            spawning: [false; 4],
+            pre_start: None,
+            pre_started: false,
+            pre_start_again: false,
             probe_passed: false,
             handover: false,
             wants_start: true,
@@ -347,6 +361,11 @@ impl Service {
             }
             Event::FallbackGroupGone => self.fallback_group_gone(now, ctx),
             Event::CleanupExited { pid, status } => self.cleanup_exited(pid, status, now, ctx),
+            Event::PreStartExited {
+                pid,
+                status,
+                output,
+            } => self.pre_start_exited(pid, status, &output, now, ctx),
             Event::Probe(result) => self.probe_result(result, now),
             Event::Notify(n) => self.notify(n, now),
             Event::Timer(t) => self.timer(t, now, ctx),
@@ -366,6 +385,7 @@ impl Service {
     pub fn is_down(&self) -> bool {
         !matches!(self.phase, Phase::Running { .. } | Phase::Stopping { .. })
             && self.cleanup.is_none()
+            && self.pre_start.is_none()
             && !matches!(
                 self.fallback,
                 Fallback::Running { .. } | Fallback::Remnants { .. }
@@ -512,6 +532,7 @@ impl Service {
             Timer::Probe(kind) => self.run_probe(kind, now),
             Timer::Watchdog => self.watchdog_missed(),
             Timer::StartTimeout => self.start_timed_out(),
+            Timer::PreStart => self.pre_start_timed_out(),
         }
     }
 }

@@ -17,6 +17,7 @@
 mod logs;
 mod matrix;
 mod phases;
+mod prestart;
 mod props;
 mod requests;
 
@@ -62,6 +63,7 @@ pub(in crate::strategy) fn config() -> Config {
         escalation: (100, 60 * SEC),
         rules: Vec::new(),
         cleanup: None,
+        pre_start: None,
         hooks: false,
         forking: false,
         probes: [None, None, None],
@@ -336,6 +338,17 @@ impl Rt {
         pid
     }
 
+    fn exit_pre_start(&mut self, status: ExitStatus, output: &str) {
+        let pid = self.pid(Role::PreStart);
+        self.alive.remove(&pid);
+        let output = output.as_bytes().to_vec();
+        self.feed(Event::PreStartExited {
+            pid,
+            status,
+            output,
+        });
+    }
+
     fn exit_cleanup(&mut self, status: ExitStatus) {
         let pid = self.pid(Role::Cleanup);
         self.alive.remove(&pid);
@@ -389,6 +402,7 @@ const TIMERS: [Timer; Timer::COUNT] = [
     Timer::Probe(ProbeKind::Startup),
     Timer::Watchdog,
     Timer::StartTimeout,
+    Timer::PreStart,
 ];
 
 const EXIT_0: ExitStatus = ExitStatus::Code(0);

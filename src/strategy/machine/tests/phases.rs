@@ -175,6 +175,7 @@ fn letter(role: Role) -> &'static str {
         Role::Primary => "P",
         Role::Fallback => "F",
         Role::Cleanup => "C",
+        Role::PreStart => "B",
     }
 }
 

@@ -257,6 +257,7 @@ fn drain(rt: &mut Rt) -> Result<(), TestCaseError> {
                 Role::Primary => rt.exit_primary(ExitStatus::Signal(libc::SIGTERM), false),
                 Role::Fallback => rt.exit_fallback(ExitStatus::Signal(libc::SIGTERM)),
                 Role::Cleanup => rt.exit_cleanup(ExitStatus::Signal(libc::SIGKILL)),
+                Role::PreStart => rt.exit_pre_start(ExitStatus::Signal(libc::SIGKILL), ""),
             }
         } else if matches!(rt.svc.phase, Phase::Stopping { pid: None, .. }) {
             rt.feed(Event::GroupGone);
