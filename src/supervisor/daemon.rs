@@ -115,6 +115,8 @@ pub(super) struct Daemon {
     pub cgroups: Option<super::cgroup::Cgroups>,
     /// Processes the leader being reaped left in its cgroup.
     pub left_behind: u32,
+    /// Histograms and counters for metrics.
+    pub metrics: super::metrics::Recorder,
 }
 
 impl Daemon {
@@ -146,6 +148,7 @@ impl Daemon {
             plan.exit_on_critical,
         );
         let rt = service_rt(plan, &base_env);
+        let metrics = super::metrics::Recorder::new(&rt);
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let registry = registry::Recorder::new(state_dir.clone());
         let daemon = Daemon {
@@ -171,6 +174,7 @@ impl Daemon {
             epoch: (Instant::now(), SystemTime::now()),
             cgroups: super::cgroup::Cgroups::open(&plan.state_dir),
             left_behind: 0,
+            metrics,
         };
         if let Some(cg) = &daemon.cgroups {
             for name in cg.kill_leftovers() {
