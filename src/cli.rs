@@ -81,6 +81,9 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: usize,
     },
+    /// Print every metric in Prometheus text format (for node_exporter's
+    /// textfile collector, or a look by hand).
+    Metrics,
     /// Stop every service and the daemon.
     Down,
 }

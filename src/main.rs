@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             follow,
             lines,
         } => commands::logs::logs(&dir, &name, lines, follow),
+        Command::Metrics => commands::metrics(&dir),
         Command::Down => commands::simple(&dir, Request::Down),
     };
     finish(result)

@@ -114,6 +114,13 @@ fn a_reload_adds_removes_restarts_and_leaves_the_rest_running() {
     assert!(stopped("gone_dep") < stopped("gone"));
     assert!(events.iter().any(|e| e["kind"] == "reload"
         && e["message"] == "reloaded: 1 added, 2 removed, 1 restarted, 1 changed in place"));
+    // Metrics follow: the added service is there, the removed ones not.
+    let metrics = text(&inst.cli(&["metrics"]).stdout);
+    assert!(
+        metrics.contains("sentineld_service_up{service=\"new\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("service=\"gone\""), "{metrics}");
     // A removed service is no one's now.
     let start = inst.cli(&["start", "gone"]);
     assert!(!start.status.success() && text(&start.stderr).contains("unknown service"));

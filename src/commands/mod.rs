@@ -147,6 +147,19 @@ pub fn simple(state_dir: &Path, request: Request) -> Result<i32, CommandError> {
     }
 }
 
+/// `metrics`: the Prometheus text as the daemon wrote it.
+pub fn metrics(state_dir: &Path) -> Result<i32, CommandError> {
+    use std::io::Write;
+    match client::request(state_dir, &Request::Metrics, None)? {
+        Response::Metrics { text } => {
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            Ok(0)
+        }
+        Response::Error { message, .. } => Err(CommandError::Daemon(message)),
+        other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),
+    }
+}
+
 /// `events [NAME] [-f] [--json]`.
 pub fn events(
     state_dir: &Path,

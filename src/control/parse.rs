@@ -61,7 +61,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
         }
     };
     const KNOWN: &[&str] = &[
-        "ping", "status", "start", "stop", "restart", "reset", "signal", "events", "reload", "down",
+        "ping", "status", "start", "stop", "restart", "reset", "signal", "events", "metrics",
+        "reload", "down",
     ];
     if !KNOWN.contains(&ty.as_str()) {
         return Err(RequestError::bad(format!(
@@ -159,6 +160,7 @@ mod tests {
                 brief: false,
             },
             Request::Stop { name: "web".into() },
+            Request::Metrics,
             Request::Down,
         ] {
             assert_eq!(parse_request(r.to_line().as_bytes()).unwrap(), r);

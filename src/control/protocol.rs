@@ -60,6 +60,8 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// Every metric in Prometheus text format (exposition format 0.0.4).
+    Metrics,
     /// Stop every service and exit.
     Down,
 }
@@ -88,6 +90,10 @@ pub enum Response {
     Event(EventRecord),
     Done {
         message: String,
+    },
+    /// The answer to `metrics`: the Prometheus text, as a scraper reads it.
+    Metrics {
+        text: String,
     },
     Error {
         /// Absent in replies of daemons that predate kinds: read as `internal`.

@@ -1,2 +1,3 @@
-//! Rendering of status for people.
+//! Rendering of status for people, and of metrics for Prometheus.
+pub mod metrics;
 pub mod table;

@@ -117,6 +117,8 @@ pub(super) struct Daemon {
     pub left_behind: u32,
     /// Where the configuration came from, for `reload`.
     pub reloads: super::reload::Reloads,
+    /// Histograms and counters for metrics.
+    pub metrics: super::metrics::Recorder,
 }
 
 impl Daemon {
@@ -147,10 +149,11 @@ impl Daemon {
             options.seed,
             plan.exit_on_critical,
         );
-        let rt = (plan.services.iter())
+        let rt: Vec<ServiceRt> = (plan.services.iter())
             .map(|spec| ServiceRt::new(spec, &base_env))
             .collect();
         let (reloads, loaded) = super::reload::Reloads::new(plan);
+        let metrics = super::metrics::Recorder::new(&rt);
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let registry = registry::Recorder::new(state_dir.clone());
         let daemon = Daemon {
@@ -177,6 +180,7 @@ impl Daemon {
             cgroups: super::cgroup::Cgroups::open(&plan.state_dir),
             left_behind: 0,
             reloads,
+            metrics,
         };
         if let Some(cg) = &daemon.cgroups {
             for name in cg.kill_leftovers() {

@@ -304,6 +304,12 @@ impl Daemon {
             severity: r.severity.map(|s| s.as_str().into()),
             action: r.action.map(Into::into),
         };
+        self.metrics.event(r.kind);
+        if r.kind == "recovered"
+            && let Some(took) = self.system.services[i].stats.last_recovery
+        {
+            self.metrics.recovered(i, took);
+        }
         if r.hook {
             self.run_hook(i, &record, now);
         }
@@ -313,12 +319,16 @@ impl Daemon {
     /// Run the service's `on_event` command for `record`, unless one is
     /// still running (hooks never pile up).
     fn run_hook(&mut self, i: usize, record: &EventRecord, now: Instant) {
-        if self.system.shutting_down() || self.rt[i].hook.is_some() {
+        if self.system.shutting_down() {
             return;
         }
         let Some(cmd) = self.rt[i].spec.on_event.clone() else {
             return;
         };
+        if self.rt[i].hook.is_some() {
+            self.metrics.hook_dropped();
+            return;
+        }
         let env = self.context_env(i, Some(record));
         let image = spawn::SpawnSpec::for_command(&cmd, &self.rt[i].spec, &self.base_env, &env);
         match self.fork(i, Some(&image), Owner::Hook) {
@@ -327,7 +337,10 @@ impl Daemon {
                 let limit = now + self.rt[i].spec.on_event_timeout;
                 self.timers.set(i, Key::HookLimit, limit);
             }
-            Err(e) => tracing::warn!("{}: on_event hook could not start: {e}", record.service),
+            Err(e) => {
+                self.metrics.hook_dropped();
+                tracing::warn!("{}: on_event hook could not start: {e}", record.service);
+            }
         }
     }
 

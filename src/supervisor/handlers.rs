@@ -32,16 +32,12 @@ impl Daemon {
                     Ok(line) => line,
                     Err(e) => return drop(reply.send((*e).into())),
                 };
-                let _ = reply.send(match connection::reserve(line) {
-                    Some(line) => Reply {
-                        response: Response::Done {
-                            message: String::new(),
-                        },
-                        line: Some(line),
-                        stream: None,
-                    },
-                    None => connection::too_many_replies().into(),
-                });
+                let _ = reply.send(big_reply(line));
+            }
+            Request::Metrics => {
+                let text = crate::report::metrics::render(self.metrics_snapshot(now));
+                let line = connection::to_line(&Response::Metrics { text });
+                let _ = reply.send(big_reply(line));
             }
             Request::Events { name, follow } => self.events(name, follow, reply),
             Request::Start { name } => self.verb(&name, Verb::Start, reply, now),
@@ -153,5 +149,20 @@ impl Daemon {
             line: None,
             stream: follow.then(|| (self.journal.subscribe(), name)),
         });
+    }
+}
+
+/// A reply already written as its line, counted against the bytes all
+/// replies may hold; `busy` when there is no room.
+fn big_reply(line: Vec<u8>) -> Reply {
+    match connection::reserve(line) {
+        Some(line) => Reply {
+            response: Response::Done {
+                message: String::new(),
+            },
+            line: Some(line),
+            stream: None,
+        },
+        None => connection::too_many_replies().into(),
     }
 }

@@ -24,6 +24,7 @@ mod effects;
 mod handlers;
 mod journal;
 pub mod logs;
+mod metrics;
 mod plan;
 mod probes;
 pub mod reaper;

@@ -326,6 +326,7 @@ impl Daemon {
         output: String,
     ) -> Event {
         let output = truncate(output);
+        self.metrics.probe(i, kind, latency);
         if let Some(p) = self.probe_rt(i, kind) {
             p.run = None;
             let at = SystemTime::now();

@@ -240,6 +240,7 @@ impl Daemon {
         self.reloads.groups = new.groups;
         self.reloads.supervisor = new.supervisor;
         self.reloads.exit_on_critical = new.exit_on_critical;
+        self.metrics.follow(&self.rt);
         let out = self.system.reconfigure(now, r);
         self.carry_out(now, out);
     }

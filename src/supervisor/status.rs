@@ -23,7 +23,7 @@ fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-fn round3(x: f64) -> f64 {
+pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -48,7 +48,7 @@ fn report(rt: &Option<ProbeRt>, track: &Option<ProbeTrack>) -> Option<ProbeRepor
     })
 }
 
-fn health(level: Level) -> Health {
+pub(super) fn health(level: Level) -> Health {
     match level {
         Level::Healthy => Health::Healthy,
         Level::Degraded => Health::Degraded,
@@ -75,7 +75,7 @@ fn state(svc: &Service, blocked: bool) -> State {
 }
 
 /// The health level now: the last one, moved by risk and conditions now.
-fn level(svc: &Service, now: Instant) -> (f64, Level) {
+pub(super) fn level(svc: &Service, now: Instant) -> (f64, Level) {
     let risk = svc.ladder.risk.value(now);
     (risk, next_level(svc.level, risk, svc.conditions()))
 }

@@ -203,6 +203,8 @@ pub struct Stats {
     pub failures: [u64; 3],
     /// By action (retry, restart, fallback, quarantine).
     pub actions: [u64; 4],
+    /// By severity, then action: which remedy each kind of failure got.
+    pub remedies: [[u64; 4]; 3],
     /// Retries and restarts taken.
     pub attempts: u64,
     /// Of those, how many were followed by `reset_after` up (and ready).
@@ -211,6 +213,8 @@ pub struct Stats {
     pub recovered: u64,
     /// Summed time from first failure to the start of the run that recovered.
     pub recovery_time: Duration,
+    /// That time of the last recovery.
+    pub last_recovery: Option<Duration>,
     /// The first failure not yet recovered from.
     pub episode: Option<Instant>,
     attempt_pending: bool,

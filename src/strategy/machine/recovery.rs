@@ -123,6 +123,7 @@ impl Service {
         let s = &mut self.stats;
         s.failures[d.severity.index()] += 1;
         s.actions[d.action.index()] += 1;
+        s.remedies[d.severity.index()][d.action.index()] += 1;
         s.episode.get_or_insert(now);
         s.attempt_pending = matches!(d.action, Remedy::Retry { .. } | Remedy::Restart { .. });
         s.attempts += u64::from(s.attempt_pending);
@@ -518,6 +519,7 @@ impl Service {
         let took = since.max(first).saturating_duration_since(first);
         s.recovered += 1;
         s.recovery_time += took;
+        s.last_recovery = Some(took);
         self.summary = None;
         let up = fmt_duration(self.config.recovery.reset_after);
         let msg = format!(

@@ -410,3 +410,23 @@ const EXIT_1: ExitStatus = ExitStatus::Code(1);
 /// Critical by the default table (sysexits EX_CONFIG).
 const EXIT_78: ExitStatus = ExitStatus::Code(78);
 const SEGV: ExitStatus = ExitStatus::Signal(libc::SIGSEGV);
+
+#[test]
+fn stats_count_each_remedy_by_severity_and_keep_the_last_recovery_time() {
+    let mut rt = Rt::new(config());
+    rt.begin();
+    rt.advance(5 * SEC);
+    rt.exit_primary(EXIT_1, false);
+    rt.advance(5 * SEC);
+    rt.exit_primary(SEGV, false);
+    let s = &rt.svc.stats;
+    assert_eq!(s.remedies, [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]);
+    assert_eq!((s.failures, s.actions), ([1, 1, 0], [1, 1, 0, 0]));
+    assert_eq!(s.last_recovery, None);
+    let until = rt.now + 120 * SEC;
+    rt.run_until(until);
+    let s = &rt.svc.stats;
+    assert_eq!(s.recovered, 1);
+    assert_eq!(s.last_recovery, Some(s.recovery_time));
+    assert!(s.recovery_time >= 5 * SEC, "{:?}", s.recovery_time);
+}

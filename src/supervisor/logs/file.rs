@@ -11,7 +11,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
+use super::LogTotals;
 use crate::state_dir::rotated;
 use crate::strategy::machine::LogTrouble;
 
@@ -68,6 +71,8 @@ pub(super) struct LogFile {
     mid_line: bool,
     /// Lines not written yet because a write failed.
     pending: Vec<u8>,
+    /// Where the bytes written are counted for metrics.
+    totals: Option<Arc<LogTotals>>,
 }
 
 impl LogFile {
@@ -87,6 +92,7 @@ impl LogFile {
             keep,
             mid_line: false,
             pending: Vec::new(),
+            totals: None,
         }
     }
 
@@ -106,6 +112,12 @@ impl LogFile {
     /// Bytes held back.
     pub(super) fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Lines held back (a partial last one counts).
+    pub(super) fn pending_lines(&self) -> u64 {
+        let newlines = self.pending.iter().filter(|b| **b == b'\n').count() as u64;
+        newlines + u64::from(self.pending.last().is_some_and(|b| *b != b'\n'))
     }
 
     /// Write whole lines; on an error keep what was not written. Behind
@@ -191,6 +203,9 @@ impl LogFile {
                 Ok(n) => {
                     done += n;
                     self.size += n as u64;
+                    if let Some(t) = &self.totals {
+                        t.bytes.fetch_add(n as u64, Relaxed);
+                    }
                     self.mid_line = data[done - 1] != b'\n';
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -198,6 +213,12 @@ impl LogFile {
             }
         }
         Ok(())
+    }
+
+    /// Count the bytes written in `totals`.
+    pub(super) fn counted_in(mut self, totals: Arc<LogTotals>) -> LogFile {
+        self.totals = Some(totals);
+        self
     }
 
     /// Through the checked state dir from now on.
@@ -270,16 +291,20 @@ mod tests {
         let logs = dir.path().join("logs");
         std::fs::create_dir(&logs).unwrap();
         let path = logs.join("api.log");
-        let mut log = LogFile::new(path.clone(), 1 << 20, 2);
+        let totals = Arc::new(LogTotals::default());
+        let mut log = LogFile::new(path.clone(), 1 << 20, 2).counted_in(totals.clone());
         log.put(b"1\n").unwrap();
         std::fs::remove_dir_all(&logs).unwrap();
         let failure = log.put(b"2\n").unwrap_err();
         assert_eq!(failure.trouble, LogTrouble::Removed);
         // Held back behind the line that failed, in order.
         log.put(b"3\n").unwrap();
-        assert_eq!(log.pending(), 4);
+        assert_eq!((log.pending(), log.pending_lines()), (4, 2));
         log.retry().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "2\n3\n");
+        // The write into the removed file is not counted: it was done again.
+        assert_eq!(totals.bytes.load(Relaxed), 6);
+        assert_eq!(log.pending_lines(), 0);
         let mode = std::fs::metadata(&logs).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
     }

@@ -31,6 +31,7 @@ mod watch;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -64,6 +65,17 @@ pub struct LogSink {
     /// How many of the last bytes to keep in memory: [`TAIL`] for
     /// `output_matches` rules, else [`SHORT_TAIL`].
     pub keep_tail: usize,
+}
+
+/// What the log thread wrote and lost, for metrics: counted by the log
+/// thread, read by the event loop without waiting on it.
+#[derive(Debug, Default)]
+pub struct LogTotals {
+    /// Bytes of output written to log files.
+    pub bytes: AtomicU64,
+    /// Lines of output that could not be written when the log thread
+    /// stopped: the only place a line is ever given up on.
+    pub lines_lost: AtomicU64,
 }
 
 /// A trouble with a service's log, or its end, for the event loop.
@@ -246,6 +258,7 @@ pub struct LogHub {
     reopens: Option<bool>,
     watch: Arc<Watch>,
     thread: Option<JoinHandle<()>>,
+    totals: Arc<LogTotals>,
 }
 
 impl LogHub {
@@ -255,7 +268,8 @@ impl LogHub {
         let (report, conditions) = tokio::sync::mpsc::unbounded_channel();
         let watch = Arc::new(Watch::new(report.clone()));
         let (tx, rx) = mpsc::channel();
-        let pump = Pump::new(thread_wake, rx, report, watch.clone())?;
+        let totals = Arc::new(LogTotals::default());
+        let pump = Pump::new(thread_wake, rx, report, watch.clone(), totals.clone())?;
         let thread = std::thread::Builder::new()
             .name("logs".into())
             .stack_size(256 << 10)
@@ -273,6 +287,7 @@ impl LogHub {
             reopens: None,
             watch,
             thread: Some(thread),
+            totals,
         };
         Ok((hub, conditions))
     }
@@ -322,6 +337,11 @@ impl LogHub {
         if self.has(id) {
             self.send(Cmd::Limits(id, max_size, keep));
         }
+    }
+
+    /// What the log thread has written and lost so far.
+    pub fn totals(&self) -> &LogTotals {
+        &self.totals
     }
 
     /// Whether service `id` has its pipe.

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 
 use super::file::{Failure, LogFile};
 use super::watch::Watch;
-use super::{LogCondition, Pipe, Read, Reporter};
+use super::{LogCondition, LogTotals, Pipe, Read, Reporter};
 use crate::strategy::machine::{LogReport, LogTrouble};
 
 /// A partial line longer than this is written out as a line of its own.
@@ -110,6 +111,7 @@ pub(super) struct Pump {
     /// Services whose log file is open, longest open first.
     opened: VecDeque<usize>,
     buf: Box<[u8]>,
+    totals: Arc<LogTotals>,
 }
 
 impl Pump {
@@ -118,6 +120,7 @@ impl Pump {
         rx: mpsc::Receiver<Cmd>,
         report: Reporter,
         watch: Arc<Watch>,
+        totals: Arc<LogTotals>,
     ) -> std::io::Result<Pump> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
@@ -131,6 +134,7 @@ impl Pump {
             held: HashMap::new(),
             opened: VecDeque::new(),
             buf: vec![0u8; 64 << 10].into_boxed_slice(),
+            totals,
         })
     }
 
@@ -201,7 +205,9 @@ impl Pump {
         let svc = Service {
             pipe,
             partial: Vec::new(),
-            log: LogFile::new(t.path, t.max_size, t.keep).through(t.file),
+            log: LogFile::new(t.path, t.max_size, t.keep)
+                .through(t.file)
+                .counted_in(self.totals.clone()),
             trouble: None,
             counted: false,
         };
@@ -333,6 +339,8 @@ impl Pump {
             let svc = self.services.get_mut(&id).expect("listed above");
             let _ = svc.end_line(id, &self.watch);
             if svc.log.pending() > 0 {
+                let lost = svc.log.pending_lines();
+                self.totals.lines_lost.fetch_add(lost, Relaxed);
                 let (n, path) = (svc.log.pending(), svc.log.path().display());
                 tracing::error!("{n} bytes of output could not be written to {path}");
             }

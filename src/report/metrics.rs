@@ -1,0 +1,393 @@
+//! Prometheus text (exposition format 0.0.4) of the daemon's metrics.
+//!
+//! The daemon hands over a [`Snapshot`] — plain values read from its state
+//! and the histograms it keeps — and [`render`] writes it through
+//! `prometheus-client`, which names, types and escapes. Each family is one
+//! function in [`FAMILIES`]: a new family (availability, resources) is a
+//! field of the snapshot and a function here.
+//!
+//! Rendering reads only the snapshot: it never touches the daemon, so it
+//! costs the event loop only the time to take the snapshot.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::control::protocol::Health;
+use crate::strategy::policy::Severity;
+
+/// What an HTTP `/metrics` answer says its body is.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The recovery actions, in the order of `strategy::orchestrator::Action::index`.
+pub const ACTIONS: [&str; 4] = ["retry", "restart", "fallback", "quarantine"];
+
+/// Every health level, for the state set: one series each, 1 for the current.
+pub const LEVELS: [Health; 4] = [
+    Health::Healthy,
+    Health::Degraded,
+    Health::Critical,
+    Health::Quarantined,
+];
+
+/// Upper bounds (seconds) of probe duration buckets: a local TCP connect
+/// takes well under a millisecond, an exec probe a few, a slow HTTP check
+/// seconds. Few of them: with a probe on each of 1,000 services the
+/// buckets are most of the text.
+pub const PROBE_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Upper bounds (seconds) of recovery time buckets: an immediate respawn
+/// takes milliseconds, a breaker's half-open trial minutes to an hour.
+pub const RECOVERY_BUCKETS: [f64; 10] = [
+    0.1, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// A probe duration histogram with sentineld's buckets.
+pub fn probe_histogram() -> Histogram {
+    Histogram::new(PROBE_BUCKETS)
+}
+
+/// A recovery time histogram with sentineld's buckets.
+pub fn recovery_histogram() -> Histogram {
+    Histogram::new(RECOVERY_BUCKETS)
+}
+
+/// Everything one rendering shows, read from the daemon at one instant.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub process: ProcessCounters,
+    pub services: Vec<ServiceMetrics>,
+}
+
+/// Counters of the whole daemon.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ProcessCounters {
+    /// Journal events recorded, by kind (`failure`, `started`, …).
+    pub events: Vec<(&'static str, u64)>,
+    /// `on_event` hooks not run: one was still running, or it could not start.
+    pub hooks_dropped: u64,
+    /// Bytes of services' output written to their log files.
+    pub log_bytes: u64,
+    /// Lines of output that never reached a log file.
+    pub log_lines_lost: u64,
+}
+
+/// One service's series.
+#[derive(Debug, Clone)]
+pub struct ServiceMetrics {
+    pub name: String,
+    /// The primary process runs (state `running`).
+    pub up: bool,
+    pub health: Health,
+    pub risk: f64,
+    /// Failures handled, by severity ([`Severity::ALL`]'s order) and the
+    /// action taken ([`ACTIONS`]' order).
+    pub restarts: [[u64; 4]; 3],
+    /// By probe (`liveness`, `readiness`, `startup`), those configured.
+    pub probe_durations: Vec<(&'static str, Histogram)>,
+    /// From a first failure to the start of the run that recovered; none
+    /// until the service has a recovery to count.
+    pub recovery: Option<Histogram>,
+}
+
+type Family = fn(&Snapshot, &mut DescriptorEncoder) -> fmt::Result;
+
+/// Every family, in the order they are written.
+const FAMILIES: &[Family] = &[
+    build_info,
+    services,
+    events,
+    hooks_dropped,
+    log_bytes,
+    log_lines_lost,
+    up,
+    health,
+    risk,
+    restarts,
+    probe_durations,
+    recovery,
+];
+
+/// The snapshot in Prometheus text format.
+pub fn render(snapshot: Snapshot) -> String {
+    // About 60 bytes a series, some 10 series a service.
+    let mut out = String::with_capacity(1024 + 600 * snapshot.services.len());
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        FAMILIES.iter().try_for_each(|f| f(self, &mut encoder))
+    }
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let c = ConstCounter::new(value);
+    c.encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+fn build_info(_: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "sentineld's version; always 1.";
+    let mut m = enc.encode_descriptor("sentineld_build_info", help, None, MetricType::Gauge)?;
+    let labels = [("version", env!("CARGO_PKG_VERSION"))];
+    ConstGauge::new(1i64).encode(m.encode_family(&labels)?)
+}
+
+fn services(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Services supervised.";
+    let m = enc.encode_descriptor("sentineld_services", help, None, MetricType::Gauge)?;
+    ConstGauge::new(s.services.len() as i64).encode(m)
+}
+
+fn events(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Events recorded in the journal, by kind.";
+    let mut m = enc.encode_descriptor("sentineld_events", help, None, MetricType::Counter)?;
+    for &(kind, n) in &s.process.events {
+        ConstCounter::new(n).encode(m.encode_family(&[("kind", kind)])?)?;
+    }
+    Ok(())
+}
+
+fn hooks_dropped(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "on_event hooks not run: the last one was still running, or it could not start.";
+    counter(
+        enc,
+        "sentineld_hooks_dropped",
+        help,
+        s.process.hooks_dropped,
+    )
+}
+
+fn log_bytes(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Bytes of services' output written to their log files.";
+    counter(enc, "sentineld_log_bytes", help, s.process.log_bytes)
+}
+
+fn log_lines_lost(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Lines of services' output that never reached a log file (expected 0: \
+                output is held back, never dropped).";
+    counter(
+        enc,
+        "sentineld_log_lines_lost",
+        help,
+        s.process.log_lines_lost,
+    )
+}
+
+fn up(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "1 when the service's primary process runs (state running), else 0.";
+    let mut m = enc.encode_descriptor("sentineld_service_up", help, None, MetricType::Gauge)?;
+    for svc in &s.services {
+        let labels = [("service", svc.name.as_str())];
+        ConstGauge::new(i64::from(svc.up)).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn health(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "The service's health level: 1 for the current level, 0 for the others.";
+    let name = "sentineld_service_health";
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for svc in &s.services {
+        for level in LEVELS {
+            let labels = [("service", svc.name.as_str()), ("level", level.as_str())];
+            let v = i64::from(svc.health == level);
+            ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn risk(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Failure momentum turned into [0, 1): 1 - e^-m.";
+    let mut m = enc.encode_descriptor("sentineld_service_risk", help, None, MetricType::Gauge)?;
+    for svc in &s.services {
+        let labels = [("service", svc.name.as_str())];
+        ConstGauge::new(svc.risk).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn restarts(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Failures handled, by severity (after escalation) and the recovery action taken.";
+    let name = "sentineld_service_restarts";
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for svc in &s.services {
+        for (severity, by_action) in Severity::ALL.iter().zip(&svc.restarts) {
+            for (action, &n) in ACTIONS.iter().zip(by_action) {
+                if n == 0 {
+                    continue;
+                }
+                let labels = [
+                    ("service", svc.name.as_str()),
+                    ("severity", severity.as_str()),
+                    ("action", action),
+                ];
+                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn probe_durations(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "How long each probe run took, to its result or its timeout.";
+    let name = "sentineld_probe_duration_seconds";
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for svc in &s.services {
+        for (probe, h) in &svc.probe_durations {
+            let labels = [("service", svc.name.as_str()), ("probe", probe)];
+            h.encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn recovery(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Time from a first failure to the start of the run that recovered \
+                (up, and ready, for reset_after).";
+    let name = "sentineld_recovery_seconds";
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for svc in &s.services {
+        if let Some(h) = &svc.recovery {
+            let labels = [("service", svc.name.as_str())];
+            h.encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> ServiceMetrics {
+        ServiceMetrics {
+            name: name.into(),
+            up: true,
+            health: Health::Healthy,
+            risk: 0.0,
+            restarts: [[0; 4]; 3],
+            probe_durations: Vec::new(),
+            recovery: None,
+        }
+    }
+
+    fn parse(text: &str) -> prometheus_parse::Scrape {
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text")
+    }
+
+    fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let s = (scrape.samples.iter())
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: not a plain value: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_family_is_typed_named_and_parsed() {
+        let mut web = service("web");
+        web.up = false;
+        web.health = Health::Critical;
+        web.risk = 0.625;
+        web.restarts[0][0] = 3;
+        web.restarts[2][2] = 1;
+        let h = probe_histogram();
+        h.observe(0.003);
+        web.probe_durations.push(("readiness", h));
+        let r = recovery_histogram();
+        r.observe(2.0);
+        web.recovery = Some(r);
+        let snapshot = Snapshot {
+            process: ProcessCounters {
+                events: vec![("failure", 4), ("started", 5)],
+                hooks_dropped: 1,
+                log_bytes: 1234,
+                log_lines_lost: 0,
+            },
+            services: vec![web, service("db")],
+        };
+        let text = render(snapshot);
+        for line in [
+            "# TYPE sentineld_service_restarts_total counter",
+            "# TYPE sentineld_probe_duration_seconds histogram",
+            "sentineld_log_lines_lost_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+        }
+        let scrape = parse(&text);
+        let web = [("service", "web")];
+        assert_eq!(value(&scrape, "sentineld_services", &[]), 2.0);
+        assert_eq!(value(&scrape, "sentineld_service_up", &web), 0.0);
+        assert_eq!(value(&scrape, "sentineld_service_risk", &web), 0.625);
+        let crit = [("service", "web"), ("level", "critical")];
+        let healthy = [("service", "web"), ("level", "healthy")];
+        assert_eq!(value(&scrape, "sentineld_service_health", &crit), 1.0);
+        assert_eq!(value(&scrape, "sentineld_service_health", &healthy), 0.0);
+        let retried = [
+            ("service", "web"),
+            ("severity", "transient"),
+            ("action", "retry"),
+        ];
+        let fell_back = [
+            ("service", "web"),
+            ("severity", "critical"),
+            ("action", "fallback"),
+        ];
+        let name = "sentineld_service_restarts_total";
+        assert_eq!(value(&scrape, name, &retried), 3.0);
+        assert_eq!(value(&scrape, name, &fell_back), 1.0);
+        assert_eq!(
+            (scrape.samples.iter()).filter(|s| s.metric == name).count(),
+            2,
+            "only what happened has a series"
+        );
+        assert_eq!(
+            value(&scrape, "sentineld_events_total", &[("kind", "failure")]),
+            4.0
+        );
+        assert_eq!(value(&scrape, "sentineld_log_bytes_total", &[]), 1234.0);
+        let probe = (scrape.samples.iter())
+            .find(|s| s.metric == "sentineld_probe_duration_seconds")
+            .expect("the probe histogram");
+        let prometheus_parse::Value::Histogram(buckets) = &probe.value else {
+            panic!("{probe:?}");
+        };
+        assert_eq!(
+            buckets.iter().find(|b| b.less_than == 0.001).unwrap().count,
+            0.0
+        );
+        assert_eq!(
+            buckets.iter().find(|b| b.less_than == 0.005).unwrap().count,
+            1.0
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render(Snapshot {
+            services: vec![service("we\"b\\1\nx")],
+            ..Snapshot::default()
+        });
+        assert!(
+            text.contains(r#"sentineld_service_up{service="we\"b\\1\nx"} 1"#),
+            "{text}"
+        );
+    }
+}
