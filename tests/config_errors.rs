@@ -29,7 +29,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown service key",
         "services:\n  web:\n    command: touch started\n    restrat: always\n",
-        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, on_event, on_event_timeout, liveness, readiness, startup, watchdog, start_timeout, depends_on",
+        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, liveness, readiness, startup, watchdog, start_timeout, depends_on",
     ),
     (
         "wrong type",

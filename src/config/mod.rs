@@ -113,6 +113,7 @@ pub struct ServiceSpec {
     pub classify: Vec<ClassifyRule>,
     pub recovery: RecoverySpec,
     pub escalation: EscalationSpec,
+    pub sla: SlaSpec,
     /// Run on every event of this service, with `SENTINELD_*` in its environment.
     pub on_event: Option<Command>,
     /// Run before every start of the primary (nginx -t): a failure is
@@ -157,6 +158,7 @@ impl ServiceSpec {
             classify: Vec::new(),
             recovery: RecoverySpec::default(),
             escalation: EscalationSpec::default(),
+            sla: SlaSpec::default(),
             on_event: None,
             pre_start: None,
             pre_start_timeout: Duration::from_secs(30),
@@ -305,6 +307,14 @@ pub struct FallbackSpec {
     pub command: Command,
 }
 
+/// `sla:`: service-level objectives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SlaSpec {
+    /// The share (0–1) of the last hour the service should be up (and
+    /// ready, with a readiness probe).
+    pub availability: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EscalationSpec {
     pub failures: u32,
@@ -376,6 +386,7 @@ impl fmt::Debug for ServiceSpec {
             .field("escalation", &self.escalation)
             .field("type", &self.kind)
             .field("pid_file", &self.pid_file)
+            .field("sla", &self.sla)
             .field("on_event", &self.on_event)
             .field("pre_start", &self.pre_start)
             .field("pre_start_timeout", &self.pre_start_timeout)

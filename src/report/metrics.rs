@@ -94,6 +94,13 @@ pub struct ServiceMetrics {
     /// From a first failure to the start of the run that recovered; none
     /// until the service has a recovery to count.
     pub recovery: Option<Histogram>,
+    /// Running over 1 h and 24 h, then running and ready over 1 h and
+    /// 24 h, as ratios; none before the service was seen.
+    pub availability: Option<[f64; 4]>,
+    /// `sla.availability` as a ratio.
+    pub sla: Option<f64>,
+    /// Retries and restarts followed by `reset_after` up, of all taken.
+    pub recovery_success: Option<f64>,
 }
 
 type Family = fn(&Snapshot, &mut DescriptorEncoder) -> fmt::Result;
@@ -112,6 +119,9 @@ const FAMILIES: &[Family] = &[
     restarts,
     probe_durations,
     recovery,
+    availability,
+    sla,
+    recovery_success,
 ];
 
 /// The snapshot in Prometheus text format.
@@ -218,6 +228,61 @@ fn risk(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     Ok(())
 }
 
+fn availability(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Share of the window (or of the time since sentineld started, if shorter) the \
+                service's primary ran (of=running), and ran and was ready (of=ready).";
+    let name = "sentineld_service_availability_ratio";
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    const SERIES: [(&str, &str); 4] = [
+        ("running", "1h"),
+        ("running", "24h"),
+        ("ready", "1h"),
+        ("ready", "24h"),
+    ];
+    for svc in &s.services {
+        let Some(ratios) = svc.availability else {
+            continue;
+        };
+        for ((of, window), r) in SERIES.iter().zip(ratios) {
+            let labels = [
+                ("service", svc.name.as_str()),
+                ("of", of),
+                ("window", window),
+            ];
+            ConstGauge::new(r).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn sla(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help =
+        "The service's sla.availability target: the share of the last hour to be up and ready.";
+    let name = "sentineld_service_sla_availability_ratio";
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for svc in &s.services {
+        if let Some(target) = svc.sla {
+            let labels = [("service", svc.name.as_str())];
+            ConstGauge::new(target).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn recovery_success(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help =
+        "Retries and restarts after which the service stayed up for reset_after, of all taken.";
+    let name = "sentineld_service_recovery_success_ratio";
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for svc in &s.services {
+        if let Some(r) = svc.recovery_success {
+            let labels = [("service", svc.name.as_str())];
+            ConstGauge::new(r).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
 fn restarts(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     let help = "Failures handled, by severity (after escalation) and the recovery action taken.";
     let name = "sentineld_service_restarts";
@@ -280,6 +345,9 @@ mod tests {
             restarts: [[0; 4]; 3],
             probe_durations: Vec::new(),
             recovery: None,
+            availability: Some([1.0, 1.0, 0.5, 0.75]),
+            sla: Some(0.999),
+            recovery_success: None,
         }
     }
 
@@ -363,6 +431,11 @@ mod tests {
             4.0
         );
         assert_eq!(value(&scrape, "sentineld_log_bytes_total", &[]), 1234.0);
+        let ready_day = [("service", "web"), ("of", "ready"), ("window", "24h")];
+        let name = "sentineld_service_availability_ratio";
+        assert_eq!(value(&scrape, name, &ready_day), 0.75);
+        let name = "sentineld_service_sla_availability_ratio";
+        assert_eq!(value(&scrape, name, &web), 0.999);
         let probe = (scrape.samples.iter())
             .find(|s| s.metric == "sentineld_probe_duration_seconds")
             .expect("the probe histogram");

@@ -228,6 +228,18 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
         let _ = writeln!(out, "logs        {} (since {})", c.message, c.since);
     }
     failure_lines(&mut out, s);
+    if let Some(a) = &s.availability {
+        let sla = match (a.sla, a.sla_met) {
+            (Some(t), Some(true)) => format!("; SLA {t}% met"),
+            (Some(t), _) => format!("; SLA {t}% NOT met"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "available   {}% of the last hour, {}% of the day (running: {}%, {}%){sla}",
+            a.ready_1h, a.ready_24h, a.running_1h, a.running_24h
+        );
+    }
     if let Some(e) = &s.exit {
         let how = match (&e.code, &e.signal) {
             (Some(c), _) => format!("exit code {c}"),
@@ -339,6 +351,7 @@ mod tests {
             failures: Default::default(),
             actions: Default::default(),
             recovery: Default::default(),
+            availability: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! without sleeping.
 
 pub mod admission;
+pub mod availability;
 pub mod backoff;
 pub mod breaker;
 pub mod classify;

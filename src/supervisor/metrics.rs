@@ -137,9 +137,24 @@ impl Daemon {
                         .filter_map(|(k, h)| Some((k.name(), h.clone()?)))
                         .collect(),
                     recovery: records.recovery.clone(),
+                    availability: ratios(svc, now),
+                    sla: svc.config.sla,
+                    recovery_success: (svc.stats.attempts > 0)
+                        .then(|| svc.stats.successes as f64 / svc.stats.attempts as f64),
                 }
             })
             .collect();
         Snapshot { process, services }
     }
+}
+
+/// Running 1 h, 24 h, running and ready 1 h, 24 h.
+fn ratios(svc: &crate::strategy::machine::Service, now: std::time::Instant) -> Option<[f64; 4]> {
+    use crate::strategy::availability::{DAY, HOUR};
+    Some([
+        svc.running.ratio(now, HOUR)?,
+        svc.running.ratio(now, DAY)?,
+        svc.availability.ratio(now, HOUR)?,
+        svc.availability.ratio(now, DAY)?,
+    ])
 }

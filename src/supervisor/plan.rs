@@ -63,6 +63,7 @@ pub(super) fn machine_config(spec: &ServiceSpec) -> Config {
         rules: rules(spec),
         cleanup: r.restart.cleanup.as_ref().map(|_| r.restart.timeout),
         pre_start: spec.pre_start.as_ref().map(|_| spec.pre_start_timeout),
+        sla: spec.sla.availability,
         hooks: spec.on_event.is_some(),
         forking: spec.kind == crate::config::ServiceType::Forking,
         probes: [&spec.liveness, &spec.readiness, &spec.startup].map(|p| p.as_ref().map(probe)),

@@ -7,9 +7,9 @@ use std::time::Instant;
 use super::daemon::Daemon;
 use super::probes::ProbeRt;
 use crate::control::protocol::{
-    ActionCounts, BriefLine, BriefRow, DependInfo, ExitInfo, FailureInfo, GroupInfo, Health,
-    LogConditionInfo, ProbeReport, ProbeReports, RecoveryStats, Response, ServiceStatus,
-    SeverityCounts, State, StatusReport, SystemInfo, VERSION,
+    ActionCounts, AvailabilityInfo, BriefLine, BriefRow, DependInfo, ExitInfo, FailureInfo,
+    GroupInfo, Health, LogConditionInfo, ProbeReport, ProbeReports, RecoveryStats, Response,
+    ServiceStatus, SeverityCounts, State, StatusReport, SystemInfo, VERSION,
 };
 use crate::strategy::breaker::Breaker;
 use crate::strategy::classify::signal_name;
@@ -327,6 +327,7 @@ impl Daemon {
                 quarantine: svc.stats.actions[3],
             },
             recovery: recovery(svc),
+            availability: availability(svc, now),
         }
     }
 
@@ -381,6 +382,21 @@ fn stage(svc: &Service) -> Option<String> {
         (Phase::Quarantined { .. }, _) => Some("quarantined".into()),
         _ => None,
     }
+}
+
+/// Percentages, to 0.001 %.
+fn availability(svc: &Service, now: Instant) -> Option<AvailabilityInfo> {
+    use crate::strategy::availability::{DAY, HOUR, below};
+    let pct = |r: f64| (r * 100_000.0).round() / 1000.0;
+    let ready_1h = svc.availability.ratio(now, HOUR)?;
+    Some(AvailabilityInfo {
+        running_1h: pct(svc.running.ratio(now, HOUR)?),
+        running_24h: pct(svc.running.ratio(now, DAY)?),
+        ready_1h: pct(ready_1h),
+        ready_24h: pct(svc.availability.ratio(now, DAY)?),
+        sla: svc.config.sla.map(pct),
+        sla_met: svc.config.sla.map(|t| !below(ready_1h, t)),
+    })
 }
 
 /// Recovery accounting: a retry or restart succeeded once the service then

@@ -183,6 +183,30 @@ impl Section for EscalationSpec {
     }
 }
 
+impl Section for SlaSpec {
+    const KEYS: &'static [&'static str] = &["availability"];
+
+    fn read(&mut self, p: &mut Parser<'_>, key: &str, val: &Node, path: &str) -> Option<()> {
+        match key {
+            "availability" => self.availability = Some(p.parsed(val, path, percent)?),
+            _ => unreachable!("fields() returns only allowed keys"),
+        }
+        Some(())
+    }
+}
+
+/// `99.9%` → 0.999: a share above 0 and at most 100 %.
+fn percent(s: &str) -> Result<f64, String> {
+    let bad = || format!("expected a percentage above 0 and at most 100, like 99.9%, found {s:?}");
+    let number = s.trim().strip_suffix('%').ok_or_else(bad)?;
+    let value: f64 = number.trim().parse().map_err(|_| bad())?;
+    if value.is_finite() && value > 0.0 && value <= 100.0 {
+        Ok(value / 100.0)
+    } else {
+        Err(bad())
+    }
+}
+
 /// A regular expression, as written.
 fn regex(s: &str) -> Result<String, String> {
     regex::bytes::Regex::new(s)

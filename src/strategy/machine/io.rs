@@ -42,10 +42,12 @@ pub enum Timer {
     StartTimeout,
     /// The `pre_start` command's time limit.
     PreStart,
+    /// The last hour's availability may fall below the SLA by now.
+    Sla,
 }
 
 impl Timer {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     pub fn index(self) -> usize {
         match self {
@@ -60,6 +62,7 @@ impl Timer {
             Timer::Watchdog => 10,
             Timer::StartTimeout => 11,
             Timer::PreStart => 12,
+            Timer::Sla => 13,
         }
     }
 }

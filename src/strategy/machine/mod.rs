@@ -25,6 +25,7 @@ use prestart::PreStartEnd;
 mod recovery;
 mod reload;
 mod requests;
+mod sla;
 #[cfg(test)]
 pub(super) mod tests;
 
@@ -77,6 +78,8 @@ pub struct Config {
     pub cleanup: Option<Duration>,
     /// The `pre_start` command's time limit, when there is one.
     pub pre_start: Option<Duration>,
+    /// `sla.availability`: the share (0–1) of the last hour to be up.
+    pub sla: Option<f64>,
     /// An `on_event` hook is configured.
     pub hooks: bool,
     /// `type: forking`: the process started is a launcher.
@@ -249,6 +252,13 @@ pub struct Service {
     /// The LAST column: `exit 1: transient → retry 2/3 in 400ms`.
     pub summary: Option<String>,
     pub stats: Stats,
+    /// Running, over the last hour and day.
+    pub running: super::availability::Availability,
+    /// Running and ready (where there is a readiness check): what the SLA
+    /// is about.
+    pub availability: super::availability::Availability,
+    /// The last hour's availability is below the SLA (said once).
+    sla_missed: bool,
     pub level: Level,
     /// Why the tree holds it (while `Waiting`), and whether it is blocked.
     pub held: Option<(String, bool)>,
@@ -287,7 +297,14 @@ pub struct Service {
 }
 
 /// The kinds of record that run a service's `on_event` hook.
-const HOOKED: &[&str] = &["failure", "fallback", "quarantine", "recovered", "reset"];
+const HOOKED: &[&str] = &[
+    "failure",
+    "fallback",
+    "quarantine",
+    "recovered",
+    "reset",
+    "sla",
+];
 
 impl Service {
     pub fn new(index: usize, config: Config) -> Service {
@@ -318,6 +335,9 @@ impl Service {
             last_failure: None,
             summary: None,
             stats: Stats::default(),
+            running: Default::default(),
+            availability: Default::default(),
+            sla_missed: false,
             level: Level::Healthy,
             held: None,
             notify_status: None,
@@ -381,6 +401,7 @@ impl Service {
             Event::Logs(report) => self.log_report(report, now),
         }
         self.update_level(now);
+        self.track_availability(now);
         self.settle();
         std::mem::take(&mut self.out)
     }
@@ -537,6 +558,7 @@ impl Service {
             Timer::Watchdog => self.watchdog_missed(),
             Timer::StartTimeout => self.start_timed_out(),
             Timer::PreStart => self.pre_start_timed_out(),
+            Timer::Sla => self.check_sla(now),
         }
     }
 }

@@ -71,6 +71,7 @@ impl Service {
             self.stop(Then::Start, now, ctx);
         }
         self.update_level(now);
+        self.track_availability(now);
         self.settle();
         std::mem::take(&mut self.out)
     }

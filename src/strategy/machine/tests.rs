@@ -20,6 +20,7 @@ mod phases;
 mod prestart;
 mod props;
 mod requests;
+mod sla;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -64,6 +65,7 @@ pub(in crate::strategy) fn config() -> Config {
         rules: Vec::new(),
         cleanup: None,
         pre_start: None,
+        sla: None,
         hooks: false,
         forking: false,
         probes: [None, None, None],
@@ -403,6 +405,7 @@ const TIMERS: [Timer; Timer::COUNT] = [
     Timer::Watchdog,
     Timer::StartTimeout,
     Timer::PreStart,
+    Timer::Sla,
 ];
 
 const EXIT_0: ExitStatus = ExitStatus::Code(0);
