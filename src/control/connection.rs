@@ -370,6 +370,7 @@ async fn follow(
             received = events.recv() => match received {
                 Ok(e) => e,
                 Err(broadcast::error::RecvError::Lagged(n)) => EventRecord {
+                    id: 0,
                     at: format_time(std::time::SystemTime::now()),
                     service: String::new(),
                     kind: "lagged".into(),

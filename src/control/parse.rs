@@ -61,7 +61,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
         }
     };
     const KNOWN: &[&str] = &[
-        "ping", "status", "start", "stop", "restart", "reset", "signal", "events", "down",
+        "ping", "status", "start", "stop", "restart", "reset", "signal", "events", "health", "down",
     ];
     if !KNOWN.contains(&ty.as_str()) {
         return Err(RequestError::bad(format!(
