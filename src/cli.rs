@@ -74,4 +74,6 @@ pub enum Command {
     },
     /// Stop every service and the daemon.
     Down,
+    /// Print the OpenAPI 3 document of the HTTP API (`api.listen`).
+    Openapi,
 }

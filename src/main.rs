@@ -37,6 +37,10 @@ fn main() -> ExitCode {
             lines,
         } => commands::logs::logs(&dir, &name, lines, follow),
         Command::Down => commands::simple(&dir, Request::Down),
+        Command::Openapi => {
+            print!("{}", sentineld::control::http::OPENAPI);
+            Ok(0)
+        }
     };
     finish(result)
 }
