@@ -160,7 +160,9 @@ impl Daemon {
             return;
         }
         let missed = since.is_some_and(|id| self.journal.missed_after(id));
-        let after = since.unwrap_or(0);
+        // Missed: every event kept is after the reader's (an id from an
+        // earlier run is not).
+        let after = if missed { 0 } else { since.unwrap_or(0) };
         let of = self.journal.of(name.as_deref());
         let events = of.filter(|e| e.id > after).cloned().collect();
         let _ = reply.send(Reply {
