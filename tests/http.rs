@@ -204,6 +204,11 @@ fn the_token_is_required_off_loopback_and_compared_whole() {
     assert_eq!(get(port, "/healthz").status, 401, "every route asks");
     let ok = with(&format!("Bearer {TOKEN}"));
     assert_eq!(ok.status, 200);
+    assert_eq!(
+        with(&format!("bearer {TOKEN}")).status,
+        200,
+        "the scheme's case"
+    );
     api.check("GET", "/api/v1/status", &ok);
     // The token is never logged.
     let log = std::fs::read_to_string(_inst.path("up.log")).unwrap();

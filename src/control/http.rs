@@ -146,6 +146,9 @@ fn refuse(stream: &tokio::net::TcpStream) {
          content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n",
         body.len()
     );
+    // What the client sent already is read first: closing on unread bytes
+    // would reset the connection and lose the answer.
+    let _ = stream.try_read(&mut [0u8; 4096]);
     let _ = stream.try_write(&[head.as_bytes(), &body].concat());
 }
 
@@ -229,10 +232,10 @@ async fn ask(api: &Api, request: Request) -> Result<Reply, Refusal> {
 /// Bearer TOKEN`; compared in constant time.
 fn unauthorized(req: &hyper::Request<Body>, token: Option<&Secret>) -> Option<HttpResponse> {
     let token = token?;
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| {
+        let (scheme, token) = v.as_bytes().split_at_checked(7)?;
+        scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+    });
     if given.is_some_and(|given| same(token.expose().as_bytes(), given)) {
         return None;
     }

@@ -94,11 +94,12 @@ fn not_allowed(method: &Method, allow: &'static str) -> Refusal {
     Box::new(refusal)
 }
 
-/// A forwarded request's reply: its line as it is (a status), or the
-/// response as JSON.
+/// A forwarded request's reply: its line as it is (a status: not copied,
+/// and counted against the daemon's bound on replies waiting for their
+/// readers until it is written), or the response as JSON.
 pub(super) fn reply(reply: Reply) -> HttpResponse {
-    match &reply.line {
-        Some(line) => json(StatusCode::OK, Bytes::copy_from_slice(line.bytes())),
+    match reply.line {
+        Some(line) => json(StatusCode::OK, Bytes::from_owner(line)),
         None => from_response(&reply.response),
     }
 }
