@@ -290,7 +290,7 @@ fn malformed_oversized_and_slow_requests_are_refused_while_others_are_served() {
     let api = OpenApi::load(BIN);
     // A slow client: half a request head, then nothing.
     let mut slow = connect(port);
-    slow.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n")
+    slow.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n")
         .unwrap();
     let opened = Instant::now();
     served_quickly(port, Duration::from_secs(2));
@@ -306,24 +306,24 @@ fn malformed_oversized_and_slow_requests_are_refused_while_others_are_served() {
         400
     );
     let huge = format!(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
     );
     assert_eq!(raw(huge.as_bytes()).status, 431);
     let declared =
-        b"POST /api/v1/services/web/restart HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+        b"POST /api/v1/services/web/restart HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n";
     let answer = raw(declared);
     assert_eq!(answer.status, 413);
     api.check("POST", "/api/v1/services/{name}/restart", &answer);
     let chunked = format!(
-        "POST /api/v1/services/web/restart HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
+        "POST /api/v1/services/web/restart HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
         "b".repeat(0x800)
     );
     assert_eq!(raw(chunked.as_bytes()).status, 413);
     let web = inst.pid_of("web");
     assert_eq!(inst.pid_of("web"), web, "nothing was restarted");
     // A small body is read and ignored.
-    let small = b"POST /api/v1/services/web/reset HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    let small = b"POST /api/v1/services/web/reset HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
     assert_eq!(raw(small).status, 200);
 
     // The slow client is closed by the header timeout, the others served.
@@ -350,7 +350,7 @@ fn connections_past_the_cap_are_refused_and_the_rest_served() {
     // Each is accepted in turn; the one past them is told and closed.
     wait_until(Duration::from_secs(5), "a refusal past the cap", || {
         let mut s = connect(port);
-        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let answer = read_answer(&mut BufReader::new(s));
         answer.status == 503 && answer.json()["kind"] == "busy"
     });
@@ -436,4 +436,47 @@ fn the_schema_check_catches_what_the_document_does_not_allow() {
     };
     let caught = std::panic::catch_unwind(|| api.check("GET", "/healthz", &answer));
     assert!(caught.is_err(), "a status the document does not list");
+}
+
+#[test]
+fn without_a_token_only_local_clients_are_served() {
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    let api = OpenApi::load(BIN);
+    let web = inst.pid_of("web");
+    let restart = "/api/v1/services/{name}/restart";
+    // A page of another site, through the user's browser (CSRF).
+    let csrf = request(
+        port,
+        "POST",
+        "/api/v1/services/web/restart",
+        &[("Origin", "http://evil.example"), ("Content-Length", "0")],
+    );
+    assert_eq!(csrf.status, 403);
+    api.check("POST", restart, &csrf);
+    assert!(
+        csrf.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("evil.example")
+    );
+    assert_eq!(inst.pid_of("web"), web, "nothing was restarted");
+    // A name of another site that resolves to 127.0.0.1 (DNS rebinding):
+    // the raw client sends Host first, so this one names the other host.
+    let mut s = connect(port);
+    s.write_all(
+        b"GET /api/v1/status HTTP/1.1\r\nHost: evil.example:9700\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let rebound = read_answer(&mut BufReader::new(s));
+    assert_eq!(rebound.status, 403);
+    api.check("GET", "/api/v1/status", &rebound);
+    // Local pages and programs are served.
+    let local = request(
+        port,
+        "GET",
+        "/healthz",
+        &[("Origin", "http://localhost:3000")],
+    );
+    assert_eq!(local.status, 200);
 }

@@ -175,7 +175,11 @@ async fn connection(
 }
 
 async fn handle(req: hyper::Request<Body>, api: &Arc<Api>) -> HttpResponse {
-    if let Some(refusal) = unauthorized(&req, api.token.as_ref()) {
+    let refused = match &api.token {
+        Some(token) => unauthorized(&req, token),
+        None => from_elsewhere(&req),
+    };
+    if let Some(refusal) = refused {
         return refusal;
     }
     let last_event_id = req.headers().get("last-event-id");
@@ -230,8 +234,7 @@ async fn ask(api: &Api, request: Request) -> Result<Reply, Refusal> {
 
 /// With a token set, every request must bring it as `Authorization:
 /// Bearer TOKEN`; compared in constant time.
-fn unauthorized(req: &hyper::Request<Body>, token: Option<&Secret>) -> Option<HttpResponse> {
-    let token = token?;
+fn unauthorized(req: &hyper::Request<Body>, token: &Secret) -> Option<HttpResponse> {
     let given = req.headers().get(header::AUTHORIZATION).and_then(|v| {
         let (scheme, token) = v.as_bytes().split_at_checked(7)?;
         scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
@@ -249,6 +252,44 @@ fn unauthorized(req: &hyper::Request<Body>, token: Option<&Secret>) -> Option<Ht
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, bearer);
     Some(refusal)
+}
+
+/// Without a token only local programs are served: a request that names
+/// another host (`Host`), or comes from a page of another site (`Origin`),
+/// is refused, so that no web page a local browser shows can make the
+/// daemon stop a service (cross-site request forgery) or read its status
+/// through a name that resolves to 127.0.0.1 (DNS rebinding).
+fn from_elsewhere(req: &hyper::Request<Body>) -> Option<HttpResponse> {
+    let headers = req.headers();
+    let host = headers.get(header::HOST).map(|h| h.to_str().unwrap_or(""));
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or(""));
+    let origin_host = origin.map(|o| o.split_once("://").map_or("", |(_, rest)| rest));
+    if host.is_none_or(loopback) && origin_host.is_none_or(loopback) {
+        return None;
+    }
+    let (what, name) = match origin {
+        Some(o) if !origin_host.is_some_and(loopback) => ("Origin", o),
+        _ => ("Host", host.unwrap_or("")),
+    };
+    let message = format!(
+        "refused: {what} {name:?} is not this machine's loopback; without api.token only \
+         local clients are served"
+    );
+    Some(error(StatusCode::FORBIDDEN, "unauthorized", &message))
+}
+
+/// `localhost`, `127.0.0.1`, `[::1]`, each with a port or not.
+fn loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `given == expected` in a time that depends only on `expected`'s length.
@@ -362,6 +403,30 @@ mod tests {
         assert!(!same(b"0123456789abcdef", b"0123456789abcde"));
         assert!(!same(b"0123456789abcdef", b"0123456789abcdef0"));
         assert!(!same(b"0123456789abcdef", b""));
+    }
+
+    #[test]
+    fn loopback_names_with_or_without_a_port() {
+        for yes in [
+            "localhost",
+            "LOCALHOST:9700",
+            "127.0.0.1",
+            "127.0.0.2:80",
+            "[::1]",
+            "[::1]:9700",
+        ] {
+            assert!(loopback(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "evil.example",
+            "evil.example:9700",
+            "10.0.0.1:9700",
+            "[::2]:1",
+            "localhost.evil",
+        ] {
+            assert!(!loopback(no), "{no}");
+        }
     }
 
     #[test]
