@@ -111,3 +111,42 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[test]
+    fn a_connection_is_stalled_only_once_no_byte_moved_for_the_limit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let limit = Duration::from_millis(200);
+            let (mut io, stalled) = Watched::new(server, limit);
+            tokio::pin!(stalled);
+            // A byte every 50 ms for 600 ms: never stalled.
+            for _ in 0..12 {
+                client.write_all(b"x").await.unwrap();
+                io.read_exact(&mut [0u8; 1]).await.unwrap();
+                tokio::select! {
+                    _ = &mut stalled => panic!("stalled while bytes moved"),
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+            let quiet = Instant::now();
+            stalled.await;
+            let waited = quiet.elapsed();
+            assert!(waited >= Duration::from_millis(100), "{waited:?}");
+            assert!(waited < Duration::from_secs(2), "{waited:?}");
+        });
+    }
+}
