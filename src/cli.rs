@@ -86,4 +86,6 @@ pub enum Command {
     Metrics,
     /// Stop every service and the daemon.
     Down,
+    /// Print the OpenAPI 3 document of the HTTP API (`api.listen`).
+    Openapi,
 }

@@ -39,6 +39,10 @@ fn main() -> ExitCode {
         } => commands::logs::logs(&dir, &name, lines, follow),
         Command::Metrics => commands::metrics(&dir),
         Command::Down => commands::simple(&dir, Request::Down),
+        Command::Openapi => {
+            print!("{}", sentineld::control::http::OPENAPI);
+            Ok(0)
+        }
     };
     finish(result)
 }

@@ -24,7 +24,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown top-level key",
         "services:\n  web:\n    command: touch started\nstate_dri: x\n",
-        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services, supervisor, groups, exit_on_critical",
+        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services, supervisor, groups, exit_on_critical, api",
     ),
     (
         "unknown service key",
@@ -87,9 +87,14 @@ const CASES: &[(&str, &str, &str)] = &[
         "{f}:4:11: services.web.user: unknown user \"no-such-user-xyz\"",
     ),
     (
-        "top-level key of a later issue",
-        "api: {listen: '127.0.0.1:9700'}\nservices:\n  web:\n    command: touch started\n",
-        "{f}:1:1: api: not supported yet",
+        "HTTP API open to the network without a token",
+        "api: {listen: '0.0.0.0:9700'}\nservices:\n  web:\n    command: touch started\n",
+        "{f}:1:15: api.listen: 0.0.0.0:9700 is not a loopback address: set api.token (or api.token_file) so that only clients that know it are served",
+    ),
+    (
+        "HTTP API with both token and token_file",
+        "api: {token: '0123456789abcdef', token_file: t}\nservices:\n  web:\n    command: touch started\n",
+        "{f}:1:46: api.token_file: give `token` or `token_file`, not both",
     ),
     (
         "bad restart value",

@@ -101,7 +101,7 @@ fn bad_requests_get_an_error_and_the_daemon_keeps_serving() {
         (
             b"{\"version\":1,\"type\":\"explode\"}\n".to_vec(),
             "bad_request",
-            "unknown request type \"explode\"; known: ping, status, start, stop, restart, reset, signal, events, metrics, reload, down",
+            "unknown request type \"explode\"; known: ping, status, start, stop, restart, reset, signal, events, health, metrics, reload, down",
         ),
         (
             b"{\"version\":1,\"type\":\"stop\"}\n".to_vec(),

@@ -31,6 +31,7 @@ fn a_daemon_runs_in_process_and_answers_through_its_inbox() {
         seed: 7,
         env: vec![(b"PATH".to_vec(), b"/usr/bin:/bin".to_vec())],
         ready: None,
+        http: None,
     };
     let daemon = std::thread::spawn(move || run(plan, Inbox::Channel(rx), options));
 

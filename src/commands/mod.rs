@@ -181,10 +181,14 @@ pub fn events(
     };
     client::stream(
         state_dir,
-        &Request::Events { name, follow },
+        &Request::Events {
+            name,
+            follow,
+            since: None,
+        },
         |response| match response {
             // Without --follow the backlog is all there is.
-            Response::Events { events } => Ok(events.iter().all(&mut print) && follow),
+            Response::Events { events, .. } => Ok(events.iter().all(&mut print) && follow),
             Response::Event(e) => Ok(print(&e)),
             Response::Error { message, .. } => Err(CommandError::Daemon(message)),
             other => Err(CommandError::Daemon(format!("unexpected reply {other:?}"))),

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 
 use super::CommandError;
-use crate::control::server;
+use crate::control::{http, server};
 use crate::state_dir::StateDir;
 use crate::supervisor::{self, Inbox, Options};
 
@@ -29,8 +29,23 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
         false => None,
     };
     let control = server::bind(state_dir).map_err(failed)?;
+    // After the state dir's lock: a second `up` is "already running", not
+    // "address in use".
+    let http = plan
+        .api
+        .as_ref()
+        .map(http::bind)
+        .transpose()
+        .map_err(failed)?;
+    let http_line = http.as_ref().map_or(String::new(), |h| {
+        format!("\n  HTTP API:       http://{}", h.addr)
+    });
+    let options = Options {
+        http,
+        ..Options::from_env()
+    };
     let Some(log) = log else {
-        return supervisor::run(plan, Inbox::Socket(control), Options::from_env()).map_err(failed);
+        return supervisor::run(plan, Inbox::Socket(control), options).map_err(failed);
     };
     let log_path = StateDir::new(&plan.state_dir).daemon_log();
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -47,7 +62,7 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
             let _ = BufReader::new(reader).read_line(&mut line);
             if line.starts_with("ready") {
                 println!(
-                    "sentineld running (pid {child}), {} service{}\n  control socket: {}\n  service logs:   {}\n  daemon log:     {}",
+                    "sentineld running (pid {child}), {} service{}\n  control socket: {}{http_line}\n  service logs:   {}\n  daemon log:     {}",
                     plan.services.len(),
                     if plan.services.len() == 1 { "" } else { "s" },
                     control.path.display(),
@@ -64,7 +79,7 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
         }
         Ok(nix::unistd::ForkResult::Child) => {
             drop(ready_r);
-            run_detached(plan, control, log, ready_w)
+            run_detached(plan, control, log, ready_w, options)
         }
     }
 }
@@ -75,6 +90,7 @@ fn run_detached(
     control: server::ControlSocket,
     log: File,
     ready_w: std::os::fd::OwnedFd,
+    options: Options,
 ) -> ! {
     let _ = nix::unistd::setsid();
     if let Ok(null) = File::open("/dev/null") {
@@ -91,7 +107,7 @@ fn run_detached(
     let ready = unsafe { File::from_raw_fd(ready_w.into_raw_fd()) };
     let options = Options {
         ready: Some(ready),
-        ..Options::from_env()
+        ..options
     };
     let code = match supervisor::run(plan, Inbox::Socket(control), options) {
         Ok(code) => code,

@@ -33,6 +33,8 @@ pub struct Plan {
     pub groups: Vec<GroupSpec>,
     /// Stop everything and exit 1 when the root's intensity is exceeded.
     pub exit_on_critical: bool,
+    /// The HTTP API's listener; none: off.
+    pub api: Option<ApiSpec>,
     /// Service indices in an order that respects `depends_on` and group
     /// order; stop order is its reverse.
     #[serde(skip)]
@@ -41,6 +43,45 @@ pub struct Plan {
     /// the file's `state_dir` as nothing.
     #[serde(skip)]
     pub state_dir_from_flag: bool,
+}
+
+/// `api:`: where the HTTP API listens and the token it asks for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiSpec {
+    pub listen: std::net::SocketAddr,
+    /// Required off loopback; read from `token_file` when given there.
+    pub token: Option<Secret>,
+}
+
+impl ApiSpec {
+    /// Where `api:` listens when it names no address.
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9700";
+}
+
+/// A value never printed: its `Debug` and its serialized form say `hidden`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"hidden\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("hidden")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -70,6 +70,13 @@ pub fn reserve(line: Vec<u8>) -> Option<Reserved> {
     (held <= REPLY_BYTES || reserved.0.len() <= BIG).then_some(reserved)
 }
 
+/// So an HTTP body can hold the line, counted until it is written.
+impl AsRef<[u8]> for Reserved {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl Drop for Reserved {
     fn drop(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -370,6 +377,7 @@ async fn follow(
             received = events.recv() => match received {
                 Ok(e) => e,
                 Err(broadcast::error::RecvError::Lagged(n)) => EventRecord {
+                    id: 0,
                     at: format_time(std::time::SystemTime::now()),
                     service: String::new(),
                     kind: "lagged".into(),

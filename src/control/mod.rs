@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod http;
 mod parse;
 pub mod protocol;
 pub mod server;

@@ -61,8 +61,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
         }
     };
     const KNOWN: &[&str] = &[
-        "ping", "status", "start", "stop", "restart", "reset", "signal", "events", "metrics",
-        "reload", "down",
+        "ping", "status", "start", "stop", "restart", "reset", "signal", "events", "health",
+        "metrics", "reload", "down",
     ];
     if !KNOWN.contains(&ty.as_str()) {
         return Err(RequestError::bad(format!(
@@ -150,6 +150,38 @@ fn describe(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::protocol::EventRecord;
+
+    #[test]
+    fn events_since_and_health_travel_and_stay_off_the_wire_when_unset() {
+        let plain = Request::Events {
+            name: None,
+            follow: true,
+            since: None,
+        };
+        assert!(!plain.to_line().contains("since"), "{}", plain.to_line());
+        let resumed = Request::Events {
+            name: None,
+            follow: true,
+            since: Some(41),
+        };
+        assert_eq!(parse_request(resumed.to_line().as_bytes()), Ok(resumed));
+        assert_eq!(
+            parse_request(Request::Health.to_line().as_bytes()),
+            Ok(Request::Health)
+        );
+        let reply = Response::Events {
+            events: Vec::new(),
+            missed: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            r#"{"type":"events","events":[]}"#
+        );
+        // An event of a daemon without ids reads as id 0.
+        let old = r#"{"at":"t","service":"web","kind":"started","message":"m"}"#;
+        assert_eq!(serde_json::from_str::<EventRecord>(old).unwrap().id, 0);
+    }
 
     #[test]
     fn round_trip() {

@@ -47,7 +47,15 @@ pub enum Request {
         name: Option<String>,
         #[serde(default)]
         follow: bool,
+        /// Only the events after the one with this id (a reader resuming
+        /// where it stopped, as SSE's `Last-Event-ID`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
     },
+    /// The system's health and which services with a readiness check are
+    /// not ready: what `/healthz` and `/readyz` answer, without the cost of
+    /// a whole `status`.
+    Health,
     /// Send a signal to a service's main process (nginx's HUP reload,
     /// redis' USR1 log reopen): a name (`HUP`, `SIGUSR1`) or a number.
     Signal {
@@ -86,8 +94,13 @@ pub enum Response {
     Status(StatusReport),
     Events {
         events: Vec<EventRecord>,
+        /// Events after `since` were dropped from the journal before they
+        /// could be sent (or `since` is from an earlier run of the daemon).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        missed: bool,
     },
     Event(EventRecord),
+    Health(HealthReport),
     Done {
         message: String,
     },
@@ -420,6 +433,14 @@ pub struct GroupInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub system: SystemInfo,
+    /// Services with a readiness check that is not passing now, in
+    /// declaration order.
+    pub not_ready: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SystemInfo {
     /// `healthy`, `degraded` or `critical`.
     pub health: String,
@@ -529,6 +550,10 @@ pub struct ExitInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
+    /// Counts up from 1 in each run of the daemon; 0 in records that are
+    /// not from the journal (a `lagged` notice) and in old ones.
+    #[serde(default)]
+    pub id: u64,
     pub at: String,
     pub service: String,
     /// `started`, `exited`, `failure`, `cleanup`, `fallback`, `quarantine`,

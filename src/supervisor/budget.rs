@@ -3,7 +3,8 @@
 //! Per service the daemon holds the read end of its output pipe, and a
 //! descriptor for each probe while it runs; beyond the services, a fixed
 //! part, the log files open at once, and the fewest connections the
-//! control socket keeps (the same count it sizes its connections by). A plan that does not
+//! control socket keeps (the same count it sizes its connections by), and
+//! the HTTP API's listener and connections when it has one. A plan that does not
 //! fit is said up front — with the numbers and how to raise the limit —
 //! instead of services failing one by one with EMFILE.
 
@@ -22,7 +23,12 @@ pub fn reserve(plan: &Plan) -> u64 {
                 .count() as u64
         })
         .sum();
-    plan_fds(plan.services.len() as u64, probes)
+    // The HTTP API's listener and every connection it may serve.
+    let http = match plan.api {
+        Some(_) => 1 + crate::control::http::MAX_CONNECTIONS as u64,
+        None => 0,
+    };
+    plan_fds(plan.services.len() as u64, probes) + http
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

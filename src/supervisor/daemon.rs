@@ -41,6 +41,8 @@ pub struct Options {
     /// Gets one line (`ready PID`) once every service has been started
     /// (`up -d` waits for it).
     pub ready: Option<File>,
+    /// The HTTP API's listener (`api.listen`), bound by the caller.
+    pub http: Option<crate::control::http::Listener>,
 }
 
 impl Options {
@@ -66,6 +68,7 @@ impl Options {
             seed,
             env,
             ready: None,
+            http: None,
         }
     }
 }

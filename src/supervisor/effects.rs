@@ -297,6 +297,8 @@ impl Daemon {
         };
         tracing::info!("{service}: {message}");
         let record = EventRecord {
+            // The journal numbers it.
+            id: 0,
             at: format_time(SystemTime::now()),
             service,
             kind: r.kind.to_string(),

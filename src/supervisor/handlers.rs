@@ -39,7 +39,14 @@ impl Daemon {
                 let line = connection::to_line(&Response::Metrics { text });
                 let _ = reply.send(big_reply(line));
             }
-            Request::Events { name, follow } => self.events(name, follow, reply),
+            Request::Events {
+                name,
+                follow,
+                since,
+            } => self.events(name, follow, since, reply),
+            Request::Health => {
+                let _ = reply.send(Response::Health(self.health(now)).into());
+            }
             Request::Start { name } => self.verb(&name, Verb::Start, reply, now),
             Request::Stop { name } => self.verb(&name, Verb::Stop, reply, now),
             Request::Restart { name } => self.verb(&name, Verb::Restart, reply, now),
@@ -136,16 +143,27 @@ impl Daemon {
         Response::Done { message }
     }
 
-    fn events(&mut self, name: Option<String>, follow: bool, reply: oneshot::Sender<Reply>) {
+    fn events(
+        &mut self,
+        name: Option<String>,
+        follow: bool,
+        since: Option<u64>,
+        reply: oneshot::Sender<Reply>,
+    ) {
         if let Some(n) = &name
             && let Err(e) = self.named(n)
         {
             let _ = reply.send((*e).into());
             return;
         }
-        let events = self.journal.of(name.as_deref()).cloned().collect();
+        let missed = since.is_some_and(|id| self.journal.missed_after(id));
+        // Missed: every event kept is after the reader's (an id from an
+        // earlier run is not).
+        let after = if missed { 0 } else { since.unwrap_or(0) };
+        let of = self.journal.of(name.as_deref());
+        let events = of.filter(|e| e.id > after).cloned().collect();
         let _ = reply.send(Reply {
-            response: Response::Events { events },
+            response: Response::Events { events, missed },
             line: None,
             stream: follow.then(|| (self.journal.subscribe(), name)),
         });

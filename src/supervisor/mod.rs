@@ -47,6 +47,7 @@ use effects::kill;
 use timers::Key;
 
 use crate::config::Plan;
+use crate::control::http;
 use crate::control::protocol::Response;
 use crate::control::server::{self, ControlSocket, Incoming};
 use crate::state_dir::{Socket, StateDirError, Trusted};
@@ -201,6 +202,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
         .map_err(RunError::Runtime)?;
     let (hub, log_conditions) = logs::LogHub::start().map_err(RunError::Logs)?;
     let ready = options.ready.take();
+    let http = options.http.take();
     let (mut daemon, probe_rx, reloads) = Daemon::new(&plan, state_dir, hub, options)?;
     let (control, mut channel) = match inbox {
         Inbox::Socket(control) => (Some(control), None),
@@ -212,6 +214,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
             &daemon,
             &mut channel,
             control_socket,
+            http,
             probe_rx,
             log_conditions,
         )?;
@@ -269,7 +272,8 @@ struct Inputs {
     /// Troubles writing services' logs, and their ends.
     logs: logs::Conditions,
     notify: Option<tokio::io::unix::AsyncFd<std::os::unix::net::UnixDatagram>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    /// The control socket's server and the HTTP API's.
+    servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Inputs {
@@ -277,19 +281,26 @@ impl Inputs {
         daemon: &Daemon,
         inbox: &mut Option<mpsc::Receiver<Incoming>>,
         control: Option<(&ControlSocket, Limits)>,
+        http: Option<http::Listener>,
         probes: probes::AsyncResults,
         logs: logs::Conditions,
     ) -> Result<Inputs, RunError> {
         let sig = |kind| signal(kind).map_err(RunError::Runtime);
-        let (requests, server) = match (inbox.take(), control) {
-            (Some(rx), _) => (rx, None),
+        let (requests, servers) = match (inbox.take(), control) {
+            (Some(rx), _) => (rx, Vec::new()),
             (None, Some((control, limits))) => {
                 let listener = control.listener.try_clone().map_err(RunError::Runtime)?;
                 listener.set_nonblocking(true).map_err(RunError::Runtime)?;
                 let listener =
                     tokio::net::UnixListener::from_std(listener).map_err(RunError::Runtime)?;
                 let (tx, rx) = mpsc::channel::<Incoming>(1024);
-                (rx, Some(tokio::spawn(server::serve(listener, tx, limits))))
+                let mut servers = vec![];
+                if let Some(http) = http {
+                    tracing::info!("HTTP API on http://{}", http.addr);
+                    servers.push(tokio::spawn(http::serve(http, tx.clone())));
+                }
+                servers.push(tokio::spawn(server::serve(listener, tx, limits)));
+                (rx, servers)
             }
             (None, None) => unreachable!("an inbox is a socket or a channel"),
         };
@@ -323,7 +334,7 @@ impl Inputs {
             reloads: None,
             logs,
             notify,
-            server,
+            servers,
         })
     }
 }
@@ -356,7 +367,7 @@ async fn event_loop(
         daemon.advance_shutdown(Instant::now());
         daemon.flush_registry();
     }
-    if let Some(server) = &inputs.server {
+    for server in &inputs.servers {
         server.abort();
     }
     // Off the loop, as every write to the state dir: on a disk that hangs

@@ -28,6 +28,8 @@ pub(super) struct Reloads {
     groups: Vec<GroupSpec>,
     supervisor: SupervisorSpec,
     exit_on_critical: bool,
+    /// The HTTP API's settings: bound at `up`, not moved by a reload.
+    api: Option<crate::config::ApiSpec>,
     /// The last reload that failed, until one succeeds.
     pub error: Option<ReloadError>,
     tx: mpsc::UnboundedSender<Loaded>,
@@ -52,6 +54,7 @@ impl Reloads {
             groups: plan.groups.clone(),
             supervisor: plan.supervisor.clone(),
             exit_on_critical: plan.exit_on_critical,
+            api: plan.api.clone(),
             error: None,
             tx,
         };
@@ -132,6 +135,7 @@ impl Daemon {
     /// An event of no one service.
     fn system_event(&mut self, kind: &str, message: String) {
         self.journal.push(EventRecord {
+            id: 0,
             at: format_time(SystemTime::now()),
             service: String::new(),
             kind: kind.into(),
@@ -183,7 +187,10 @@ impl Daemon {
                 return Err(error(ErrorKind::Conflict, message));
             }
         }
-        let text = format!("{}{}", d, d.summary());
+        let mut text = format!("{}{}", d, d.summary());
+        if new.api != self.reloads.api {
+            text.push_str("\nnote: api changed; it takes effect when sentineld is started again");
+        }
         if dry_run {
             return Ok(text);
         }

@@ -8,8 +8,8 @@ use super::daemon::Daemon;
 use super::probes::ProbeRt;
 use crate::control::protocol::{
     ActionCounts, AvailabilityInfo, BriefLine, BriefRow, DependInfo, ExitInfo, FailureInfo,
-    GroupInfo, Health, LogConditionInfo, ProbeReport, ProbeReports, RecoveryStats, Response,
-    ServiceStatus, SeverityCounts, State, StatusReport, SystemInfo, VERSION,
+    GroupInfo, Health, HealthReport, LogConditionInfo, ProbeReport, ProbeReports, RecoveryStats,
+    Response, ServiceStatus, SeverityCounts, State, StatusReport, SystemInfo, VERSION,
 };
 use crate::strategy::breaker::Breaker;
 use crate::strategy::classify::signal_name;
@@ -139,6 +139,19 @@ impl Daemon {
                     .collect(),
             })
             .collect()
+    }
+
+    /// `health`: the system's health and the services not ready.
+    pub(super) fn health(&self, now: Instant) -> HealthReport {
+        let services = self.system.services.iter().zip(&self.rt);
+        let not_ready = services
+            .filter(|(s, _)| s.ready == Some(false))
+            .map(|(_, rt)| rt.spec.name.clone())
+            .collect();
+        HealthReport {
+            system: self.system_info(now),
+            not_ready,
+        }
     }
 
     fn system_info(&self, now: Instant) -> SystemInfo {

@@ -13,8 +13,9 @@ const TOP_KEYS: &[&str] = &[
     "supervisor",
     "groups",
     "exit_on_critical",
+    "api",
 ];
-const TOP_LATER: &[&str] = &["api"];
+const TOP_LATER: &[&str] = &[];
 pub(super) const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
 
 impl Parser<'_> {
@@ -37,6 +38,7 @@ impl Parser<'_> {
             supervisor: SupervisorSpec::default(),
             groups: Vec::new(),
             exit_on_critical: false,
+            api: None,
             start_order: Vec::new(),
             state_dir_from_flag: false,
         };
@@ -71,6 +73,7 @@ impl Parser<'_> {
                 }
             }
             "groups" => plan.groups = self.groups(node),
+            "api" => plan.api = self.api(node),
             "exit_on_critical" => {
                 if let Some(b) = self.choice(node, key, BOOLEAN) {
                     plan.exit_on_critical = b;

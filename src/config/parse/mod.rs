@@ -8,6 +8,7 @@
 //! probes, recovery, the dependency graph. Beyond the services file, it only
 //! reads `env_file`s, checks that `cwd` exists and looks up users.
 
+mod api;
 mod document;
 mod graph;
 mod probe;

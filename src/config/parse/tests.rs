@@ -84,10 +84,68 @@ fn all_errors_are_reported_at_once() {
     assert!(m[2].contains("services.c.stop.signal: unknown signal"));
 }
 
+const WEB: &str = "services:\n  web:\n    command: x\n";
+
 #[test]
-fn later_keys_are_rejected_not_ignored() {
-    let m = messages("api: {listen: ':1'}\nservices:\n  web:\n    command: x\n");
-    assert_eq!(m, vec!["/tmp/services.yaml:1:1: api: not supported yet"]);
+fn api_listens_on_loopback_by_default() {
+    let plan = check(&format!("api: {{}}\n{WEB}")).unwrap();
+    let api = plan.api.unwrap();
+    assert_eq!(api.listen.to_string(), "127.0.0.1:9700");
+    assert_eq!(api.token, None);
+    let plan = check(&format!("api: {{listen: 9701}}\n{WEB}")).unwrap();
+    assert_eq!(plan.api.unwrap().listen.to_string(), "127.0.0.1:9701");
+    let plan = check(&format!("api: {{listen: '[::1]:9702'}}\n{WEB}")).unwrap();
+    assert_eq!(plan.api.unwrap().listen.to_string(), "[::1]:9702");
+    assert_eq!(check(WEB).unwrap().api, None);
+}
+
+#[test]
+fn api_off_loopback_needs_a_token() {
+    let m = messages(&format!("api:\n  listen: 0.0.0.0:9700\n{WEB}"));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("/tmp/services.yaml:2:11: api.listen: 0.0.0.0:9700 is not a loopback"),
+        "{m:?}"
+    );
+    let token = "api:\n  listen: 0.0.0.0:9700\n  token: 0123456789abcdef\n";
+    let plan = check(&format!("{token}{WEB}")).unwrap();
+    let api = plan.api.unwrap();
+    assert_eq!(api.token.as_ref().unwrap().expose(), "0123456789abcdef");
+    // Never printed.
+    assert!(!format!("{api:?}").contains("0123"), "{api:?}");
+    let json = serde_json::to_string(&api).unwrap();
+    assert!(!json.contains("0123"), "{json}");
+}
+
+#[test]
+fn api_keys_are_checked() {
+    let m = messages(&format!("api:\n  listen: localhost:1\n  tokn: x\n{WEB}"));
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(
+        m[0].contains(":3:3: api.tokn: unknown key \"tokn\" (did you mean \"token\"?)"),
+        "{m:?}"
+    );
+    assert!(
+        m[1].contains(":2:11: api.listen: expected an address"),
+        "{m:?}"
+    );
+    let both = "api:\n  token: 0123456789abcdef\n  token_file: t\n";
+    let m = messages(&format!("{both}{WEB}"));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].contains("api.token_file: give `token` or `token_file`, not both"),
+        "{m:?}"
+    );
+    let m = messages(&format!("api: {{token: short}}\n{WEB}"));
+    assert!(
+        m[0].contains("api.token: a token of 5 characters is too short"),
+        "{m:?}"
+    );
+    let m = messages(&format!("api: {{token_file: /nonexistent/token}}\n{WEB}"));
+    assert!(
+        m[0].contains("api.token_file: cannot read /nonexistent/token"),
+        "{m:?}"
+    );
 }
 
 #[test]

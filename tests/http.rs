@@ -1,0 +1,532 @@
+//! The HTTP API (`api.listen`) against a running daemon: every endpoint,
+//! checked against the OpenAPI document; the token; malformed, oversized
+//! and slow requests; the connection cap; server-sent events and their
+//! resumption.
+
+#[path = "common/http.rs"]
+mod client;
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+use client::*;
+use common::*;
+
+const TOKEN: &str = "s3cret-token-0123456789";
+
+fn with_api(port: u16, services: &str) -> String {
+    format!("api:\n  listen: 127.0.0.1:{port}\nservices:\n{services}")
+}
+
+const WEB: &str = "  web:\n    command: exec sleep 1000\n";
+
+/// A daemon with the API on a free port; wait until it answers.
+fn start(yaml: &str) -> Instance {
+    let inst = Instance::start(yaml);
+    inst.wait_running("web", None);
+    inst
+}
+
+#[test]
+fn every_endpoint_answers_as_the_openapi_document_says() {
+    let api = OpenApi::load(BIN);
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    let check = |method: &str, template: &str, path: &str| {
+        let answer = request(port, method, path, &[("Content-Length", "0")]);
+        api.check(method, template, &answer);
+        answer
+    };
+    let health = check("GET", "/healthz", "/healthz");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["system"]["health"], "healthy");
+    assert_eq!(check("GET", "/readyz", "/readyz").status, 200);
+
+    let status = check("GET", "/api/v1/status", "/api/v1/status");
+    assert_eq!(status.status, 200);
+    let web = inst.pid_of("web");
+    assert_eq!(
+        status.json()["services"][0]["pid"]
+            .as_i64()
+            .map(|p| p as i32),
+        web
+    );
+
+    let one = check("GET", "/api/v1/services/{name}", "/api/v1/services/web");
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["services"][0]["name"], "web");
+    assert!(!one.json()["events"].as_array().unwrap().is_empty());
+    let unknown = check("GET", "/api/v1/services/{name}", "/api/v1/services/wbe");
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["kind"], "unknown_service");
+    assert!(
+        unknown.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean")
+    );
+
+    let verb = |v: &str| {
+        let template = format!("/api/v1/services/{{name}}/{v}");
+        check("POST", &template, &format!("/api/v1/services/web/{v}"))
+    };
+    let restarted = verb("restart");
+    assert_eq!(restarted.status, 200, "{:?}", restarted.json());
+    assert_eq!(restarted.json()["type"], "done");
+    let new = inst.wait_running("web", web);
+    assert_ne!(Some(new), web);
+    assert_eq!(verb("stop").status, 200);
+    assert_eq!(inst.service("web")["state"], "stopped");
+    assert_eq!(verb("start").status, 200);
+    inst.wait_running("web", Some(new));
+    assert_eq!(verb("reset").status, 200);
+    let unknown = check(
+        "POST",
+        "/api/v1/services/{name}/stop",
+        "/api/v1/services/x/stop",
+    );
+    assert_eq!(
+        (unknown.status, unknown.json()["kind"].clone()),
+        (404, "unknown_service".into())
+    );
+
+    // Wrong method, unknown path: JSON errors with their statuses.
+    let wrong = request(port, "POST", "/api/v1/status", &[("Content-Length", "0")]);
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("GET")));
+    api.validate_as("Error", &wrong.json());
+    let lost = get(port, "/api/v1/nothing");
+    assert_eq!(lost.status, 404);
+    api.validate_as("Error", &lost.json());
+    let lost = get(port, "/api/v1/services/web/restart");
+    assert_eq!(lost.status, 405);
+
+    // The event stream's events are the schema's too.
+    let mut events = EventStream::open(port, &[]);
+    assert_eq!(events.status, 200);
+    let first = events.next(Duration::from_secs(5)).unwrap();
+    assert_eq!(first.id.as_deref(), Some("1"));
+    api.validate_as("Event", &serde_json::from_str(&first.data).unwrap());
+}
+
+#[test]
+fn routes_served_are_the_routes_documented() {
+    let api = OpenApi::load(BIN);
+    let mut served: Vec<(String, String)> = sentineld::control::http::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(served, api.operations());
+    // And each is answered by the daemon, not refused as unknown.
+    let port = free_port();
+    let _inst = start(&with_api(port, WEB));
+    for (method, template) in &served {
+        if template.ends_with("/events") {
+            assert_eq!(EventStream::open(port, &[]).status, 200);
+            continue;
+        }
+        let path = template.replace("{name}", "web");
+        let answer = request(port, method, &path, &[("Content-Length", "0")]);
+        assert_eq!(answer.status, 200, "{method} {path}: {:?}", answer.json());
+        api.check(method, template, &answer);
+    }
+}
+
+#[test]
+fn readyz_waits_for_every_readiness_check() {
+    let port = free_port();
+    let services = format!(
+        "{WEB}  db:\n    command: exec sleep 1000\n    readiness:\n      exec: test -f ready\n      interval: 100ms\n"
+    );
+    let inst = start(&with_api(port, &services));
+    let api = OpenApi::load(BIN);
+    wait_until(Duration::from_secs(10), "readyz 503 naming db", || {
+        let answer = get(port, "/readyz");
+        answer.status == 503 && answer.json()["not_ready"] == serde_json::json!(["db"])
+    });
+    api.check("GET", "/readyz", &get(port, "/readyz"));
+    // Not ready is not unhealthy.
+    assert_eq!(get(port, "/healthz").status, 200);
+    std::fs::write(inst.path("ready"), "").unwrap();
+    wait_until(Duration::from_secs(10), "readyz 200", || {
+        get(port, "/readyz").status == 200
+    });
+}
+
+#[test]
+fn healthz_is_503_once_the_root_gives_up() {
+    let port = free_port();
+    let yaml = format!(
+        "api: {{ listen: 127.0.0.1:{port} }}
+supervisor: {{ intensity: 1, period: 60s }}
+services:
+  web:
+    command: exec sleep 1000
+  crashy:
+    command: sleep 0.3; exec kill -ABRT $$$$
+    min_uptime: 100ms
+    recovery: {{ restart: {{ attempts: 100 }} }}
+"
+    );
+    let _inst = Instance::start(&yaml);
+    let api = OpenApi::load(BIN);
+    wait_until(Duration::from_secs(20), "healthz 503", || {
+        get(port, "/healthz").status == 503
+    });
+    let answer = get(port, "/healthz");
+    api.check("GET", "/healthz", &answer);
+    assert_eq!(answer.json()["system"]["health"], "critical");
+}
+
+#[test]
+fn the_token_is_required_off_loopback_and_compared_whole() {
+    let port = free_port();
+    let yaml = format!("api:\n  listen: 0.0.0.0:{port}\n  token: {TOKEN}\nservices:\n{WEB}");
+    let _inst = start(&yaml);
+    let api = OpenApi::load(BIN);
+    let with = |auth: &str| request(port, "GET", "/api/v1/status", &[("Authorization", auth)]);
+    let none = get(port, "/api/v1/status");
+    assert_eq!(none.status, 401);
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    api.check("GET", "/api/v1/status", &none);
+    assert_eq!(none.json()["kind"], "unauthorized");
+    for wrong in [
+        format!("Bearer {}", &TOKEN[..TOKEN.len() - 1]),
+        format!("Bearer {TOKEN}x"),
+        format!("Bearer {}X", &TOKEN[..TOKEN.len() - 1]),
+        format!("Basic {TOKEN}"),
+        TOKEN.to_string(),
+        "Bearer ".to_string(),
+    ] {
+        assert_eq!(with(&wrong).status, 401, "{wrong}");
+    }
+    assert_eq!(get(port, "/healthz").status, 401, "every route asks");
+    let ok = with(&format!("Bearer {TOKEN}"));
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        with(&format!("bearer {TOKEN}")).status,
+        200,
+        "the scheme's case"
+    );
+    api.check("GET", "/api/v1/status", &ok);
+    // The token is never logged.
+    let log = std::fs::read_to_string(_inst.path("up.log")).unwrap();
+    assert!(!log.contains(TOKEN), "{log}");
+}
+
+#[test]
+fn an_open_address_without_a_token_or_a_taken_port_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("services.yaml");
+    std::fs::write(
+        &file,
+        format!("api:\n  listen: 0.0.0.0:9700\nservices:\n{WEB}"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":2:11: api.listen: 0.0.0.0:9700 is not a loopback address"),
+        "{err}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let marker = dir.path().join("started");
+    let yaml = format!(
+        "api:\n  listen: 127.0.0.1:{port}\nservices:\n  web:\n    command: touch {}; exec sleep 1000\n",
+        marker.display()
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let mut up = std::process::Command::new(BIN);
+    up.args(["up", "services.yaml"]).current_dir(dir.path());
+    let out = run_bounded(up);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (api.listen): Address already in use"
+        )),
+        "{err}"
+    );
+    assert!(!marker.exists(), "a service was started");
+}
+
+/// Run `cmd` to its end, killed (and the test failed) after 30 s.
+fn run_bounded(mut cmd: std::process::Command) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            kill(-pid, libc::SIGKILL);
+            panic!("{cmd:?} did not finish within 30 s");
+        }
+    }
+}
+
+/// `GET /healthz` answered 200 within `within`.
+fn served_quickly(port: u16, within: Duration) {
+    let t = Instant::now();
+    assert_eq!(get(port, "/healthz").status, 200);
+    assert!(t.elapsed() < within, "took {:?}", t.elapsed());
+}
+
+#[test]
+fn malformed_oversized_and_slow_requests_are_refused_while_others_are_served() {
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    let api = OpenApi::load(BIN);
+    // A slow client: half a request head, then nothing.
+    let mut slow = connect(port);
+    slow.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    let opened = Instant::now();
+    served_quickly(port, Duration::from_secs(2));
+
+    let raw = |bytes: &[u8]| {
+        let mut s = connect(port);
+        s.write_all(bytes).unwrap();
+        read_answer(&mut BufReader::new(s))
+    };
+    assert_eq!(raw(b"NOT HTTP AT ALL\r\n\r\n").status, 400);
+    assert_eq!(
+        raw(b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").status,
+        400
+    );
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(raw(huge.as_bytes()).status, 431);
+    let declared =
+        b"POST /api/v1/services/web/restart HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n";
+    let answer = raw(declared);
+    assert_eq!(answer.status, 413);
+    api.check("POST", "/api/v1/services/{name}/restart", &answer);
+    let chunked = format!(
+        "POST /api/v1/services/web/restart HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
+        "b".repeat(0x800)
+    );
+    assert_eq!(raw(chunked.as_bytes()).status, 413);
+    let web = inst.pid_of("web");
+    assert_eq!(inst.pid_of("web"), web, "nothing was restarted");
+    // A small body is read and ignored.
+    let small = b"POST /api/v1/services/web/reset HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    assert_eq!(raw(small).status, 200);
+
+    // The slow client is closed by the header timeout, the others served.
+    served_quickly(port, Duration::from_secs(2));
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(20),
+        "{waited:?}"
+    );
+    assert!(inst.cli(&["status"]).status.success());
+    served_quickly(port, Duration::from_secs(2));
+}
+
+#[test]
+fn connections_past_the_cap_are_refused_and_the_rest_served() {
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    let cap = sentineld::control::http::MAX_CONNECTIONS;
+    let held: Vec<_> = (0..cap).map(|_| connect(port)).collect();
+    // Each is accepted in turn; the one past them is told and closed.
+    wait_until(Duration::from_secs(5), "a refusal past the cap", || {
+        let mut s = connect(port);
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let answer = read_answer(&mut BufReader::new(s));
+        answer.status == 503 && answer.json()["kind"] == "busy"
+    });
+    assert!(
+        inst.cli(&["status"]).status.success(),
+        "the socket is served"
+    );
+    drop(held);
+    wait_until(Duration::from_secs(5), "served again", || {
+        get(port, "/healthz").status == 200
+    });
+}
+
+#[test]
+fn events_resume_after_the_last_event_id() {
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    let api = OpenApi::load(BIN);
+    let mut stream = EventStream::open(port, &[]);
+    let started = stream.next(Duration::from_secs(5)).unwrap();
+    assert_eq!(started.id.as_deref(), Some("1"));
+    // Live: a restart's events arrive as they happen.
+    assert_eq!(post(port, "/api/v1/services/web/restart").status, 200);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = stream.next(Duration::from_secs(5)).expect("live events");
+        let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+        api.validate_as("Event", &data);
+        assert_eq!(e.id, Some(data["id"].to_string()));
+        seen.push(data);
+    }
+    let kinds: Vec<&str> = seen.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["stopping", "stopped", "started"]);
+    drop(stream);
+
+    // Resumed after the first: the rest of them, in order, then live.
+    let mut resumed = EventStream::open(port, &[("Last-Event-ID", "1")]);
+    let ids: Vec<String> = (0..3)
+        .map(|_| resumed.next(Duration::from_secs(5)).unwrap().id.unwrap())
+        .collect();
+    assert_eq!(ids, ["2", "3", "4"]);
+    assert_eq!(post(port, "/api/v1/services/web/stop").status, 200);
+    let next = resumed.next(Duration::from_secs(5)).unwrap();
+    assert_eq!(next.id.as_deref(), Some("5"));
+
+    // An id the journal never gave (from an earlier run): told, then all.
+    let mut stale = EventStream::open(port, &[("Last-Event-ID", "999999")]);
+    let missed = stale.next(Duration::from_secs(5)).unwrap();
+    assert_eq!(missed.event.as_deref(), Some("missed"));
+    api.validate_as("Missed", &serde_json::from_str(&missed.data).unwrap());
+    assert_eq!(
+        stale.next(Duration::from_secs(5)).unwrap().id.as_deref(),
+        Some("1")
+    );
+    assert!(inst.cli(&["status"]).status.success());
+}
+
+#[test]
+fn the_schema_check_catches_what_the_document_does_not_allow() {
+    let api = OpenApi::load(BIN);
+    let bad = [
+        (
+            "Event",
+            serde_json::json!({"id": 1, "at": "x", "service": "web"}),
+        ),
+        (
+            "Error",
+            serde_json::json!({"type": "error", "kind": "oops", "message": "m"}),
+        ),
+        (
+            "Health",
+            serde_json::json!({"type": "health", "system": {"health": "fine"}}),
+        ),
+    ];
+    for (name, value) in bad {
+        let caught = std::panic::catch_unwind(|| api.validate_as(name, &value));
+        assert!(caught.is_err(), "{name} accepted {value}");
+    }
+    let answer = Answer {
+        status: 418,
+        headers: Vec::new(),
+        body: b"{}".to_vec(),
+    };
+    let caught = std::panic::catch_unwind(|| api.check("GET", "/healthz", &answer));
+    assert!(caught.is_err(), "a status the document does not list");
+}
+
+#[test]
+fn without_a_token_only_local_clients_are_served() {
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    let api = OpenApi::load(BIN);
+    let web = inst.pid_of("web");
+    let restart = "/api/v1/services/{name}/restart";
+    // A page of another site, through the user's browser (CSRF).
+    let csrf = request(
+        port,
+        "POST",
+        "/api/v1/services/web/restart",
+        &[("Origin", "http://evil.example"), ("Content-Length", "0")],
+    );
+    assert_eq!(csrf.status, 403);
+    api.check("POST", restart, &csrf);
+    assert!(
+        csrf.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("evil.example")
+    );
+    assert_eq!(inst.pid_of("web"), web, "nothing was restarted");
+    // A name of another site that resolves to 127.0.0.1 (DNS rebinding):
+    // the raw client sends Host first, so this one names the other host.
+    let mut s = connect(port);
+    s.write_all(
+        b"GET /api/v1/status HTTP/1.1\r\nHost: evil.example:9700\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let rebound = read_answer(&mut BufReader::new(s));
+    assert_eq!(rebound.status, 403);
+    api.check("GET", "/api/v1/status", &rebound);
+    // Local pages and programs are served.
+    let local = request(
+        port,
+        "GET",
+        "/healthz",
+        &[("Origin", "http://localhost:3000")],
+    );
+    assert_eq!(local.status, 200);
+}
+
+#[test]
+fn metrics_and_reload_over_http() {
+    let api = OpenApi::load(BIN);
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    inst.wait_running("web", None);
+    let metrics = get(port, "/metrics");
+    api.check("GET", "/metrics", &metrics);
+    assert_eq!(metrics.status, 200);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("sentineld_service_up{service=\"web\"} 1"),
+        "{text}"
+    );
+
+    // A reload: dry run first, then for real; the file gains a service.
+    let yaml = std::fs::read_to_string(inst.path("services.yaml")).unwrap();
+    let more = format!("{yaml}  extra:\n    command: sleep 1000\n");
+    std::fs::write(inst.path("services.yaml"), more).unwrap();
+    let headers = [("Content-Length", "0")];
+    let dry = request(port, "POST", "/api/v1/reload?dry_run=true", &headers);
+    api.check("POST", "/api/v1/reload", &dry);
+    assert_eq!(dry.status, 200);
+    assert!(
+        dry.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("+ extra: added")
+    );
+    let names = |inst: &Instance| inst.status()["services"].as_array().unwrap().len();
+    assert_eq!(names(&inst), 1);
+    let done = request(port, "POST", "/api/v1/reload", &headers);
+    api.check("POST", "/api/v1/reload", &done);
+    assert_eq!(done.status, 200, "{:?}", done.json());
+    inst.wait_running("extra", None);
+    // A bad file: 422, every error, nothing changes.
+    std::fs::write(inst.path("services.yaml"), "services: [\n").unwrap();
+    let bad = request(port, "POST", "/api/v1/reload", &headers);
+    api.check("POST", "/api/v1/reload", &bad);
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["kind"], "invalid_config");
+    assert_eq!(names(&inst), 2);
+    let get_reload = get(port, "/api/v1/reload");
+    assert_eq!(get_reload.status, 405);
+}
