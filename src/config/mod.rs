@@ -4,6 +4,7 @@
 //! `env_file`s): a bad file is reported in full — every error, each with
 //! file, line, column and YAML path — and nothing is started.
 
+pub mod limits;
 mod parse;
 pub mod units;
 pub mod yaml;
@@ -32,6 +33,7 @@ pub struct Plan {
     pub groups: Vec<GroupSpec>,
     /// Stop everything and exit 1 when the root's intensity is exceeded.
     pub exit_on_critical: bool,
+    pub resources: limits::ResourcesSpec,
     /// Service indices in an order that respects `depends_on` and group
     /// order; stop order is its reverse.
     #[serde(skip)]
@@ -124,6 +126,9 @@ pub struct ServiceSpec {
     #[serde(serialize_with = "ser_opt_duration")]
     pub start_timeout: Option<Duration>,
     pub depends_on: Vec<(String, DependOn)>,
+    /// Exceeding one is a failure (`memory limit exceeded`).
+    #[serde(serialize_with = "limits::ser_limits")]
+    pub limits: crate::strategy::limits::Limits,
     /// The group this service is a child of; none: the root.
     pub group: Option<String>,
 }
@@ -154,6 +159,7 @@ impl ServiceSpec {
             watchdog: None,
             start_timeout: None,
             depends_on: Vec::new(),
+            limits: Default::default(),
             group: None,
         }
     }
@@ -247,6 +253,12 @@ pub struct ClassifyRule {
     /// A regular expression, matched against the last 64 KiB of output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_matches: Option<String>,
+    /// `memory`, `cpu`: a limit exceeded on one of these.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "limits::ser_resources"
+    )]
+    pub limits: Vec<crate::strategy::limits::Resource>,
     pub severity: crate::strategy::policy::Severity,
 }
 

@@ -13,6 +13,7 @@ const TOP_KEYS: &[&str] = &[
     "supervisor",
     "groups",
     "exit_on_critical",
+    "resources",
 ];
 const TOP_LATER: &[&str] = &["api"];
 pub(super) const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
@@ -37,6 +38,7 @@ impl Parser<'_> {
             supervisor: SupervisorSpec::default(),
             groups: Vec::new(),
             exit_on_critical: false,
+            resources: Default::default(),
             start_order: Vec::new(),
         };
         for (key, node) in top {
@@ -73,6 +75,11 @@ impl Parser<'_> {
             "exit_on_critical" => {
                 if let Some(b) = self.choice(node, key, BOOLEAN) {
                     plan.exit_on_critical = b;
+                }
+            }
+            "resources" => {
+                if let Some(r) = self.section(node, key) {
+                    plan.resources = r;
                 }
             }
             _ => unreachable!("fields() returns only allowed keys"),

@@ -10,6 +10,7 @@
 
 mod document;
 mod graph;
+mod limits;
 mod probe;
 mod recovery;
 mod service;
