@@ -192,6 +192,22 @@ impl Daemon {
         }
     }
 
+    /// Every running primary, for the resource sampler.
+    pub(super) fn resource_targets(&self) -> Vec<super::resources::Target> {
+        let running = self.system.services.iter().enumerate();
+        running
+            .filter_map(|(i, svc)| match svc.phase {
+                machine::Phase::Running { pid, .. } => Some(super::resources::Target {
+                    service: i,
+                    generation: svc.generation,
+                    leader: pid,
+                    cgroup: self.cgroup_of(i, machine::Role::Primary),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(super) fn find(&self, name: &str) -> Option<usize> {
         self.rt.iter().position(|s| s.spec.name == name)
     }

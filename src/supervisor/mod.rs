@@ -28,6 +28,7 @@ mod plan;
 mod probes;
 pub mod reaper;
 pub mod registry;
+mod resources;
 pub mod spawn;
 mod status;
 mod timers;
@@ -64,6 +65,8 @@ pub enum RunError {
     Runtime(std::io::Error),
     #[error("cannot start the log thread: {0}")]
     Logs(std::io::Error),
+    #[error("cannot start the resource sampler: {0}")]
+    Sampler(std::io::Error),
     #[error("{0}")]
     Untrusted(#[from] StateDirError),
     #[error("cannot create {path}: {source}")]
@@ -200,6 +203,13 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     let (hub, log_conditions) = logs::LogHub::start().map_err(RunError::Logs)?;
     let ready = options.ready.take();
     let (mut daemon, probe_rx) = Daemon::new(&plan, state_dir, hub, options)?;
+    let sampling = match plan.resources.interval {
+        Some(every) => Some((
+            every,
+            resources::Sampler::start().map_err(RunError::Sampler)?,
+        )),
+        None => None,
+    };
     let (control, mut channel) = match inbox {
         Inbox::Socket(control) => (Some(control), None),
         Inbox::Channel(rx) => (None, Some(rx)),
@@ -213,6 +223,15 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
             probe_rx,
             log_conditions,
         )?;
+        if let Some((every, (sampler, samples))) = sampling {
+            let first = Instant::now() + every;
+            let mut ticks = tokio::time::interval_at(first.into(), every);
+            // A late tick is not made up for: the next pass measures it.
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            inputs.sample_ticks = Some(ticks);
+            inputs.sampler = Some(sampler);
+            inputs.samples = Some(samples);
+        }
         event_loop(&mut daemon, &mut inputs, control.as_ref(), ready).await
     })?;
     // Every service's write ends close here; the log thread then drains the
@@ -265,6 +284,29 @@ struct Inputs {
     logs: logs::Conditions,
     notify: Option<tokio::io::unix::AsyncFd<std::os::unix::net::UnixDatagram>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// The resource sampler's timer, its thread and what it sends back;
+    /// none with `resources.interval: off`.
+    sample_ticks: Option<tokio::time::Interval>,
+    sampler: Option<resources::Sampler>,
+    samples: Option<resources::Samples>,
+}
+
+/// The next sampling tick; never, with sampling off.
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The sampler's next batch; never, with sampling off.
+async fn batch(samples: &mut Option<resources::Samples>) -> Option<resources::Batch> {
+    match samples {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Inputs {
@@ -318,6 +360,9 @@ impl Inputs {
             logs,
             notify,
             server,
+            sample_ticks: None,
+            sampler: None,
+            samples: None,
         })
     }
 }
@@ -415,6 +460,17 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
             }
         },
         Some(result) = inputs.probes.recv() => daemon.on_async_probe(result, Instant::now()),
+        _ = tick(&mut inputs.sample_ticks) => {
+            if let Some(s) = &inputs.sampler {
+                s.sample(daemon.resource_targets());
+            }
+        }
+        Some(batch) = batch(&mut inputs.samples) => {
+            let now = Instant::now();
+            for (i, usage) in batch {
+                daemon.feed(now, Input::Event(i, Event::Usage(usage)));
+            }
+        }
         Some(c) = inputs.logs.recv() => {
             daemon.feed(Instant::now(), Input::Event(c.service, Event::Logs(c.report)));
         }
