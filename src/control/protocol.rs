@@ -378,6 +378,9 @@ pub struct ServiceStatus {
     /// CPU: percent of one core over the last sample interval.
     #[serde(default)]
     pub cpu_percent: Option<f64>,
+    /// When the figures were measured (RFC 3339).
+    #[serde(default)]
+    pub sampled_at: Option<String>,
     #[serde(default)]
     pub rss_bytes: Option<u64>,
     #[serde(default)]

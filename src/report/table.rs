@@ -398,6 +398,7 @@ mod tests {
             actions: Default::default(),
             recovery: Default::default(),
             cpu_percent: None,
+            sampled_at: None,
             rss_bytes: None,
             threads: None,
             fds: None,

@@ -137,6 +137,8 @@ pub const TREND_SAMPLES: usize = 64;
 #[derive(Debug, Clone, Default)]
 pub struct Watch {
     pub last: Option<Usage>,
+    /// When `last` was taken.
+    pub last_at: Option<Instant>,
     ring: VecDeque<(Instant, u64)>,
     /// Since when every sample was over the CPU limit, and the sum and
     /// count of those samples (for the mean the event names).
@@ -153,6 +155,7 @@ impl Watch {
     /// first: it is the one that takes the machine down).
     pub fn observe(&mut self, limits: &Limits, now: Instant, usage: Usage) -> Option<Breach> {
         self.last = Some(usage);
+        self.last_at = Some(now);
         while self.ring.len() >= TREND_SAMPLES
             || self
                 .ring

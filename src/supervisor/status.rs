@@ -307,6 +307,7 @@ impl Daemon {
                 since: format_time(self.wall(c.since)),
             }),
             cpu_percent: usage.and_then(|u| u.cpu_percent).map(round1),
+            sampled_at: (svc.resources.last_at).map(|at| format_time(self.wall(at))),
             rss_bytes: usage.map(|u| u.rss_bytes),
             threads: usage.map(|u| u.threads),
             fds: usage.map(|u| u.fds),
