@@ -246,3 +246,45 @@ fn process_groups(targets: &[Target]) -> HashMap<i32, Vec<i32>> {
     }
     groups
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn a_process_group_is_measured_and_cpu_needs_two_passes() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let leader = child.id() as i32;
+        let target = Target {
+            service: 7,
+            generation: 1,
+            leader,
+            cgroup: None,
+        };
+        let mut meter = Meter::new();
+        let t0 = Instant::now();
+        let first = meter.pass(std::slice::from_ref(&target), t0);
+        let second = meter.pass(std::slice::from_ref(&target), t0 + Duration::from_secs(1));
+        let next_run = Target {
+            generation: 2,
+            ..target
+        };
+        let third = meter.pass(&[next_run], t0 + Duration::from_secs(2));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (service, u) = first[0];
+        assert_eq!(service, 7);
+        assert_eq!((u.processes, u.threads, u.cpu_percent), (1, 1, None));
+        assert!(u.rss_bytes > 0 && u.fds >= 3, "{u:?}");
+        let u = second[0].1;
+        assert_eq!(u.interval, Duration::from_secs(1));
+        assert!(u.cpu_percent.is_some_and(|c| c < 5.0), "{u:?}");
+        // A new run of the service starts again with no CPU figure.
+        assert_eq!(third[0].1.cpu_percent, None);
+    }
+}
