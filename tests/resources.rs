@@ -54,6 +54,28 @@ services:
     assert_eq!(s["pid"], second);
 }
 
+#[test]
+fn a_busy_loop_over_its_cpu_limit_for_the_window_is_restarted() {
+    let inst = Instance::start(
+        "resources: { interval: 300ms }
+services:
+  spin:
+    command: [sh, -c, 'while :; do :; done']
+    limits: { cpu: 20% for 1s }
+",
+    );
+    let first = inst.wait_running("spin", None);
+    inst.wait_running("spin", Some(first));
+    let failure = &inst.messages_of("spin", "failure")[0];
+    // `cpu limit exceeded: 98% > 20% for 1s: recoverable → restart 1/3 ...`
+    let rest = failure
+        .strip_prefix("cpu limit exceeded: ")
+        .unwrap_or_else(|| panic!("{failure}"));
+    let (mean, rest) = rest.split_once("% > 20% for 1s: ").expect(failure);
+    assert!(mean.parse::<f64>().unwrap() > 20.0, "{failure}");
+    assert!(rest.starts_with("recoverable → restart 1/3"), "{failure}");
+}
+
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
     let field = |n| stat_field(pid, n).unwrap().parse::<u64>().unwrap();
