@@ -203,13 +203,10 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     let (hub, log_conditions) = logs::LogHub::start().map_err(RunError::Logs)?;
     let ready = options.ready.take();
     let (mut daemon, probe_rx) = Daemon::new(&plan, state_dir, hub, options)?;
-    let sampling = match plan.resources.interval {
-        Some(every) => Some((
-            every,
-            resources::Sampler::start().map_err(RunError::Sampler)?,
-        )),
-        None => None,
-    };
+    let sampling = (plan.resources.interval)
+        .map(|every| Ok((every, resources::Sampler::start()?)))
+        .transpose()
+        .map_err(RunError::Sampler)?;
     let (control, mut channel) = match inbox {
         Inbox::Socket(control) => (Some(control), None),
         Inbox::Channel(rx) => (None, Some(rx)),
@@ -224,13 +221,7 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
             log_conditions,
         )?;
         if let Some((every, (sampler, samples))) = sampling {
-            let first = Instant::now() + every;
-            let mut ticks = tokio::time::interval_at(first.into(), every);
-            // A late tick is not made up for: the next pass measures it.
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            inputs.sample_ticks = Some(ticks);
-            inputs.sampler = Some(sampler);
-            inputs.samples = Some(samples);
+            inputs.sample_every(every, sampler, samples);
         }
         event_loop(&mut daemon, &mut inputs, control.as_ref(), ready).await
     })?;
@@ -289,6 +280,24 @@ struct Inputs {
     sample_ticks: Option<tokio::time::Interval>,
     sampler: Option<resources::Sampler>,
     samples: Option<resources::Samples>,
+}
+
+impl Inputs {
+    /// Sample resources every `every`, the first pass one interval in.
+    fn sample_every(
+        &mut self,
+        every: Duration,
+        sampler: resources::Sampler,
+        samples: resources::Samples,
+    ) {
+        let first = Instant::now() + every;
+        let mut ticks = tokio::time::interval_at(first.into(), every);
+        // A late tick is not made up for: the next pass measures it.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.sample_ticks = Some(ticks);
+        self.sampler = Some(sampler);
+        self.samples = Some(samples);
+    }
 }
 
 /// The next sampling tick; never, with sampling off.
