@@ -24,12 +24,12 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown top-level key",
         "services:\n  web:\n    command: touch started\nstate_dri: x\n",
-        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services, supervisor, groups, exit_on_critical, api",
+        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services, supervisor, groups, exit_on_critical, api, resources",
     ),
     (
         "unknown service key",
         "services:\n  web:\n    command: touch started\n    restrat: always\n",
-        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, liveness, readiness, startup, watchdog, start_timeout, depends_on",
+        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, liveness, readiness, startup, watchdog, start_timeout, depends_on, limits",
     ),
     (
         "wrong type",
@@ -164,7 +164,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "classify rule without a condition",
         "services:\n  web:\n    command: touch started\n    classify:\n      - { severity: transient }\n",
-        "{f}:5:9: services.web.classify[0]: a rule needs at least one of exit_codes, signals, output_matches",
+        "{f}:5:9: services.web.classify[0]: a rule needs at least one of exit_codes, signals, output_matches, limits",
     ),
     (
         "bad severity",
@@ -184,7 +184,32 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "exit codes and signals in one rule",
         "services:\n  web:\n    command: touch started\n    classify:\n      - { exit_codes: [1], signals: [SEGV], severity: critical }\n",
-        "{f}:5:9: services.web.classify[0]: exit_codes and signals cannot both match one exit; write two rules",
+        "{f}:5:9: services.web.classify[0]: exit_codes, signals and limits cannot both match one failure; write two rules",
+    ),
+    (
+        "memory limit that is not a size",
+        "services:\n  web:\n    command: touch started\n    limits: { memory: lots }\n",
+        "{f}:4:23: services.web.limits.memory: expected a size like 10MiB, 512KiB or 4096, found \"lots\"",
+    ),
+    (
+        "cpu limit without a percent sign",
+        "services:\n  web:\n    command: touch started\n    limits: { cpu: 90 for 1m }\n",
+        "{f}:4:20: services.web.limits.cpu: expected a CPU limit like 90% or 90% for 1m, found \"90 for 1m\"",
+    ),
+    (
+        "unknown limit",
+        "services:\n  web:\n    command: touch started\n    limits: { disk: 1GiB }\n",
+        "{f}:4:15: services.web.limits.disk: unknown key \"disk\"; allowed keys: memory, cpu",
+    ),
+    (
+        "classify rule on an unknown limit",
+        "services:\n  web:\n    command: touch started\n    classify:\n      - { limits: [disk], severity: critical }\n",
+        "{f}:5:20: services.web.classify[0].limits[0]: expected memory or cpu, found \"disk\"",
+    ),
+    (
+        "sampling interval too short",
+        "resources: { interval: 1ms }\nservices:\n  web:\n    command: touch started\n",
+        "{f}:1:24: resources.interval: 1ms is too short: at least 100ms",
     ),
     (
         "classify is not a list",

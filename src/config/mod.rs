@@ -5,7 +5,9 @@
 //! file, line, column and YAML path — and nothing is started.
 
 pub mod diff;
+pub mod limits;
 mod parse;
+mod recovery;
 pub mod units;
 pub mod yaml;
 
@@ -18,6 +20,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 pub use crate::strategy::policy::{DependOn, RestartPolicy, ServiceType, Strategy};
+pub use recovery::*;
 
 /// The resolved, validated contents of a services file.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +38,7 @@ pub struct Plan {
     pub exit_on_critical: bool,
     /// The HTTP API's listener; none: off.
     pub api: Option<ApiSpec>,
+    pub resources: limits::ResourcesSpec,
     /// Service indices in an order that respects `depends_on` and group
     /// order; stop order is its reverse.
     #[serde(skip)]
@@ -177,6 +181,9 @@ pub struct ServiceSpec {
     #[serde(serialize_with = "ser_opt_duration")]
     pub start_timeout: Option<Duration>,
     pub depends_on: Vec<(String, DependOn)>,
+    /// Exceeding one is a failure (`memory limit exceeded`).
+    #[serde(serialize_with = "limits::ser_limits")]
+    pub limits: crate::strategy::limits::Limits,
     /// The group this service is a child of; none: the root.
     pub group: Option<String>,
 }
@@ -210,6 +217,7 @@ impl ServiceSpec {
             watchdog: None,
             start_timeout: None,
             depends_on: Vec::new(),
+            limits: Default::default(),
             group: None,
         }
     }
@@ -292,122 +300,6 @@ fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<
         Some(d) => ser_duration(d, s),
         None => s.serialize_none(),
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassifyRule {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub exit_codes: Vec<i32>,
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "ser_signals")]
-    pub signals: Vec<Signal>,
-    /// A regular expression, matched against the last 64 KiB of output.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_matches: Option<String>,
-    pub severity: crate::strategy::policy::Severity,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RecoverySpec {
-    pub retry: RetrySpec,
-    pub restart: RestartSpec,
-    pub fallback: Option<FallbackSpec>,
-    /// Cooldown before a quarantined (or on-fallback) primary is tried again;
-    /// doubles after each failed trial, up to 1h.
-    #[serde(serialize_with = "ser_duration")]
-    pub retry_primary: Duration,
-    /// A primary on trial runs beside the fallback (they can share the
-    /// port with SO_REUSEPORT, or use different ones); by default the
-    /// fallback is stopped first and brought back if the trial fails.
-    pub overlap: bool,
-    /// A run this long clears the retry and restart budgets.
-    #[serde(serialize_with = "ser_duration")]
-    pub reset_after: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RetrySpec {
-    pub attempts: u32,
-    #[serde(serialize_with = "ser_duration")]
-    pub backoff: Duration,
-    #[serde(serialize_with = "ser_duration")]
-    pub max_backoff: Duration,
-    pub jitter: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RestartSpec {
-    pub attempts: u32,
-    pub cleanup: Option<Command>,
-    /// The cleanup command is killed (as a group) after this.
-    #[serde(serialize_with = "ser_duration")]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FallbackSpec {
-    pub command: Command,
-}
-
-/// `sla:`: service-level objectives.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SlaSpec {
-    /// The share (0–1) of the last hour the service should be up (and
-    /// ready, with a readiness probe).
-    pub availability: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EscalationSpec {
-    pub failures: u32,
-    #[serde(serialize_with = "ser_duration")]
-    pub within: Duration,
-}
-
-impl Default for RecoverySpec {
-    fn default() -> Self {
-        RecoverySpec {
-            retry: RetrySpec::default(),
-            restart: RestartSpec::default(),
-            fallback: None,
-            retry_primary: Duration::from_secs(60),
-            overlap: false,
-            reset_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Default for RetrySpec {
-    fn default() -> Self {
-        RetrySpec {
-            attempts: 3,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(30),
-            jitter: 0.1,
-        }
-    }
-}
-
-impl Default for RestartSpec {
-    fn default() -> Self {
-        RestartSpec {
-            attempts: 3,
-            cleanup: None,
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Default for EscalationSpec {
-    fn default() -> Self {
-        EscalationSpec {
-            failures: 5,
-            within: Duration::from_secs(60),
-        }
-    }
-}
-
-fn ser_signals<S: serde::Serializer>(sigs: &[Signal], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(sigs.iter().map(|x| x.as_str()))
 }
 
 impl fmt::Debug for ServiceSpec {

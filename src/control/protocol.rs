@@ -171,6 +171,9 @@ pub struct BriefRow<'a> {
     pub risk: f64,
     /// The LAST column, already worded.
     pub last: Cow<'a, str>,
+    /// The CPU and MEM columns: the last resource sample, if any.
+    pub cpu_percent: Option<f64>,
+    pub rss_bytes: Option<u64>,
 }
 
 /// [`BriefRow`] as it travels.
@@ -185,6 +188,8 @@ struct BriefWire<'a>(
     u64,
     f64,
     #[serde(borrow)] Cow<'a, str>,
+    Option<f64>,
+    Option<u64>,
 );
 
 impl Serialize for BriefRow<'_> {
@@ -199,6 +204,8 @@ impl Serialize for BriefRow<'_> {
             self.restarts,
             self.risk,
             Cow::Borrowed(&self.last),
+            self.cpu_percent,
+            self.rss_bytes,
         )
         .serialize(s)
     }
@@ -206,7 +213,7 @@ impl Serialize for BriefRow<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for BriefRow<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let BriefWire(name, group, state, health, pid, uptime_s, restarts, risk, last) =
+        let BriefWire(name, group, state, health, pid, uptime_s, restarts, risk, last, cpu, rss) =
             BriefWire::deserialize(d)?;
         Ok(BriefRow {
             name,
@@ -218,6 +225,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for BriefRow<'a> {
             restarts,
             risk,
             last,
+            cpu_percent: cpu,
+            rss_bytes: rss,
         })
     }
 }
@@ -400,6 +409,25 @@ pub struct ServiceStatus {
     /// null when all is well.
     #[serde(default)]
     pub log_condition: Option<LogConditionInfo>,
+    /// The primary's whole process tree at the last resource sample; every
+    /// figure is null until it was sampled (and while it does not run).
+    /// CPU: percent of one core over the last sample interval.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// When the figures were measured (RFC 3339).
+    #[serde(default)]
+    pub sampled_at: Option<String>,
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    #[serde(default)]
+    pub threads: Option<u32>,
+    #[serde(default)]
+    pub fds: Option<u32>,
+    #[serde(default)]
+    pub processes: Option<u32>,
+    /// Resident memory's slope over the last few minutes.
+    #[serde(default)]
+    pub mem_trend_mib_per_min: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

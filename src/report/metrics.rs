@@ -101,6 +101,20 @@ pub struct ServiceMetrics {
     pub sla: Option<f64>,
     /// Retries and restarts followed by `reset_after` up, of all taken.
     pub recovery_success: Option<f64>,
+    /// The last resource sample of its processes, if any.
+    pub resources: Option<Resources>,
+}
+
+/// A service's processes, summed, at the last sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resources {
+    /// Cores busy (1.0: one core) over the last interval.
+    pub cpu: Option<f64>,
+    pub rss_bytes: u64,
+    pub threads: u32,
+    pub fds: u32,
+    /// Resident memory's slope, bytes per second.
+    pub memory_trend: Option<f64>,
 }
 
 type Family = fn(&Snapshot, &mut DescriptorEncoder) -> fmt::Result;
@@ -122,6 +136,7 @@ const FAMILIES: &[Family] = &[
     availability,
     sla,
     recovery_success,
+    resources,
 ];
 
 /// The snapshot in Prometheus text format.
@@ -283,6 +298,48 @@ fn recovery_success(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     Ok(())
 }
 
+/// One gauge family per resource figure.
+fn resources(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    type Pick = fn(&Resources) -> Option<f64>;
+    let families: [(&str, &str, Pick); 5] = [
+        (
+            "sentineld_service_cpu_usage_ratio",
+            "Cores its processes kept busy over the last sample interval (1 = one core).",
+            |r| r.cpu,
+        ),
+        (
+            "sentineld_service_resident_memory_bytes",
+            "Resident memory of its processes, summed.",
+            |r| Some(r.rss_bytes as f64),
+        ),
+        (
+            "sentineld_service_threads",
+            "Threads of its processes, summed.",
+            |r| Some(f64::from(r.threads)),
+        ),
+        (
+            "sentineld_service_open_fds",
+            "Open file descriptors of its processes, summed.",
+            |r| Some(f64::from(r.fds)),
+        ),
+        (
+            "sentineld_service_memory_trend_bytes_per_second",
+            "Resident memory's slope over the last minutes.",
+            |r| r.memory_trend,
+        ),
+    ];
+    for (name, help, pick) in families {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for svc in &s.services {
+            if let Some(v) = svc.resources.as_ref().and_then(pick) {
+                let labels = [("service", svc.name.as_str())];
+                ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn restarts(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     let help = "Failures handled, by severity (after escalation) and the recovery action taken.";
     let name = "sentineld_service_restarts";
@@ -348,6 +405,13 @@ mod tests {
             availability: Some([1.0, 1.0, 0.5, 0.75]),
             sla: Some(0.999),
             recovery_success: None,
+            resources: Some(Resources {
+                cpu: Some(0.5),
+                rss_bytes: 1 << 20,
+                threads: 3,
+                fds: 7,
+                memory_trend: None,
+            }),
         }
     }
 
@@ -436,6 +500,12 @@ mod tests {
         assert_eq!(value(&scrape, name, &ready_day), 0.75);
         let name = "sentineld_service_sla_availability_ratio";
         assert_eq!(value(&scrape, name, &web), 0.999);
+        let name = "sentineld_service_resident_memory_bytes";
+        assert_eq!(value(&scrape, name, &web), 1048576.0);
+        assert_eq!(
+            value(&scrape, "sentineld_service_cpu_usage_ratio", &web),
+            0.5
+        );
         let probe = (scrape.samples.iter())
             .find(|s| s.metric == "sentineld_probe_duration_seconds")
             .expect("the probe histogram");

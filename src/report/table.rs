@@ -93,6 +93,30 @@ pub fn row(s: &ServiceStatus) -> BriefRow<'_> {
         restarts: s.restarts,
         risk: s.risk,
         last: last(s).into(),
+        cpu_percent: s.cpu_percent,
+        rss_bytes: s.rss_bytes,
+    }
+}
+
+/// The CPU column: `97%`, `0.4%`, `-` until sampled.
+pub fn human_cpu(percent: Option<f64>) -> String {
+    match percent {
+        Some(p) if p < 9.95 => format!("{p:.1}%"),
+        Some(p) => format!("{p:.0}%"),
+        None => "-".into(),
+    }
+}
+
+/// The MEM column: `812K`, `54M`, `1.2G`, `-` until sampled.
+pub fn human_bytes(bytes: Option<u64>) -> String {
+    const K: u64 = 1 << 10;
+    const M: u64 = 1 << 20;
+    const G: u64 = 1 << 30;
+    match bytes {
+        Some(b) if b < M => format!("{}K", b / K),
+        Some(b) if b < G => format!("{}M", b / M),
+        Some(b) => format!("{:.1}G", b as f64 / G as f64),
+        None => "-".into(),
     }
 }
 
@@ -100,14 +124,14 @@ pub fn row(s: &ServiceStatus) -> BriefRow<'_> {
 struct Cells<'r> {
     text: [&'r str; 4],
     numbers: String,
-    /// Where PID, UPTIME, RESTARTS and RISK end in `numbers`.
-    ends: [usize; 4],
+    /// Where PID, UPTIME, RESTARTS, RISK, CPU and MEM end in `numbers`.
+    ends: [usize; 6],
 }
 
 impl<'r> Cells<'r> {
     fn of(s: &'r BriefRow<'_>) -> Cells<'r> {
         let mut numbers = String::with_capacity(32);
-        let mut ends = [0; 4];
+        let mut ends = [0; 6];
         match s.pid {
             Some(p) => write!(numbers, "{p}").expect("to a string"),
             None => numbers.push('-'),
@@ -119,6 +143,10 @@ impl<'r> Cells<'r> {
         ends[2] = numbers.len();
         write!(numbers, "{:.2}", s.risk).expect("to a string");
         ends[3] = numbers.len();
+        numbers.push_str(&human_cpu(s.cpu_percent));
+        ends[4] = numbers.len();
+        numbers.push_str(&human_bytes(s.rss_bytes));
+        ends[5] = numbers.len();
         let group = s.group.as_deref().unwrap_or("-");
         Cells {
             text: [&s.name, group, s.state.as_str(), s.health.as_str()],
@@ -131,7 +159,14 @@ impl<'r> Cells<'r> {
     fn get(&self, grouped: bool) -> impl Iterator<Item = &str> {
         let n = &self.numbers;
         let e = self.ends;
-        let numbers = [&n[..e[0]], &n[e[0]..e[1]], &n[e[1]..e[2]], &n[e[2]..e[3]]];
+        let numbers = [
+            &n[..e[0]],
+            &n[e[0]..e[1]],
+            &n[e[1]..e[2]],
+            &n[e[2]..e[3]],
+            &n[e[3]..e[4]],
+            &n[e[4]..e[5]],
+        ];
         let skip = if grouped { None } else { Some(1) };
         (self.text.into_iter().enumerate())
             .filter(move |(k, _)| Some(*k) != skip)
@@ -157,7 +192,9 @@ pub fn render(services: &[BriefRow<'_>], style: &Style) -> String {
     if grouped {
         header.push("GROUP");
     }
-    header.extend(["STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "RISK"]);
+    header.extend([
+        "STATE", "HEALTH", "PID", "UPTIME", "RESTARTS", "RISK", "CPU", "MEM",
+    ]);
     let state_col = if grouped { 2 } else { 1 };
     let cells: Vec<Cells> = services.iter().map(Cells::of).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -227,6 +264,7 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
     if let Some(c) = &s.log_condition {
         let _ = writeln!(out, "logs        {} (since {})", c.message, c.since);
     }
+    resource_line(&mut out, s);
     failure_lines(&mut out, s);
     if let Some(a) = &s.availability {
         let sla = match (a.sla, a.sla_met) {
@@ -255,6 +293,26 @@ pub fn render_one(s: &ServiceStatus, events: &[EventRecord], style: &Style) -> S
         }
     }
     out
+}
+
+/// The last resource sample of its process tree, once there is one.
+fn resource_line(out: &mut String, s: &ServiceStatus) {
+    let Some(rss) = s.rss_bytes else {
+        return;
+    };
+    let trend = s
+        .mem_trend_mib_per_min
+        .map(|t| format!(" ({t:+.1} MiB/min)"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "resources   cpu {}, mem {:.1} MiB{trend}, {} threads, {} fds, {} processes",
+        human_cpu(s.cpu_percent),
+        rss as f64 / f64::from(1 << 20),
+        s.threads.unwrap_or(0),
+        s.fds.unwrap_or(0),
+        s.processes.unwrap_or(0),
+    );
 }
 
 /// One line per probe that runs a check: its kind and last result.
@@ -352,6 +410,13 @@ mod tests {
             actions: Default::default(),
             recovery: Default::default(),
             availability: None,
+            cpu_percent: None,
+            sampled_at: None,
+            rss_bytes: None,
+            threads: None,
+            fds: None,
+            processes: None,
+            mem_trend_mib_per_min: None,
         }
     }
 
@@ -367,13 +432,30 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0],
-            "NAME      STATE    HEALTH   PID  UPTIME  RESTARTS  RISK  LAST"
+            "NAME      STATE    HEALTH   PID  UPTIME  RESTARTS  RISK  CPU  MEM  LAST"
         );
         assert_eq!(
             lines[1],
-            "web       running  healthy  42   1h02m   2         0.00  -"
+            "web       running  healthy  42   1h02m   2         0.00  -    -    -"
+        );
+        let mut busy = svc("busy", State::Running);
+        busy.cpu_percent = Some(97.2);
+        busy.rss_bytes = Some(540 << 20);
+        let t = render(&[row(&busy)], &Style { color: false });
+        assert!(
+            t.lines().nth(1).unwrap().ends_with("0.00  97%  540M  -"),
+            "{t}"
         );
         assert!(!t.contains('\x1b'));
+    }
+
+    #[test]
+    fn cpu_and_memory_cells() {
+        assert_eq!(human_cpu(Some(0.44)), "0.4%");
+        assert_eq!(human_cpu(Some(250.0)), "250%");
+        assert_eq!(human_bytes(Some(800 << 10)), "800K");
+        assert_eq!(human_bytes(Some(3 << 29)), "1.5G");
+        assert_eq!(human_bytes(None), "-");
     }
 
     #[test]

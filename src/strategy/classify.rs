@@ -1,6 +1,7 @@
 //! Failure → severity: the service's `classify` rules (first match wins),
 //! then the default table of DESIGN §3.
 
+pub use super::limits::Resource;
 pub use super::policy::Severity;
 
 /// What went wrong.
@@ -24,6 +25,8 @@ pub enum Cause {
     /// The `pre_start` command failed (or was killed at its time limit):
     /// the configuration it checks is broken, the primary was not started.
     PreStart(super::restart::ExitStatus),
+    /// A `limits:` figure was exceeded (the runtime's sampler measured it).
+    Limit(Resource),
 }
 
 impl Cause {
@@ -42,6 +45,7 @@ impl Cause {
                 std::io::Error::from_raw_os_error(*errno)
             ),
             Cause::PreStart(status) => format!("pre-start failed: {}", status_words(*status)),
+            Cause::Limit(r) => format!("{} limit exceeded", r.as_str()),
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Rule {
     pub exit_codes: Vec<i32>,
     pub signals: Vec<i32>,
     pub output_matches: Option<regex::bytes::Regex>,
+    /// `limits: [memory, cpu]`: a limit exceeded on one of these.
+    pub limits: Vec<Resource>,
     pub severity: Severity,
 }
 
@@ -77,6 +83,9 @@ impl Rule {
         if !self.signals.is_empty()
             && !matches!(cause, Cause::Signal(s) if self.signals.contains(s))
         {
+            return false;
+        }
+        if !self.limits.is_empty() && !matches!(cause, Cause::Limit(r) if self.limits.contains(r)) {
             return false;
         }
         if let Some(re) = &self.output_matches
@@ -139,6 +148,8 @@ pub fn default_severity(cause: &Cause) -> Severity {
         Cause::Exit(_) => Severity::Transient,
         Cause::Signal(SIGSEGV | SIGBUS | SIGABRT | SIGILL | SIGFPE) => Severity::Recoverable,
         Cause::OomKill | Cause::Liveness => Severity::Recoverable,
+        // A leak or a runaway loop: restart, with the cleanup.
+        Cause::Limit(_) => Severity::Recoverable,
         Cause::ReadinessTimeout => Severity::Recoverable,
         // A launcher whose daemon is not there: it failed as it started.
         Cause::NoDaemon => Severity::Transient,
@@ -179,6 +190,8 @@ mod tests {
             (Cause::Liveness, Severity::Recoverable),
             (Cause::Signal(libc::SIGKILL), Severity::Transient),
             (Cause::Signal(libc::SIGTERM), Severity::Transient),
+            (Cause::Limit(Resource::Memory), Severity::Recoverable),
+            (Cause::Limit(Resource::Cpu), Severity::Recoverable),
         ];
         for (cause, want) in cases {
             assert_eq!(classify(&cause, &[], b""), (want, None), "{cause:?}");
@@ -190,8 +203,26 @@ mod tests {
             exit_codes: codes.to_vec(),
             signals: sigs.to_vec(),
             output_matches: re.map(|r| regex::bytes::Regex::new(r).unwrap()),
+            limits: Vec::new(),
             severity,
         }
+    }
+
+    #[test]
+    fn a_limits_rule_matches_only_a_limit_it_names() {
+        let mut memory = rule(&[], &[], None, Severity::Transient);
+        memory.limits = vec![Resource::Memory];
+        let rules = [memory];
+        let mem = Cause::Limit(Resource::Memory);
+        assert_eq!(classify(&mem, &rules, b""), (Severity::Transient, Some(0)));
+        let cpu = Cause::Limit(Resource::Cpu);
+        assert_eq!(classify(&cpu, &rules, b""), (Severity::Recoverable, None));
+        assert_eq!(
+            classify(&Cause::Exit(1), &rules, b""),
+            (Severity::Transient, None)
+        );
+        assert_eq!(mem.describe(), "memory limit exceeded");
+        assert_eq!(cpu.describe(), "cpu limit exceeded");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod classify;
 pub mod correlation;
 pub mod escalation;
 pub mod leftovers;
+pub mod limits;
 pub mod machine;
 pub mod orchestrator;
 pub mod policy;

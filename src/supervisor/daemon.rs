@@ -205,6 +205,22 @@ impl Daemon {
         }
     }
 
+    /// Every running primary, for the resource sampler.
+    pub(super) fn resource_targets(&self) -> Vec<super::resources::Target> {
+        let running = self.system.services.iter().enumerate();
+        running
+            .filter_map(|(i, svc)| match svc.phase {
+                machine::Phase::Running { pid, .. } => Some(super::resources::Target {
+                    service: i,
+                    generation: svc.generation,
+                    leader: pid,
+                    cgroup: self.cgroup_of(i, machine::Role::Primary),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// A service by name; a reload's removed services are no one's.
     pub(super) fn find(&self, name: &str) -> Option<usize> {
         (0..self.rt.len()).find(|&i| self.rt[i].spec.name == name && !self.system.is_retired(i))

@@ -139,6 +139,16 @@ impl Daemon {
                     recovery: records.recovery.clone(),
                     availability: ratios(svc, now),
                     sla: svc.config.sla,
+                    resources: svc
+                        .resources
+                        .last
+                        .map(|u| crate::report::metrics::Resources {
+                            cpu: u.cpu_percent.map(|p| p / 100.0),
+                            rss_bytes: u.rss_bytes,
+                            threads: u.threads,
+                            fds: u.fds,
+                            memory_trend: svc.resources.trend().map(|mib| mib * 1048576.0 / 60.0),
+                        }),
                     recovery_success: (svc.stats.attempts > 0)
                         .then(|| svc.stats.successes as f64 / svc.stats.attempts as f64),
                 }

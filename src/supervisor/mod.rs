@@ -30,6 +30,7 @@ mod probes;
 pub mod reaper;
 pub mod registry;
 mod reload;
+mod resources;
 pub mod spawn;
 mod status;
 mod timers;
@@ -67,6 +68,8 @@ pub enum RunError {
     Runtime(std::io::Error),
     #[error("cannot start the log thread: {0}")]
     Logs(std::io::Error),
+    #[error("cannot start the resource sampler: {0}")]
+    Sampler(std::io::Error),
     #[error("{0}")]
     Untrusted(#[from] StateDirError),
     #[error("cannot create {path}: {source}")]
@@ -204,6 +207,10 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
     let ready = options.ready.take();
     let http = options.http.take();
     let (mut daemon, probe_rx, reloads) = Daemon::new(&plan, state_dir, hub, options)?;
+    let sampling = (plan.resources.interval)
+        .map(|every| Ok((every, resources::Sampler::start()?)))
+        .transpose()
+        .map_err(RunError::Sampler)?;
     let (control, mut channel) = match inbox {
         Inbox::Socket(control) => (Some(control), None),
         Inbox::Channel(rx) => (None, Some(rx)),
@@ -219,6 +226,9 @@ pub fn run(plan: Plan, inbox: Inbox, mut options: Options) -> Result<i32, RunErr
             log_conditions,
         )?;
         inputs.reloads = Some(reloads);
+        if let Some((every, (sampler, samples))) = sampling {
+            inputs.sample_every(every, sampler, samples);
+        }
         event_loop(&mut daemon, &mut inputs, control.as_ref(), ready).await
     })?;
     // Every service's write ends close here; the log thread then drains the
@@ -274,6 +284,47 @@ struct Inputs {
     notify: Option<tokio::io::unix::AsyncFd<std::os::unix::net::UnixDatagram>>,
     /// The control socket's server and the HTTP API's.
     servers: Vec<tokio::task::JoinHandle<()>>,
+    /// The resource sampler's timer, its thread and what it sends back;
+    /// none with `resources.interval: off`.
+    sample_ticks: Option<tokio::time::Interval>,
+    sampler: Option<resources::Sampler>,
+    samples: Option<resources::Samples>,
+}
+
+impl Inputs {
+    /// Sample resources every `every`, the first pass one interval in.
+    fn sample_every(
+        &mut self,
+        every: Duration,
+        sampler: resources::Sampler,
+        samples: resources::Samples,
+    ) {
+        let first = Instant::now() + every;
+        let mut ticks = tokio::time::interval_at(first.into(), every);
+        // A late tick is not made up for: the next pass measures it.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.sample_ticks = Some(ticks);
+        self.sampler = Some(sampler);
+        self.samples = Some(samples);
+    }
+}
+
+/// The next sampling tick; never, with sampling off.
+async fn tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The sampler's next batch; never, with sampling off.
+async fn batch(samples: &mut Option<resources::Samples>) -> Option<resources::Batch> {
+    match samples {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Inputs {
@@ -335,6 +386,9 @@ impl Inputs {
             logs,
             notify,
             servers,
+            sample_ticks: None,
+            sampler: None,
+            samples: None,
         })
     }
 }
@@ -438,6 +492,17 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
                 None => std::future::pending().await,
             }
         } => daemon.on_loaded(loaded, Instant::now()),
+        _ = tick(&mut inputs.sample_ticks) => {
+            if let Some(s) = &inputs.sampler {
+                s.sample(daemon.resource_targets());
+            }
+        }
+        Some(batch) = batch(&mut inputs.samples) => {
+            let now = Instant::now();
+            for (i, usage) in batch {
+                daemon.feed(now, Input::Event(i, Event::Usage(usage)));
+            }
+        }
         Some(c) = inputs.logs.recv() => {
             daemon.feed(Instant::now(), Input::Event(c.service, Event::Logs(c.report)));
         }

@@ -33,6 +33,7 @@ pub(super) fn rules(spec: &ServiceSpec) -> Vec<Rule> {
                 .output_matches
                 .as_ref()
                 .map(|re| regex::bytes::Regex::new(re).expect("validated")),
+            limits: r.limits.clone(),
             severity: r.severity,
         })
         .collect()
@@ -70,6 +71,7 @@ pub(super) fn machine_config(spec: &ServiceSpec) -> Config {
         watchdog: spec.watchdog,
         start_timeout: spec.start_timeout,
         overlap: r.overlap,
+        limits: spec.limits,
     }
 }
 

@@ -23,6 +23,10 @@ fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
 pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -267,6 +271,8 @@ impl Daemon {
             restarts: svc.generation.saturating_sub(1),
             risk: round3(risk),
             last,
+            cpu_percent: svc.resources.last.and_then(|u| u.cpu_percent).map(round1),
+            rss_bytes: svc.resources.last.map(|u| u.rss_bytes),
         }
     }
 
@@ -278,6 +284,7 @@ impl Daemon {
         let blocked = waiting.as_ref().is_some_and(|(b, _)| *b);
         let next = svc.next_step();
         let rt = &self.rt[i];
+        let usage = svc.resources.last;
         ServiceStatus {
             name: rt.spec.name.clone(),
             state: state(svc, blocked),
@@ -325,6 +332,13 @@ impl Daemon {
                 message: c.message.clone(),
                 since: format_time(self.wall(c.since)),
             }),
+            cpu_percent: usage.and_then(|u| u.cpu_percent).map(round1),
+            sampled_at: (svc.resources.last_at).map(|at| format_time(self.wall(at))),
+            rss_bytes: usage.map(|u| u.rss_bytes),
+            threads: usage.map(|u| u.threads),
+            fds: usage.map(|u| u.fds),
+            processes: usage.map(|u| u.processes),
+            mem_trend_mib_per_min: svc.resources.trend().map(round3),
             failure_rate_per_min: svc.ladder.risk.failure_rate.get().map(round3),
             uptime_ewma_s: svc.ladder.risk.uptime.get().map(round3),
             // While it is being stopped too (a hand-over): it still runs.

@@ -14,6 +14,7 @@ const TOP_KEYS: &[&str] = &[
     "groups",
     "exit_on_critical",
     "api",
+    "resources",
 ];
 const TOP_LATER: &[&str] = &[];
 pub(super) const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
@@ -39,6 +40,7 @@ impl Parser<'_> {
             groups: Vec::new(),
             exit_on_critical: false,
             api: None,
+            resources: Default::default(),
             start_order: Vec::new(),
             state_dir_from_flag: false,
         };
@@ -77,6 +79,11 @@ impl Parser<'_> {
             "exit_on_critical" => {
                 if let Some(b) = self.choice(node, key, BOOLEAN) {
                     plan.exit_on_critical = b;
+                }
+            }
+            "resources" => {
+                if let Some(r) = self.section(node, key) {
+                    plan.resources = r;
                 }
             }
             _ => unreachable!("fields() returns only allowed keys"),

@@ -11,6 +11,7 @@
 mod api;
 mod document;
 mod graph;
+mod limits;
 mod probe;
 mod recovery;
 mod service;

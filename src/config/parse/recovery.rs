@@ -9,7 +9,13 @@ use crate::config::yaml::Node;
 use crate::config::*;
 use crate::strategy::policy::Severity;
 
-const RULE_KEYS: &[&str] = &["exit_codes", "signals", "output_matches", "severity"];
+const RULE_KEYS: &[&str] = &[
+    "exit_codes",
+    "signals",
+    "output_matches",
+    "limits",
+    "severity",
+];
 
 impl Parser<'_> {
     pub(super) fn classify(&mut self, node: &Node, path: &str) -> Option<Vec<ClassifyRule>> {
@@ -23,6 +29,7 @@ impl Parser<'_> {
             exit_codes: Vec::new(),
             signals: Vec::new(),
             output_matches: None,
+            limits: Vec::new(),
             severity: Severity::Transient,
         };
         let read = self.each_key(
@@ -38,6 +45,10 @@ impl Parser<'_> {
                             this.list(val, p, |v, n, p| v.parsed(n, p, units::parse_signal))?;
                     }
                     "output_matches" => rule.output_matches = Some(this.parsed(val, p, regex)?),
+                    "limits" => {
+                        let words = crate::config::limits::RESOURCES;
+                        rule.limits = this.list(val, p, |v, n, p| v.choice(n, p, &words))?;
+                    }
                     "severity" => rule.severity = this.choice(val, p, &severities)?,
                     _ => unreachable!("fields() returns only allowed keys"),
                 }
@@ -52,14 +63,19 @@ impl Parser<'_> {
             self.err(node, &join(path, "severity"), missing);
             return None;
         }
-        let matches_exit = !rule.exit_codes.is_empty() || !rule.signals.is_empty();
-        if !matches_exit && rule.output_matches.is_none() {
-            let why = "a rule needs at least one of exit_codes, signals, output_matches";
+        let kinds = [
+            !rule.exit_codes.is_empty(),
+            !rule.signals.is_empty(),
+            !rule.limits.is_empty(),
+        ];
+        if !kinds.contains(&true) && rule.output_matches.is_none() {
+            let why = "a rule needs at least one of exit_codes, signals, output_matches, limits";
             self.err(node, path, why);
             return None;
         }
-        if !rule.exit_codes.is_empty() && !rule.signals.is_empty() {
-            let why = "exit_codes and signals cannot both match one exit; write two rules";
+        if kinds.iter().filter(|k| **k).count() > 1 {
+            let why =
+                "exit_codes, signals and limits cannot both match one failure; write two rules";
             self.err(node, path, why);
             return None;
         }

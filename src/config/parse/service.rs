@@ -35,6 +35,7 @@ const SERVICE_KEYS: &[&str] = &[
     "watchdog",
     "start_timeout",
     "depends_on",
+    "limits",
 ];
 
 impl Parser<'_> {
@@ -145,6 +146,7 @@ impl Parser<'_> {
             "watchdog" => spec.watchdog = Some(self.positive_duration(val, p)?),
             "start_timeout" => spec.start_timeout = Some(self.positive_duration(val, p)?),
             "depends_on" => spec.depends_on = self.depends_on(val, p)?,
+            "limits" => spec.limits = self.section(val, p)?,
             _ => unreachable!("fields() returns only allowed keys"),
         }
         Some(())

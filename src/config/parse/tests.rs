@@ -68,7 +68,7 @@ fn errors_carry_line_column_and_path() {
     assert_eq!(
         m,
         vec![
-            "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, liveness, readiness, startup, watchdog, start_timeout, depends_on"
+            "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, liveness, readiness, startup, watchdog, start_timeout, depends_on, limits"
         ]
     );
 }
@@ -324,4 +324,34 @@ fn overlap_is_a_boolean_beside_a_fallback_command() {
     );
     let plan = check(&yaml("command: y, overlap: true")).unwrap();
     assert!(plan.services[0].recovery.overlap);
+}
+
+#[test]
+fn limits_resources_and_limit_rules() {
+    use crate::strategy::limits::Resource;
+    let plan = check(
+        "resources: { interval: off }
+services:
+  a:
+    command: x
+    limits: { memory: 512MiB, cpu: 90% for 1m }
+    classify: [{ limits: [memory, cpu], severity: critical }]
+  b:
+    command: y
+",
+    )
+    .unwrap();
+    assert_eq!(plan.resources.interval, None);
+    let a = &plan.services[0];
+    assert_eq!(a.limits.memory, Some(512 << 20));
+    let cpu = a.limits.cpu.unwrap();
+    assert_eq!((cpu.percent, cpu.window), (90.0, Duration::from_secs(60)));
+    assert_eq!(a.classify[0].limits, [Resource::Memory, Resource::Cpu]);
+    assert_eq!(plan.services[1].limits, Default::default());
+    let plan = check("services:\n  a:\n    command: x\n").unwrap();
+    assert_eq!(plan.resources.interval, Some(Duration::from_secs(5)));
+    let m = messages(
+        "services:\n  a:\n    command: x\n    classify: [{ limits: [cpu], signals: [KILL], severity: critical }]\n",
+    );
+    assert!(m[0].contains("cannot both match one failure"), "{m:?}");
 }

@@ -41,6 +41,8 @@ fn a_brief_row_is_an_array_read_back_borrowed() {
         restarts: 2,
         risk: 0.25,
         last: "exit 1 at 10:00:00".into(),
+        cpu_percent: Some(12.5),
+        rss_bytes: None,
     };
     let line = BriefLine {
         kind: "brief".into(),
@@ -51,7 +53,7 @@ fn a_brief_row_is_an_array_read_back_borrowed() {
     let text = serde_json::to_string(&line).unwrap();
     assert!(
         text.contains(
-            r#"[["web","front","running","healthy",42,1.5,2,0.25,"exit 1 at 10:00:00"]]"#
+            r#"[["web","front","running","healthy",42,1.5,2,0.25,"exit 1 at 10:00:00",12.5,null]]"#
         ),
         "{text}"
     );

@@ -207,6 +207,8 @@ pub enum Event {
     Shutdown,
     /// Its output cannot be written, or can again.
     Logs(LogReport),
+    /// The sampler measured the primary's process tree.
+    Usage(super::super::limits::Usage),
 }
 
 /// How to signal: the group led by `pid` (the leader alone if the group

@@ -152,7 +152,12 @@ impl Service {
                     return;
                 }
                 if let Some((cause, why)) = self.pending_cause.take() {
-                    let detail = Some(format!("({why})"));
+                    // A limit's figures follow its name: `memory limit
+                    // exceeded: 540 MiB > 512 MiB (+30 MiB/min)`.
+                    let detail = match cause {
+                        Cause::Limit(_) => Some(why),
+                        _ => Some(format!("({why})")),
+                    };
                     self.on_failure(cause, detail, uptime, &exit.output, now, ctx);
                     return;
                 }

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use super::classify::{Cause, Rule};
 use super::correlation::Correlation;
+use super::limits::{Limits, Watch};
 use super::orchestrator::{Decision, Ladder, RecoveryPolicy};
 use super::policy::{RestartPolicy, Severity};
 use super::probe::{Latency, Tracker};
@@ -91,6 +92,8 @@ pub struct Config {
     /// `recovery.fallback.overlap`: a primary on trial starts beside the
     /// fallback instead of after it.
     pub overlap: bool,
+    /// `limits:`: exceeding one is a failure.
+    pub limits: Limits,
 }
 
 /// The primary's lifecycle; data lives in the variants.
@@ -265,6 +268,8 @@ pub struct Service {
     pub notify_status: Option<String>,
     /// Its output is held back: the log file cannot be written.
     pub log_condition: Option<LogCondition>,
+    /// The primary's resource samples in its current run (status, limits).
+    pub resources: Watch,
     fallback_young: super::backoff::YoungDeaths,
     /// The primary was killed because a probe judged it dead: its exit is
     /// this failure, not whatever status the kill produced.
@@ -342,6 +347,7 @@ impl Service {
             held: None,
             notify_status: None,
             log_condition: None,
+            resources: Watch::default(),
             fallback_young: Default::default(),
             pending_cause: None,
             pending_restart: None,
@@ -399,6 +405,7 @@ impl Service {
             Event::RootGaveUp => self.root_gave_up(now, ctx),
             Event::Shutdown => self.shutdown(now, ctx),
             Event::Logs(report) => self.log_report(report, now),
+            Event::Usage(usage) => self.usage(usage, now),
         }
         self.update_level(now);
         self.track_availability(now);

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::super::classify::Cause;
+use super::super::limits::Usage;
 use super::super::probe::{Change, ProbeKind};
 use super::super::text::{fmt_duration, one_line};
 use super::{Action, Fallback, Notify, Phase, ProbeResult, Service, Target, Timer};
@@ -15,6 +16,7 @@ impl Service {
     pub(super) fn start_probes(&mut self, now: Instant) {
         self.pending_cause = None;
         self.notify_status = None;
+        self.resources.reset();
         self.ready = self.config.probes[ProbeKind::Readiness as usize]
             .as_ref()
             .map(|_| false);
@@ -64,6 +66,7 @@ impl Service {
         }
         self.cancel(Timer::Watchdog);
         self.cancel(Timer::StartTimeout);
+        self.resources.reset();
         let mut in_flight = false;
         for p in self.probes.iter_mut().flatten() {
             in_flight |= std::mem::take(&mut p.in_flight);
@@ -174,15 +177,36 @@ impl Service {
     /// The process is alive but judged dead: kill its group; the exit is
     /// then handled as `cause`.
     fn kill_for(&mut self, cause: Cause, message: String) {
+        self.kill_recorded("probe", cause, message.clone(), message);
+    }
+
+    /// [`Service::kill_for`], recorded as `kind` with `said` (the failure
+    /// that follows names `message`).
+    fn kill_recorded(&mut self, kind: &'static str, cause: Cause, said: String, message: String) {
         let Phase::Running { pid, .. } = self.phase else {
             return;
         };
         self.stop_probes();
         self.cancel(Timer::Recovered);
         self.cancel(Timer::Settled);
-        self.record("probe", format!("{message}; killing process group {pid}"));
+        self.record(kind, format!("{said}; killing process group {pid}"));
         self.pending_cause = Some((cause, message));
         self.signal(pid, libc::SIGKILL, Target::Group);
+    }
+
+    /// A sample of the primary's process tree: kept for status, and a
+    /// limit it breaches kills the primary; the exit is then that failure.
+    pub(super) fn usage(&mut self, usage: Usage, now: Instant) {
+        let running = matches!(self.phase, Phase::Running { .. });
+        if !running || usage.generation != self.generation || self.pending_cause.is_some() {
+            return;
+        }
+        let limits = self.config.limits;
+        if let Some(breach) = self.resources.observe(&limits, now, usage) {
+            let cause = Cause::Limit(breach.resource());
+            let said = format!("{}: {}", cause.describe(), breach.detail());
+            self.kill_recorded("limit", cause, said, breach.detail());
+        }
     }
 
     pub(super) fn watchdog_missed(&mut self) {

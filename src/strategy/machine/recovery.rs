@@ -45,6 +45,7 @@ fn remedy_text(remedy: &Remedy, now: Instant) -> String {
 fn cause_text(cause: &Cause, detail: Option<&str>) -> String {
     match (cause, detail) {
         (Cause::Spawn(_), Some(detail)) => format!("spawn failed: {detail}"),
+        (Cause::Limit(_), Some(detail)) => format!("{}: {detail}", cause.describe()),
         (_, Some(detail)) => format!("{} {detail}", cause.describe()),
         (_, None) => cause.describe(),
     }

@@ -14,6 +14,7 @@
 //! - `tests/logs.rs`: what the log writer's reports do;
 //! - `tests/props.rs`: random event sequences against the invariants.
 
+mod limits;
 mod logs;
 mod matrix;
 mod phases;
@@ -72,6 +73,7 @@ pub(in crate::strategy) fn config() -> Config {
         watchdog: None,
         start_timeout: None,
         overlap: false,
+        limits: Default::default(),
     }
 }
 

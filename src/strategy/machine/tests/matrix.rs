@@ -28,10 +28,12 @@ enum Ev {
     Shutdown,
     /// The log writer reports a trouble: nothing but an event.
     Logs,
+    /// A resource sample of the current run, without limits: only kept.
+    Usage,
 }
 
 /// Every event kind but the timers, which come from [`TIMERS`].
-const EVENTS: [Ev; 25] = [
+const EVENTS: [Ev; 26] = [
     Ev::Go,
     Ev::Held,
     Ev::Spawned(Role::Primary),
@@ -57,6 +59,7 @@ const EVENTS: [Ev; 25] = [
     Ev::GaveUp,
     Ev::Shutdown,
     Ev::Logs,
+    Ev::Usage,
 ];
 
 fn events() -> impl Iterator<Item = Ev> {
@@ -99,6 +102,15 @@ fn apply(rt: &mut Rt, ev: Ev) {
             trouble: super::super::LogTrouble::DiskFull,
             detail: "No space left on device".into(),
             cleared: false,
+        })),
+        Ev::Usage => rt.feed(Event::Usage(crate::strategy::limits::Usage {
+            generation: rt.svc.generation,
+            cpu_percent: Some(400.0),
+            interval: SEC,
+            rss_bytes: 1 << 40,
+            threads: 1,
+            fds: 1,
+            processes: 1,
         })),
     }
 }

@@ -1,5 +1,5 @@
 //! Random event sequences through one machine (fallback, cleanup, probes,
-//! watchdog and start timeout configured) against its invariants, checked
+//! watchdog, start timeout and a memory limit configured) against its invariants, checked
 //! after every step; then a shutdown that must bring everything down and
 //! answer every request.
 
@@ -48,6 +48,10 @@ enum Op {
     Sibling,
     GaveUp,
     Shutdown,
+    /// A resource sample of the current run, over the memory limit or not.
+    Usage {
+        over: bool,
+    },
 }
 
 const STATUSES: [ExitStatus; 7] = [
@@ -84,6 +88,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Sibling),
         1 => Just(Op::GaveUp),
         1 => Just(Op::Shutdown),
+        2 => any::<bool>().prop_map(|over| Op::Usage { over }),
     ]
 }
 
@@ -91,6 +96,7 @@ fn config(policy: usize) -> Config {
     let mut c = with_restart(full(), POLICIES[policy]);
     c.watchdog = Some(10 * SEC);
     c.start_timeout = Some(30 * SEC);
+    c.limits.memory = Some(1 << 30);
     c
 }
 
@@ -142,6 +148,15 @@ fn apply(rt: &mut Rt, op: &Op) {
         }),
         Op::GaveUp => rt.feed(Event::RootGaveUp),
         Op::Shutdown => rt.shutdown(),
+        Op::Usage { over } => rt.feed(Event::Usage(crate::strategy::limits::Usage {
+            generation: rt.svc.generation,
+            cpu_percent: Some(50.0),
+            interval: SEC,
+            rss_bytes: if over { 2 << 30 } else { 1 << 20 },
+            threads: 1,
+            fds: 3,
+            processes: 1,
+        })),
     }
 }
 
