@@ -30,6 +30,8 @@ pub(super) struct Reloads {
     exit_on_critical: bool,
     /// The HTTP API's settings: bound at `up`, not moved by a reload.
     api: Option<crate::config::ApiSpec>,
+    /// The resource sampler's interval: set at `up`.
+    resources: crate::config::limits::ResourcesSpec,
     /// The last reload that failed, until one succeeds.
     pub error: Option<ReloadError>,
     tx: mpsc::UnboundedSender<Loaded>,
@@ -55,6 +57,7 @@ impl Reloads {
             supervisor: plan.supervisor.clone(),
             exit_on_critical: plan.exit_on_critical,
             api: plan.api.clone(),
+            resources: plan.resources,
             error: None,
             tx,
         };
@@ -188,8 +191,16 @@ impl Daemon {
             }
         }
         let mut text = format!("{}{}", d, d.summary());
-        if new.api != self.reloads.api {
-            text.push_str("\nnote: api changed; it takes effect when sentineld is started again");
+        for (changed, what) in [
+            (new.api != self.reloads.api, "api"),
+            (new.resources != self.reloads.resources, "resources"),
+        ] {
+            if changed {
+                let note = format!(
+                    "\nnote: {what} changed; it takes effect when sentineld is started again"
+                );
+                text.push_str(&note);
+            }
         }
         if dry_run {
             return Ok(text);
