@@ -7,6 +7,7 @@
 pub mod diff;
 mod parse;
 pub mod units;
+pub mod webhook;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ pub struct Plan {
     pub groups: Vec<GroupSpec>,
     /// Stop everything and exit 1 when the root's intensity is exceeded.
     pub exit_on_critical: bool,
+    /// POSTs every event, system events too.
+    pub webhook: Option<webhook::WebhookSpec>,
     /// Service indices in an order that respects `depends_on` and group
     /// order; stop order is its reverse.
     #[serde(skip)]
@@ -124,6 +127,8 @@ pub struct ServiceSpec {
     /// An `on_event` hook still running after this is killed (its group).
     #[serde(serialize_with = "ser_duration")]
     pub on_event_timeout: Duration,
+    /// POSTs this service's events.
+    pub webhook: Option<webhook::WebhookSpec>,
     pub liveness: Option<ProbeSpec>,
     pub readiness: Option<ProbeSpec>,
     pub startup: Option<ProbeSpec>,
@@ -161,6 +166,7 @@ impl ServiceSpec {
             pre_start: None,
             pre_start_timeout: Duration::from_secs(30),
             on_event_timeout: Duration::from_secs(30),
+            webhook: None,
             liveness: None,
             readiness: None,
             startup: None,

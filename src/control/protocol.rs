@@ -12,6 +12,9 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 pub use super::parse::{RequestError, parse_request};
+pub use webhooks::WebhookReport;
+
+mod webhooks;
 
 pub const VERSION: u32 = 1;
 pub const MAX_LINE: usize = 64 * 1024;
@@ -247,6 +250,7 @@ impl SystemInfo {
             health: "healthy".into(),
             reason: None,
             reload_error: None,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -425,6 +429,9 @@ pub struct SystemInfo {
     /// The last reload that failed, until one succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<ReloadError>,
+    /// Each webhook endpoint's totals: the top-level one first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::control::protocol::Health;
+use crate::control::protocol::{Health, WebhookReport};
 use crate::strategy::policy::Severity;
 
 /// What an HTTP `/metrics` answer says its body is.
@@ -63,6 +63,8 @@ pub fn recovery_histogram() -> Histogram {
 pub struct Snapshot {
     pub process: ProcessCounters,
     pub services: Vec<ServiceMetrics>,
+    /// Each webhook endpoint's totals: the top-level one first.
+    pub webhooks: Vec<WebhookReport>,
 }
 
 /// Counters of the whole daemon.
@@ -106,6 +108,9 @@ const FAMILIES: &[Family] = &[
     hooks_dropped,
     log_bytes,
     log_lines_lost,
+    webhooks_sent,
+    webhooks_failed,
+    webhooks_dropped,
     up,
     health,
     risk,
@@ -166,6 +171,47 @@ fn hooks_dropped(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
         help,
         s.process.hooks_dropped,
     )
+}
+
+/// One counter a webhook endpoint: `scope="global"`, or `scope="service"`
+/// and the service's name. Never the URL: it may hold a token.
+fn webhook_family(
+    s: &Snapshot,
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    count: fn(&WebhookReport) -> u64,
+) -> fmt::Result {
+    if s.webhooks.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for w in &s.webhooks {
+        let c = ConstCounter::new(count(w));
+        match &w.service {
+            None => c.encode(m.encode_family(&[("scope", "global")])?)?,
+            Some(svc) => {
+                let labels = [("scope", "service"), ("service", svc.as_str())];
+                c.encode(m.encode_family(&labels)?)?
+            }
+        }
+    }
+    Ok(())
+}
+
+fn webhooks_sent(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Webhook notifications delivered (a 2xx or 3xx answer).";
+    webhook_family(s, enc, "sentineld_webhooks_sent", help, |w| w.sent)
+}
+
+fn webhooks_failed(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Webhook notifications given up on: a 4xx answer, or every retry failed.";
+    webhook_family(s, enc, "sentineld_webhooks_failed", help, |w| w.failed)
+}
+
+fn webhooks_dropped(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Webhook notifications dropped because the endpoint's queue was full.";
+    webhook_family(s, enc, "sentineld_webhooks_dropped", help, |w| w.dropped)
 }
 
 fn log_bytes(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
@@ -322,6 +368,17 @@ mod tests {
                 log_lines_lost: 0,
             },
             services: vec![web, service("db")],
+            webhooks: vec![
+                WebhookReport {
+                    sent: 7,
+                    ..WebhookReport::default()
+                },
+                WebhookReport {
+                    service: Some("web".into()),
+                    dropped: 2,
+                    ..WebhookReport::default()
+                },
+            ],
         };
         let text = render(snapshot);
         for line in [
@@ -363,6 +420,20 @@ mod tests {
             4.0
         );
         assert_eq!(value(&scrape, "sentineld_log_bytes_total", &[]), 1234.0);
+        let global = [("scope", "global")];
+        let of_web = [("scope", "service"), ("service", "web")];
+        assert_eq!(
+            value(&scrape, "sentineld_webhooks_sent_total", &global),
+            7.0
+        );
+        assert_eq!(
+            value(&scrape, "sentineld_webhooks_dropped_total", &of_web),
+            2.0
+        );
+        assert_eq!(
+            value(&scrape, "sentineld_webhooks_failed_total", &of_web),
+            0.0
+        );
         let probe = (scrape.samples.iter())
             .find(|s| s.metric == "sentineld_probe_duration_seconds")
             .expect("the probe histogram");

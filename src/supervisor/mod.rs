@@ -33,6 +33,7 @@ mod reload;
 pub mod spawn;
 mod status;
 mod timers;
+mod webhooks;
 
 use std::fs::File;
 use std::io::Write;

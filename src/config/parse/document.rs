@@ -13,6 +13,7 @@ const TOP_KEYS: &[&str] = &[
     "supervisor",
     "groups",
     "exit_on_critical",
+    "webhook",
 ];
 const TOP_LATER: &[&str] = &["api"];
 pub(super) const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
@@ -37,6 +38,7 @@ impl Parser<'_> {
             supervisor: SupervisorSpec::default(),
             groups: Vec::new(),
             exit_on_critical: false,
+            webhook: None,
             start_order: Vec::new(),
             state_dir_from_flag: false,
         };
@@ -76,6 +78,7 @@ impl Parser<'_> {
                     plan.exit_on_critical = b;
                 }
             }
+            "webhook" => plan.webhook = self.webhook(node, key),
             _ => unreachable!("fields() returns only allowed keys"),
         }
     }

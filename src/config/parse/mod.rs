@@ -15,6 +15,7 @@ mod recovery;
 mod service;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 use std::collections::HashMap;
 use std::path::Path;
