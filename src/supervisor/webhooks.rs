@@ -257,14 +257,13 @@ async fn post(spec: &WebhookSpec, body: Bytes) -> Result<u16, String> {
         req = req.header(k.as_str(), v.as_str());
     }
     let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let conn = std::pin::pin!(conn);
+    let mut conn = std::pin::pin!(conn);
+    let mut answer = std::pin::pin!(sender.send_request(req));
+    let status = |r: hyper::Result<hyper::Response<_>>| r.map(|r| r.status().as_u16());
     tokio::select! {
-        answer = sender.send_request(req) => answer
-            .map(|r| r.status().as_u16())
-            .map_err(|e| e.to_string()),
-        end = conn => Err(match end {
-            Ok(()) => "connection closed before an answer".into(),
-            Err(e) => e.to_string(),
-        }),
+        a = &mut answer => return status(a).map_err(|e| e.to_string()),
+        end = &mut conn => end.map_err(|e| e.to_string())?,
     }
+    // The connection ended: an answer it read is in `answer` already.
+    status(answer.await).map_err(|e| e.to_string())
 }
