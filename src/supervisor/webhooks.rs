@@ -98,14 +98,18 @@ impl Webhooks {
         services: impl Iterator<Item = (usize, Option<&'a WebhookSpec>)>,
     ) {
         let old = self.global.take();
-        self.global = self.endpoint(old, global, "the top-level webhook");
+        self.global = self.endpoint(old, global, None);
         let mut old = std::mem::take(&mut self.services);
         for (i, spec) in services {
-            if self.services.len() <= i {
-                self.services.resize_with(i + 1, || None);
-            }
             let kept = old.get_mut(i).and_then(Option::take);
-            self.services[i] = self.endpoint(kept, spec, &format!("service #{i}'s webhook"));
+            // Grown only for a service with a webhook: 10,000 services
+            // without one cost nothing here.
+            if let Some(e) = self.endpoint(kept, spec, Some(i)) {
+                if self.services.len() <= i {
+                    self.services.resize_with(i + 1, || None);
+                }
+                self.services[i] = Some(e);
+            }
         }
     }
 
@@ -113,30 +117,32 @@ impl Webhooks {
         &mut self,
         old: Option<Endpoint>,
         spec: Option<&WebhookSpec>,
-        what: &str,
+        service: Option<usize>,
     ) -> Option<Endpoint> {
         let spec = spec?;
         if let Some(old) = old {
             if old.spec == *spec {
                 return Some(old);
             }
-            return self.start(spec, old.counters, what);
+            return self.start(spec, old.counters, service);
         }
-        self.start(spec, Arc::default(), what)
+        self.start(spec, Arc::default(), service)
     }
 
     fn start(
         &mut self,
         spec: &WebhookSpec,
         counters: Arc<Counters>,
-        what: &str,
+        service: Option<usize>,
     ) -> Option<Endpoint> {
         let thread = match &self.thread {
             Some(t) => t.clone(),
             None => match start_thread() {
                 Ok(t) => self.thread.insert(t).clone(),
                 Err(e) => {
-                    tracing::error!("{what} is off: cannot start the webhooks thread: {e}");
+                    let what =
+                        service.map_or("the top-level".into(), |i| format!("service #{i}'s"));
+                    tracing::error!("{what} webhook is off: cannot start the webhooks thread: {e}");
                     return None;
                 }
             },
