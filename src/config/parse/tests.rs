@@ -323,4 +323,17 @@ fn a_webhook_needs_a_plain_http_url_and_known_events() {
         m[0].contains("services.web.webhook.url: expected a URL"),
         "{m:?}"
     );
+    let m = messages(&svc("{ url: \"http://h/x\", headers: { host: evil } }"));
+    assert!(
+        m[0].contains("services.web.webhook.headers.host: sentineld sets Host"),
+        "{m:?}"
+    );
+    let m = messages(&svc(
+        "{ url: \"http://h/x\", headers: { X-Key: \"s3cr\\u00e9t\" } }",
+    ));
+    assert!(
+        m[0].ends_with("X-Key: header values must be printable ASCII"),
+        "{m:?}"
+    );
+    assert!(!m[0].contains("s3cr"), "{m:?}");
 }

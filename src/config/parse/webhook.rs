@@ -28,6 +28,30 @@ impl Parser<'_> {
         Some(spec)
     }
 
+    /// Headers a request may carry besides those sentineld sets itself;
+    /// their values must be sendable (visible ASCII, tabs and spaces).
+    fn webhook_headers(&mut self, node: &Node, path: &str) -> Option<Vec<(String, String)>> {
+        let headers = self.headers(node, path)?;
+        for (name, value) in &headers {
+            let here = join(path, name);
+            let at = node.get(name).unwrap_or(node);
+            if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                let set = RESERVED.join(", ");
+                self.err(at, &here, format!("sentineld sets {set} itself"));
+                return None;
+            }
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                // Never echoed: it may be a secret.
+                self.err(at, &here, "header values must be printable ASCII");
+                return None;
+            }
+        }
+        Some(headers)
+    }
+
     fn event_kinds(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
         let kinds: Vec<(&str, &str)> = EVENT_KINDS.iter().map(|k| (*k, *k)).collect();
         let mut events = self.list(node, path, |this, n, p| {
@@ -43,6 +67,16 @@ impl Parser<'_> {
         Some(events)
     }
 }
+
+/// Headers every request has, set by sentineld.
+const RESERVED: &[&str] = &[
+    "Host",
+    "Content-Type",
+    "Content-Length",
+    "Transfer-Encoding",
+    "Connection",
+    "User-Agent",
+];
 
 /// An `http://` URL; https is refused by name, since sentineld has no TLS.
 fn webhook_url(s: &str) -> Result<(String, String, String), String> {
@@ -63,7 +97,7 @@ impl Section for WebhookSpec {
             "url" => {}
             "events" => self.events = p.event_kinds(val, path)?,
             "timeout" => self.timeout = p.positive_duration(val, path)?,
-            "headers" => self.headers = p.headers(val, path)?,
+            "headers" => self.headers = p.webhook_headers(val, path)?,
             "queue" => {
                 let n = p.count(val, path, 1..=100_000, "a number of notifications")?;
                 self.queue = n as usize;
