@@ -12,6 +12,26 @@ use common::BIN;
 /// `{f}` in `expected` stands for the services file's path.
 const CASES: &[(&str, &str, &str)] = &[
     (
+        "webhook over https",
+        "services:\n  web:\n    command: touch started\n    webhook: { url: \"https://hooks.example/x\" }\n",
+        "{f}:4:21: services.web.webhook.url: \"https://hooks.example/x\": https is not supported (sentineld has no TLS stack); use http://, e.g. to a local relay",
+    ),
+    (
+        "webhook without a url",
+        "webhook: { events: [failure] }\nservices:\n  web:\n    command: touch started\n",
+        "{f}:1:10: webhook.url: missing: the http:// URL to POST events to",
+    ),
+    (
+        "webhook event kind misspelt",
+        "webhook: { url: \"http://127.0.0.1:9/h\", events: [failure, recoverd] }\nservices:\n  web:\n    command: touch started\n",
+        "{f}:1:59: webhook.events[1]: expected one of failure, recovered, fallback, quarantine, reset, started, ready, not ready, exited, stopping, stopped, cleanup, trial, probe, hook, logs, tree, reload, found \"recoverd\" (did you mean \"recovered\"?)",
+    ),
+    (
+        "webhook unknown key",
+        "services:\n  web:\n    command: touch started\n    webhook:\n      url: \"http://127.0.0.1:9/h\"\n      header: { A: b }\n",
+        "{f}:6:7: services.web.webhook.header: unknown key \"header\" (did you mean \"headers\"?); allowed keys: url, events, timeout, headers, queue",
+    ),
+    (
         "malformed YAML",
         "services:\n  web:\n    command: [touch, started\n",
         "{f}:4:1: invalid YAML: while parsing a flow sequence, expected ',' or ']'",
@@ -24,12 +44,12 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown top-level key",
         "services:\n  web:\n    command: touch started\nstate_dri: x\n",
-        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services, supervisor, groups, exit_on_critical, api, resources",
+        "{f}:4:1: state_dri: unknown key \"state_dri\" (did you mean \"state_dir\"?); allowed keys: state_dir, services, supervisor, groups, exit_on_critical, api, resources, webhook",
     ),
     (
         "unknown service key",
         "services:\n  web:\n    command: touch started\n    restrat: always\n",
-        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, liveness, readiness, startup, watchdog, start_timeout, depends_on, limits",
+        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, webhook, liveness, readiness, startup, watchdog, start_timeout, depends_on, limits",
     ),
     (
         "wrong type",

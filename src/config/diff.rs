@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::webhook::WebhookSpec;
 use super::{GroupSpec, Plan, ServiceSpec, SupervisorSpec};
 
 /// The keys of a service that its process is started with.
@@ -34,8 +35,8 @@ pub enum Change {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diff {
     pub services: Vec<(String, Change)>,
-    /// `supervisor`, `groups.NAME`, `exit_on_critical`: the tree's own
-    /// settings that changed.
+    /// `supervisor`, `groups.NAME`, `exit_on_critical`, `webhook`: the
+    /// top-level settings that changed.
     pub tree: Vec<String>,
 }
 
@@ -105,6 +106,7 @@ pub struct Running<'a> {
     pub groups: &'a [GroupSpec],
     pub supervisor: &'a SupervisorSpec,
     pub exit_on_critical: bool,
+    pub webhook: Option<&'a WebhookSpec>,
 }
 
 pub fn diff(old: &Running<'_>, new: &Plan) -> Diff {
@@ -131,6 +133,9 @@ pub fn diff(old: &Running<'_>, new: &Plan) -> Diff {
     }
     if old.exit_on_critical != new.exit_on_critical {
         d.tree.push("exit_on_critical".into());
+    }
+    if old.webhook != new.webhook.as_ref() {
+        d.tree.push("webhook".into());
     }
     for g in &new.groups {
         match old.groups.iter().find(|o| o.name == g.name) {
@@ -163,6 +168,10 @@ fn changed_keys(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
 
 fn service_change(old: &ServiceSpec, new: &ServiceSpec) -> Option<Change> {
     let mut keys = changed_keys(old, new);
+    // What is shown of a webhook hides its header values: compared whole.
+    if old.webhook != new.webhook && !keys.iter().any(|k| k == "webhook") {
+        keys.push("webhook".into());
+    }
     if keys.is_empty() {
         return None;
     }

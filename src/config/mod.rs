@@ -9,6 +9,7 @@ pub mod limits;
 mod parse;
 mod recovery;
 pub mod units;
+pub mod webhook;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ pub struct Plan {
     /// The HTTP API's listener; none: off.
     pub api: Option<ApiSpec>,
     pub resources: limits::ResourcesSpec,
+    /// POSTs every event, system events too.
+    pub webhook: Option<webhook::WebhookSpec>,
     /// Service indices in an order that respects `depends_on` and group
     /// order; stop order is its reverse.
     #[serde(skip)]
@@ -170,6 +173,8 @@ pub struct ServiceSpec {
     /// An `on_event` hook still running after this is killed (its group).
     #[serde(serialize_with = "ser_duration")]
     pub on_event_timeout: Duration,
+    /// POSTs this service's events.
+    pub webhook: Option<webhook::WebhookSpec>,
     pub liveness: Option<ProbeSpec>,
     pub readiness: Option<ProbeSpec>,
     pub startup: Option<ProbeSpec>,
@@ -211,6 +216,7 @@ impl ServiceSpec {
             pre_start: None,
             pre_start_timeout: Duration::from_secs(30),
             on_event_timeout: Duration::from_secs(30),
+            webhook: None,
             liveness: None,
             readiness: None,
             startup: None,

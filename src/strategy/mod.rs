@@ -22,3 +22,4 @@ pub mod rng;
 pub mod system;
 pub mod text;
 pub mod tree;
+pub mod webhook;

@@ -122,6 +122,8 @@ pub(super) struct Daemon {
     pub reloads: super::reload::Reloads,
     /// Histograms and counters for metrics.
     pub metrics: super::metrics::Recorder,
+    /// Where events are POSTed.
+    pub webhooks: super::webhooks::Webhooks,
 }
 
 impl Daemon {
@@ -157,6 +159,8 @@ impl Daemon {
             .collect();
         let (reloads, loaded) = super::reload::Reloads::new(plan);
         let metrics = super::metrics::Recorder::new(&rt);
+        let services = plan.services.iter().map(|s| s.webhook.as_ref());
+        let webhooks = super::webhooks::Webhooks::new(plan.webhook.as_ref(), services);
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let registry = registry::Recorder::new(state_dir.clone());
         let daemon = Daemon {
@@ -184,6 +188,7 @@ impl Daemon {
             left_behind: 0,
             reloads,
             metrics,
+            webhooks,
         };
         if let Some(cg) = &daemon.cgroups {
             for name in cg.kill_leftovers() {

@@ -315,6 +315,7 @@ impl Daemon {
         if r.hook {
             self.run_hook(i, &record, now);
         }
+        self.webhooks.notify(Some(i), &record);
         self.journal.push(record);
     }
 

@@ -154,7 +154,12 @@ impl Daemon {
                 }
             })
             .collect();
-        Snapshot { process, services }
+        let webhooks = self.webhooks.reports(|i| &self.rt[i].spec.name);
+        Snapshot {
+            process,
+            services,
+            webhooks,
+        }
     }
 }
 

@@ -34,6 +34,7 @@ mod resources;
 pub mod spawn;
 mod status;
 mod timers;
+mod webhooks;
 
 use std::fs::File;
 use std::io::Write;
@@ -58,6 +59,8 @@ use crate::strategy::system::Input;
 
 /// How long adopted orphans get after SIGTERM at shutdown before SIGKILL.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
+/// How long the socket's removal is waited for at shutdown.
+const UNLINK_WAIT: Duration = Duration::from_secs(1);
 /// How long the log thread gets at shutdown to write what is left (less
 /// if a write of its is stalled).
 const LOG_FLUSH_WAIT: Duration = Duration::from_secs(10);
@@ -429,10 +432,19 @@ async fn event_loop(
     // `down` still returns.
     if control.is_some() {
         let dir = daemon.state_dir.clone();
-        let _ = std::thread::Builder::new()
+        let (done, gone) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
             .name("unlink".into())
             .stack_size(64 << 10)
-            .spawn(move || dir.remove_socket(Socket::Control));
+            .spawn(move || {
+                dir.remove_socket(Socket::Control);
+                let _ = done.send(());
+            });
+        // Gone before `down` hears that all is stopped — unless the disk
+        // hangs: then not waited for long.
+        if spawned.is_ok() {
+            let _ = gone.recv_timeout(UNLINK_WAIT);
+        }
     }
     daemon.registry.remove();
     for tx in daemon.down_waiters.drain(..) {

@@ -12,6 +12,7 @@ use super::daemon::{Daemon, ServiceRt};
 use super::probes::ProbeRt;
 use super::{budget, plan, spawn};
 use crate::config::diff::{self, Change, Diff, Running};
+use crate::config::webhook::WebhookSpec;
 use crate::config::{GroupSpec, Plan, ServiceSpec, SupervisorSpec};
 use crate::control::protocol::{ErrorKind, EventRecord, ReloadError, Response};
 use crate::control::server::Reply;
@@ -32,6 +33,7 @@ pub(super) struct Reloads {
     api: Option<crate::config::ApiSpec>,
     /// The resource sampler's interval: set at `up`.
     resources: crate::config::limits::ResourcesSpec,
+    webhook: Option<WebhookSpec>,
     /// The last reload that failed, until one succeeds.
     pub error: Option<ReloadError>,
     tx: mpsc::UnboundedSender<Loaded>,
@@ -58,6 +60,7 @@ impl Reloads {
             exit_on_critical: plan.exit_on_critical,
             api: plan.api.clone(),
             resources: plan.resources,
+            webhook: plan.webhook.clone(),
             error: None,
             tx,
         };
@@ -137,7 +140,7 @@ impl Daemon {
 
     /// An event of no one service.
     fn system_event(&mut self, kind: &str, message: String) {
-        self.journal.push(EventRecord {
+        let record = EventRecord {
             id: 0,
             at: format_time(SystemTime::now()),
             service: String::new(),
@@ -145,7 +148,9 @@ impl Daemon {
             message,
             severity: None,
             action: None,
-        });
+        };
+        self.webhooks.notify(None, &record);
+        self.journal.push(record);
     }
 
     /// The running services, by index: none for a retired one.
@@ -179,6 +184,7 @@ impl Daemon {
             groups: &self.reloads.groups,
             supervisor: &self.reloads.supervisor,
             exit_on_critical: self.reloads.exit_on_critical,
+            webhook: self.reloads.webhook.as_ref(),
         };
         let d = diff::diff(&running, &new);
         for (name, change) in &d.services {
@@ -255,6 +261,12 @@ impl Daemon {
             .map(|(i, _)| *i)
             .collect();
         r.tree = plan::tree_over(&new, &slots, self.rt.len());
+        // Before the core acts: the events of this reload go where the new
+        // file says.
+        let hooks = slots.iter().zip(&new.services);
+        let hooks = hooks.map(|(&i, s)| (i, s.webhook.as_ref()));
+        self.webhooks.follow(new.webhook.as_ref(), hooks);
+        self.reloads.webhook = new.webhook;
         self.reloads.groups = new.groups;
         self.reloads.supervisor = new.supervisor;
         self.reloads.exit_on_critical = new.exit_on_critical;

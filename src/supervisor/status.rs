@@ -159,26 +159,19 @@ impl Daemon {
     }
 
     fn system_info(&self, now: Instant) -> SystemInfo {
-        if let Some(reason) = &self.system.critical {
-            return SystemInfo {
-                health: "critical".into(),
-                reason: Some(reason.clone()),
-                reload_error: self.reloads.error.clone(),
-            };
-        }
         let critical = (self.system.services.iter())
             .filter(|s| !self.system.is_retired(s.index))
             .any(|s| level(s, now).1 >= Level::Critical);
-        match critical {
-            true => SystemInfo {
-                health: "degraded".into(),
-                reason: None,
-                reload_error: self.reloads.error.clone(),
-            },
-            false => SystemInfo {
-                reload_error: self.reloads.error.clone(),
-                ..SystemInfo::healthy()
-            },
+        let health = match (&self.system.critical, critical) {
+            (Some(_), _) => "critical",
+            (None, true) => "degraded",
+            (None, false) => "healthy",
+        };
+        SystemInfo {
+            health: health.into(),
+            reason: self.system.critical.clone(),
+            reload_error: self.reloads.error.clone(),
+            webhooks: self.webhooks.reports(|i| &self.rt[i].spec.name),
         }
     }
 

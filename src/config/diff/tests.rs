@@ -20,6 +20,7 @@ fn between(old: &str, new: &str) -> Diff {
         groups: &old.groups,
         supervisor: &old.supervisor,
         exit_on_critical: old.exit_on_critical,
+        webhook: old.webhook.as_ref(),
     };
     diff(&running, &plan(new))
 }
@@ -120,4 +121,22 @@ fn root_settings_are_tree_changes() {
     assert!(d.services.is_empty());
     assert_eq!(d.tree, vec!["supervisor".to_string()]);
     assert_eq!(d.summary(), "1 tree settings changed");
+}
+
+#[test]
+fn a_webhook_change_applies_in_place_even_a_hidden_header_value() {
+    let hook = |v: &str| {
+        format!(
+            "webhook: {{ url: \"http://127.0.0.1:9/top\" }}\nservices:\n  db:\n    command: sleep 100\n    webhook: {{ url: \"http://127.0.0.1:9/h\", headers: {{ Authorization: {v} }} }}\n"
+        )
+    };
+    let d = between(&hook("a"), &hook("b"));
+    assert_eq!(
+        d.change("db"),
+        Some(&Change::InPlace(vec!["webhook".into()]))
+    );
+    assert!(d.tree.is_empty(), "{d}");
+    let top = hook("a").replace("/top", "/other");
+    let d = between(&hook("a"), &top);
+    assert_eq!(d.tree, ["webhook"]);
 }

@@ -15,6 +15,7 @@ const TOP_KEYS: &[&str] = &[
     "exit_on_critical",
     "api",
     "resources",
+    "webhook",
 ];
 const TOP_LATER: &[&str] = &[];
 pub(super) const BOOLEAN: &[(&str, bool)] = &[("true", true), ("false", false)];
@@ -41,6 +42,7 @@ impl Parser<'_> {
             exit_on_critical: false,
             api: None,
             resources: Default::default(),
+            webhook: None,
             start_order: Vec::new(),
             state_dir_from_flag: false,
         };
@@ -86,6 +88,7 @@ impl Parser<'_> {
                     plan.resources = r;
                 }
             }
+            "webhook" => plan.webhook = self.webhook(node, key),
             _ => unreachable!("fields() returns only allowed keys"),
         }
     }

@@ -17,6 +17,7 @@ mod recovery;
 mod service;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -100,7 +100,7 @@ impl Parser<'_> {
     }
 
     /// A mapping of header names to string values.
-    fn headers(&mut self, node: &Node, path: &str) -> Option<Vec<(String, String)>> {
+    pub(super) fn headers(&mut self, node: &Node, path: &str) -> Option<Vec<(String, String)>> {
         let entries = self.entries(node, path, "Name: value")?;
         let mut out = Vec::new();
         for (k, v) in entries {
@@ -151,7 +151,7 @@ fn parse_status_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 /// `http://host[:port][/path]` → (url, "host:port", "/path").
-fn parse_http_url(s: &str) -> Result<(String, String, String), String> {
+pub(super) fn parse_http_url(s: &str) -> Result<(String, String, String), String> {
     let bad = || format!("expected a URL like http://127.0.0.1:8080/health, found {s:?}");
     if s.starts_with("https://") {
         return Err(format!(

@@ -68,7 +68,7 @@ fn errors_carry_line_column_and_path() {
     assert_eq!(
         m,
         vec![
-            "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, liveness, readiness, startup, watchdog, start_timeout, depends_on, limits"
+            "/tmp/services.yaml:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, webhook, liveness, readiness, startup, watchdog, start_timeout, depends_on, limits"
         ]
     );
 }
@@ -354,4 +354,74 @@ services:
         "services:\n  a:\n    command: x\n    classify: [{ limits: [cpu], signals: [KILL], severity: critical }]\n",
     );
     assert!(m[0].contains("cannot both match one failure"), "{m:?}");
+}
+
+#[test]
+fn webhooks_take_their_defaults_and_hide_header_values() {
+    let plan = check(
+        "webhook: { url: \"http://127.0.0.1:${PORT}/top\" }
+services:
+  web:
+    command: x
+    webhook:
+      url: http://hooks.local/h?k=1
+      events: [started, failure, started]
+      timeout: 2s
+      headers: { Authorization: Bearer s3cret }
+      queue: 10
+",
+    )
+    .unwrap();
+    let top = plan.webhook.as_ref().unwrap();
+    assert_eq!(top.authority, "127.0.0.1:8080");
+    assert_eq!(top.path, "/top");
+    assert_eq!(
+        top.events,
+        ["failure", "fallback", "quarantine", "recovered", "reset"]
+    );
+    assert_eq!((top.timeout, top.queue), (Duration::from_secs(5), 1000));
+    let web = plan.services[0].webhook.as_ref().unwrap();
+    assert_eq!(web.authority, "hooks.local:80");
+    assert_eq!(web.path, "/h?k=1");
+    assert_eq!(web.events, ["started", "failure"]);
+    assert_eq!((web.timeout, web.queue), (Duration::from_secs(2), 10));
+    assert_eq!(
+        web.headers,
+        [("Authorization".into(), "Bearer s3cret".into())]
+    );
+    let shown = serde_json::to_string(&plan).unwrap();
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("/h?k"),
+        "{shown}"
+    );
+    assert!(shown.contains("Authorization"), "{shown}");
+}
+
+#[test]
+fn a_webhook_needs_a_plain_http_url_and_known_events() {
+    let svc = |hook: &str| format!("services:\n  web:\n    command: x\n    webhook: {hook}\n");
+    let m = messages(&svc("{ url: \"http://h/x\", events: [] }"));
+    assert!(
+        m[0].contains("services.web.webhook.events: list at least one"),
+        "{m:?}"
+    );
+    // Credentials belong in `headers`, where they are never shown.
+    let m = messages(&svc("{ url: \"http://u:p@h/x\" }"));
+    assert!(
+        m[0].contains("services.web.webhook.url: expected a URL"),
+        "{m:?}"
+    );
+    let m = messages(&svc("{ url: \"http://h/x\", headers: { host: evil } }"));
+    assert!(
+        m[0].contains("services.web.webhook.headers.host: sentineld sets Host"),
+        "{m:?}"
+    );
+    let m = messages(&svc(
+        "{ url: \"http://h/x\", headers: { X-Key: \"s3cr\\u00e9t\" } }",
+    ));
+    assert!(
+        m[0].ends_with("X-Key: header values must be printable ASCII"),
+        "{m:?}"
+    );
+    assert!(!m[0].contains("s3cr"), "{m:?}");
 }
