@@ -10,7 +10,8 @@ TRIALS times with its output to a file (as node_exporter's textfile
 collector would run it), each timed from the client's spawn to its exit:
 the whole round trip — connect, the daemon's snapshot and rendering, the
 reply line, the client's parse and write. `sentineld status` (the table) is timed the
-same way for scale.
+same way for scale, and `GET /metrics` over the HTTP API (`api:` on a free
+loopback port) from connect to the body's last byte, on a fresh connection.
 
 Usage: integration/bench/metrics.py [--n 1000] [--trials 50]
            [--bin target/release/sentineld]
@@ -49,8 +50,35 @@ def listener():
     return s, s.getsockname()[1]
 
 
-def write_yaml(work, n, port):
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(port, path):
+    """Wall ms of one GET on a fresh connection, to the body's last byte."""
+    t0 = time.monotonic_ns()
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    c.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    data = bytearray()
+    while True:
+        chunk = c.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    c.close()
+    ms = (time.monotonic_ns() - t0) / 1e6
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(bytes(data[:200]).decode(errors="replace"))
+    return ms, len(data)
+
+
+def write_yaml(work, n, port, api_port):
     with open(os.path.join(work, "services.yaml"), "w") as f:
+        f.write(f"api: {{ listen: '127.0.0.1:{api_port}' }}\n")
         f.write("services:\n")
         for k in range(n):
             if k % 100 == 99:
@@ -118,8 +146,9 @@ def main():
     a = ap.parse_args()
     binary = os.path.abspath(a.bin)
     sock, port = listener()
+    api_port = free_port()
     with tempfile.TemporaryDirectory(prefix="sentineld-metrics.") as work:
-        write_yaml(work, a.n, port)
+        write_yaml(work, a.n, port, api_port)
         log = open(os.path.join(work, "up.log"), "w")
         p = subprocess.Popen([binary, "up", "services.yaml"], cwd=work, stdout=log,
                              stderr=log, start_new_session=True)
@@ -128,12 +157,14 @@ def main():
                 print("not every service started", file=sys.stderr)
                 return 1
             time.sleep(6)  # one probe round: every histogram has data
-            metrics, status, text = [], [], b""
+            metrics, status, http, text = [], [], [], b""
             for _ in range(a.trials):
                 ms, text = timed(binary, ["metrics"], work)
                 metrics.append(ms)
                 ms, _ = timed(binary, ["status"], work)
                 status.append(ms)
+                ms, _ = http_get(api_port, "/metrics")
+                http.append(ms)
         finally:
             stop(binary, p, work)
             sock.close()
@@ -143,6 +174,7 @@ def main():
         "trials": a.trials,
         "metrics": summary(metrics),
         "status_table": summary(status),
+        "http_metrics": summary(http),
         "metrics_bytes": len(text),
         "metrics_lines": lines,
         "loadavg_1m": os.getloadavg()[0],
