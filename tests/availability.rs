@@ -19,6 +19,10 @@ fn a_service_down_long_enough_breaks_its_sla_with_an_event_and_a_hook() {
     on_event: [sh, -c, 'echo \"$SENTINELD_EVENT: $SENTINELD_MESSAGE\" >> hooked']
   steady:
     command: sleep 1000
+  probed:
+    command: sleep 1000
+    readiness: { exec: \"true\", interval: 300ms }
+    sla: { availability: 99.9% }
 ",
     );
     let pid = inst.wait_running("web", None);
@@ -53,6 +57,11 @@ fn a_service_down_long_enough_breaks_its_sla_with_an_event_and_a_hook() {
     );
     assert!(steady["availability"].get("sla").is_none());
     assert!(inst.messages_of("steady", "sla").is_empty());
+    // The moments before its first readiness pass are within the hour's
+    // budget: no breach at start.
+    assert_eq!(inst.service("probed")["ready"], true);
+    assert!(inst.messages_of("probed", "sla").is_empty());
+    assert_eq!(inst.service("probed")["availability"]["sla_met"], true);
     // Status NAME says it; metrics carry the same figure.
     let text = String::from_utf8_lossy(&inst.cli(&["status", "web"]).stdout).into_owned();
     assert!(text.contains("SLA 99.9% NOT met"), "{text}");

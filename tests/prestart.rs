@@ -93,3 +93,26 @@ fn a_pre_start_past_its_time_limit_is_killed_as_a_group() {
     );
     assert!(inst.down().success());
 }
+
+#[test]
+fn what_a_pre_start_leaves_running_is_killed() {
+    let mut inst = Instance::start(
+        "services:
+  web:
+    command: sleep 1000
+    pre_start: sh -c 'setsid sleep 1000 & echo $! > forked'
+",
+    );
+    inst.wait_running("web", None);
+    let forked: i32 = std::fs::read_to_string(inst.path("forked"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the pre-start's daemon gone",
+        || !alive(forked),
+    );
+    assert!(inst.down().success());
+}

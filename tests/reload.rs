@@ -250,3 +250,115 @@ fn a_reload_applies_group_changes_without_restarting_anyone() {
     inst.wait_running("b", Some(b));
     assert!(inst.down().success());
 }
+
+#[test]
+fn a_file_that_is_not_a_regular_file_is_refused_at_once() {
+    let mut inst = Instance::start("services:\n  a:\n    command: sleep 1000\n");
+    let a = inst.wait_running("a", None);
+    let file = inst.path("services.yaml");
+    std::fs::remove_file(&file).unwrap();
+    nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let out = inst.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("not a regular file"), "{out:?}");
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+    let out = inst.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(inst.pid_of("a"), Some(a));
+    assert!(inst.down().success());
+}
+
+#[test]
+fn a_removed_service_is_shown_while_it_stops_and_refuses_requests() {
+    let mut inst = Instance::start(
+        "services:
+  a:
+    command: sleep 1000
+  slow:
+    command: trap '' TERM; sleep 1000
+    stop: { timeout: 2s }
+",
+    );
+    inst.wait_running("a", None);
+    let slow = inst.wait_running("slow", None);
+    std::fs::write(
+        inst.path("services.yaml"),
+        "services:\n  a:\n    command: sleep 1000\n",
+    )
+    .unwrap();
+    let out = inst.cli(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(inst.service("slow")["state"], "stopping");
+    let start = inst.cli(&["start", "slow"]);
+    assert!(!start.status.success());
+    assert!(
+        text(&start.stderr).contains("slow: removed by a reload, and stopping"),
+        "{start:?}"
+    );
+    wait_until(Duration::from_secs(10), "slow gone", || {
+        !alive(slow) && names(&inst) == ["a"]
+    });
+    let start = inst.cli(&["start", "slow"]);
+    assert!(
+        text(&start.stderr).contains("unknown service \"slow\""),
+        "{start:?}"
+    );
+    assert!(inst.down().success());
+}
+
+#[test]
+fn reloads_apply_in_the_order_they_were_asked() {
+    let mut inst = Instance::start("services:\n  a:\n    command: sleep 1000\n");
+    inst.wait_running("a", None);
+    let mut big = String::from("services:\n  a:\n    command: sleep 1000\n");
+    for k in 0..200 {
+        big.push_str(&format!("  s{k}:\n    command: sleep 1000\n"));
+    }
+    let small = "services:\n  a:\n    command: sleep 1000\n";
+    for _ in 0..3 {
+        std::fs::write(inst.path("services.yaml"), &big).unwrap();
+        let first = std::process::Command::new(BIN)
+            .arg("reload")
+            .current_dir(inst.path(""))
+            .env_remove("SENTINELD_STATE_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::fs::write(inst.path("services.yaml"), small).unwrap();
+        let out = inst.cli(&["reload"]);
+        assert!(out.status.success(), "{out:?}");
+        let mut first = first;
+        first.wait().unwrap();
+        // The last reload read the file as it is now: one service.
+        let dry = inst.cli(&["reload", "--dry-run"]);
+        assert!(text(&dry.stdout).contains("no changes"), "{dry:?}");
+    }
+    wait_until(Duration::from_secs(20), "only a", || names(&inst) == ["a"]);
+    assert!(inst.down().success());
+}
+
+#[test]
+fn a_reload_past_the_descriptor_limit_is_refused_as_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = [(libc::RLIMIT_NOFILE, 256, 256)];
+    let mut inst =
+        Instance::start_limited(dir, "services:\n  a:\n    command: sleep 1000\n", &limits);
+    inst.wait_running("a", None);
+    let mut big = String::from("services:\n");
+    for k in 0..1001 {
+        big.push_str(&format!("  s{k}:\n    command: sleep 1000\n"));
+    }
+    std::fs::write(inst.path("services.yaml"), big).unwrap();
+    let out = inst.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("file descriptors"), "{out:?}");
+    let reported = inst.status()["system"]["reload_error"]["message"].clone();
+    assert!(
+        reported.as_str().unwrap().contains("file descriptors"),
+        "{reported}"
+    );
+    assert_eq!(names(&inst), ["a"]);
+    assert!(inst.down().success());
+}

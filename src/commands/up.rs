@@ -1,7 +1,7 @@
 //! `sentineld up [-d] FILE`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 
@@ -61,7 +61,9 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
             let mut line = String::new();
             let _ = BufReader::new(reader).read_line(&mut line);
             if line.starts_with("ready") {
-                println!(
+                // A closed stdout (`| head -1`) is not an error of ours.
+                let _ = writeln!(
+                    std::io::stdout(),
                     "sentineld running (pid {child}), {} service{}\n  control socket: {}{http_line}\n  service logs:   {}\n  daemon log:     {}",
                     plan.services.len(),
                     if plan.services.len() == 1 { "" } else { "s" },

@@ -7,6 +7,7 @@
 pub mod diff;
 pub mod limits;
 mod parse;
+pub mod read;
 mod recovery;
 pub mod units;
 pub mod webhook;
@@ -511,7 +512,7 @@ pub fn load(path: &Path) -> Result<Plan, LoadError> {
 }
 
 pub fn load_with(path: &Path, ctx: &Context<'_>) -> Result<Plan, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let text = read::read_text(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;

@@ -88,7 +88,8 @@ pub fn row(s: &ServiceStatus) -> BriefRow<'_> {
         group: s.group.as_deref().map(Into::into),
         state: s.state,
         health: s.health,
-        pid: s.pid,
+        // While the fallback stands in, its pid, as in the table.
+        pid: s.pid.or(s.fallback_pid),
         uptime_s: s.uptime_s,
         restarts: s.restarts,
         risk: s.risk,

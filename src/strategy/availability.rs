@@ -99,14 +99,7 @@ impl Availability {
         if span.is_zero() {
             return None;
         }
-        let mut down = Duration::ZERO;
-        for s in &self.spells {
-            down += within(s, start, now);
-        }
-        if let Some(from) = self.down_since {
-            down += now.saturating_duration_since(from.max(start));
-        }
-        let down = down.min(span);
+        let down = self.downtime(now, window);
         Some(1.0 - down.as_secs_f64() / span.as_secs_f64())
     }
 }
@@ -129,30 +122,41 @@ fn within(s: &Spell, start: Instant, end: Instant) -> Duration {
 }
 
 impl Availability {
-    /// Downtime the last hour can still take at `now` before its figure
-    /// falls below `target`, if it stays down: the earliest moment worth
-    /// looking again (older downtime leaving the window only adds to it).
-    pub fn slack(&self, now: Instant, target: f64) -> Duration {
-        let Some(ratio) = self.ratio(now, HOUR) else {
-            return HOUR.mul_f64(1.0 - target);
+    /// Downtime within the last `window` (since tracking began, if later).
+    pub fn downtime(&self, now: Instant, window: Duration) -> Duration {
+        let Some(since) = self.since else {
+            return Duration::ZERO;
         };
-        let span = self
-            .since
-            .map_or(HOUR, |s| now.saturating_duration_since(s).min(HOUR));
-        let (span, target) = (span.as_secs_f64(), target.clamp(0.0, 1.0));
-        let down = span * (1.0 - ratio);
-        // A window still growing toward the hour falls faster; a full one
-        // as the downtime grows.
-        let growing = ((1.0 - target) * span - down) / target.max(1e-9);
-        let full = (1.0 - target) * HOUR.as_secs_f64() - down;
-        Duration::from_secs_f64(growing.min(full).max(1.0))
+        let start = now.checked_sub(window).unwrap_or(since).max(since);
+        let mut down = Duration::ZERO;
+        for s in &self.spells {
+            down += within(s, start, now);
+        }
+        if let Some(from) = self.down_since {
+            down += now.saturating_duration_since(from.max(start));
+        }
+        down.min(now.saturating_duration_since(start))
+    }
+
+    /// An SLA of `target` (0–1) allows `(1 − target) × 1 h` down in any
+    /// hour — its error budget (3.6 s at 99.9 %). Whether the last hour
+    /// spent more: judged against the budget, not the share of a shorter
+    /// time since start, so a service is not in breach for the moments
+    /// before it first became ready.
+    pub fn over_budget(&self, now: Instant, target: f64) -> bool {
+        self.downtime(now, HOUR) > budget(target)
+    }
+
+    /// Downtime the last hour can still take at `now` before it is over
+    /// budget, if it stays down: the earliest moment worth looking again
+    /// (downtime leaving the window only adds to it).
+    pub fn slack(&self, now: Instant, target: f64) -> Duration {
+        budget(target).saturating_sub(self.downtime(now, HOUR))
     }
 }
 
-/// Whether `ratio` is below an SLA target (both 0–1), with the margin of
-/// a float's rounding.
-pub fn below(ratio: f64, target: f64) -> bool {
-    ratio + 1e-9 < target
+fn budget(target: f64) -> Duration {
+    HOUR.mul_f64((1.0 - target).clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -228,28 +232,19 @@ mod tests {
     }
 
     #[test]
-    fn the_slack_is_when_staying_down_would_cross_the_target() {
+    fn the_sla_is_judged_against_the_hours_error_budget() {
         let t0 = Instant::now();
         let mut a = Availability::new(t0);
-        a.observe(t0, true);
-        // Up a full hour: 99 % allows 36 s down.
-        let now = t0 + HOUR;
-        a.observe(now, false);
-        assert_eq!(a.slack(now, 0.99).as_secs(), 36);
-        // Ten minutes in: (1 % of 600 s) / 0.99 ≈ 6 s.
-        let mut b = Availability::new(t0);
-        b.observe(t0, true);
-        b.observe(t0 + 600 * SEC, false);
-        let x = b.slack(t0 + 600 * SEC, 0.99).as_secs_f64();
-        assert!((x - 6.0 / 0.99).abs() < 0.01, "{x}");
-        let later = t0 + 600 * SEC + Duration::from_secs_f64(x);
-        assert!((b.ratio(later, HOUR).unwrap() - 0.99).abs() < 1e-6);
-    }
-
-    #[test]
-    fn below_target() {
-        assert!(below(0.998, 0.999));
-        assert!(!below(0.999, 0.999));
-        assert!(!below(1.0, 0.999));
+        // Down 2 s before it first comes up: 0 % of those 2 s, but well
+        // within the 36 s an hour that 99 % allows.
+        a.observe(t0 + 2 * SEC, true);
+        assert!(!a.over_budget(t0 + 2 * SEC, 0.99));
+        assert_eq!(a.slack(t0 + 2 * SEC, 0.99), 34 * SEC);
+        a.observe(t0 + 600 * SEC, false);
+        let now = t0 + 600 * SEC;
+        assert_eq!(a.slack(now, 0.99), 34 * SEC);
+        assert!(!a.over_budget(now + 34 * SEC, 0.99));
+        assert!(a.over_budget(now + 35 * SEC, 0.99));
+        assert_eq!(a.downtime(now + 35 * SEC, HOUR), 37 * SEC);
     }
 }

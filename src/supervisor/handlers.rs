@@ -84,9 +84,21 @@ impl Daemon {
         self.find(name).ok_or_else(|| Box::new(self.unknown(name)))
     }
 
+    /// A service a reload removed that is still stopping, by name.
+    pub(super) fn retiring_named(&self, name: &str) -> Option<usize> {
+        self.system
+            .retiring()
+            .find(|&i| self.rt[i].spec.name == name)
+    }
+
     #[cold]
     fn unknown(&self, name: &str) -> Response {
-        let hint = did_you_mean(name, self.rt.iter().map(|s| s.spec.name.as_str()));
+        if self.retiring_named(name).is_some() {
+            let message = format!("{name}: removed by a reload, and stopping");
+            return Response::error(ErrorKind::Conflict, message);
+        }
+        let live = (0..self.rt.len()).filter(|&i| !self.system.is_retired(i));
+        let hint = did_you_mean(name, live.map(|i| self.rt[i].spec.name.as_str()));
         let shown: String = name.chars().take(SUGGEST_MAX).collect();
         let more = if shown.len() < name.len() { "…" } else { "" };
         Response::error(

@@ -123,7 +123,7 @@ impl Daemon {
         };
         let services = (self.system.services.iter().zip(&self.rt))
             .zip(&rec.services)
-            .filter(|((svc, _), _)| !self.system.is_retired(svc.index))
+            .filter(|((svc, _), _)| !self.system.is_gone(svc.index))
             .map(|((svc, rt), records)| {
                 let (risk, level) = super::status::level(svc, now);
                 ServiceMetrics {

@@ -161,14 +161,17 @@ impl Daemon {
                 }
             }
             Owner::Service(Role::Cleanup) => Event::CleanupExited { pid, status },
-            Owner::Service(Role::PreStart) => Event::PreStartExited {
-                pid,
-                status,
-                output: match &self.logs {
-                    Some(hub) if !status.success() => hub.recent_output(i),
-                    _ => Vec::new(),
-                },
-            },
+            Owner::Service(Role::PreStart) => {
+                self.end_pre_start_leftovers(i, pid);
+                Event::PreStartExited {
+                    pid,
+                    status,
+                    output: match &self.logs {
+                        Some(hub) if !status.success() => hub.recent_output(i),
+                        _ => Vec::new(),
+                    },
+                }
+            }
             Owner::Hook => {
                 self.rt[i].hook = None;
                 self.timers.cancel(i, super::timers::Key::HookLimit);
@@ -177,6 +180,21 @@ impl Daemon {
             Owner::Probe(kind) => return self.on_probe_exit(i, kind, pid, status, now),
         };
         self.feed(now, Input::Event(i, event));
+    }
+
+    /// A `pre_start` check leaves nothing running: whatever it started
+    /// (a daemon it forked, a setsid'd child) is killed once it exits —
+    /// its cgroup, or its process group where there are no cgroups.
+    fn end_pre_start_leftovers(&self, i: usize, pid: i32) {
+        match self.cgroup_of(i, Role::PreStart) {
+            Some(cg) if Cgroups::populated(&cg) => Cgroups::signal(&cg, libc::SIGKILL),
+            Some(_) => {}
+            // The group's survivors keep its number from being reused.
+            None if kill(-pid, 0) => {
+                kill(-pid, libc::SIGKILL);
+            }
+            None => {}
+        }
     }
 
     /// What the machine needs to know of a primary's exit.

@@ -36,6 +36,10 @@ pub(super) struct Reloads {
     webhook: Option<WebhookSpec>,
     /// The last reload that failed, until one succeeds.
     pub error: Option<ReloadError>,
+    /// A thread is reading the file.
+    reading: bool,
+    /// Reloads asked for meanwhile, in order: each reads the file anew.
+    waiting: std::collections::VecDeque<(bool, Option<oneshot::Sender<Reply>>)>,
     tx: mpsc::UnboundedSender<Loaded>,
 }
 
@@ -62,9 +66,23 @@ impl Reloads {
             resources: plan.resources,
             webhook: plan.webhook.clone(),
             error: None,
+            reading: false,
+            waiting: Default::default(),
             tx,
         };
         (reloads, rx)
+    }
+}
+
+/// Reloads waiting for the one reading the file, at most.
+const MAX_WAITING: usize = 16;
+
+fn refuse(reply: Option<oneshot::Sender<Reply>>, kind: ErrorKind, message: String) {
+    match reply {
+        Some(reply) => {
+            let _ = reply.send(Response::Error { kind, message }.into());
+        }
+        None => tracing::warn!("reload: {message}"),
     }
 }
 
@@ -76,16 +94,31 @@ fn error(kind: ErrorKind, message: String) -> Refusal {
 }
 
 impl Daemon {
-    /// Read the file on a thread of its own; [`Self::on_loaded`] applies it.
+    /// Read the file on a thread of its own; [`Self::on_loaded`] applies
+    /// it. One read at a time, in the order asked: a reload asked for after
+    /// the file changed reads the changed file, and a file on a hung disk
+    /// holds one thread, not one per request.
     pub(super) fn reload(&mut self, dry_run: bool, reply: Option<oneshot::Sender<Reply>>) {
         if self.system.shutting_down() {
             let message = "sentineld is shutting down".to_string();
-            if let Some(reply) = reply {
-                let kind = ErrorKind::Conflict;
-                let _ = reply.send(Response::Error { kind, message }.into());
+            return refuse(reply, ErrorKind::Conflict, message);
+        }
+        if self.reloads.reading {
+            let waiting = &mut self.reloads.waiting;
+            // SIGHUPs while one waits are that one.
+            if reply.is_none() && waiting.iter().any(|(d, r)| !d && r.is_none()) {
+                return;
             }
+            if waiting.len() >= MAX_WAITING {
+                let message = format!(
+                    "{MAX_WAITING} reloads are already waiting for the services file to be read"
+                );
+                return refuse(reply, ErrorKind::Busy, message);
+            }
+            waiting.push_back((dry_run, reply));
             return;
         }
+        self.reloads.reading = true;
         let file = self.reloads.file.clone();
         let tx = self.reloads.tx.clone();
         let spawned = std::thread::Builder::new()
@@ -99,6 +132,7 @@ impl Daemon {
                 });
             });
         if let Err(e) = spawned {
+            self.reloads.reading = false;
             tracing::error!("reload: cannot start a thread to read the file: {e}");
         }
     }
@@ -109,6 +143,14 @@ impl Daemon {
             dry_run,
             reply,
         } = loaded;
+        self.reloads.reading = false;
+        if let Some((dry_run, reply)) = self.reloads.waiting.pop_front() {
+            self.reload(dry_run, reply);
+        }
+        if self.system.shutting_down() {
+            let message = "sentineld is shutting down".to_string();
+            return refuse(reply, ErrorKind::Conflict, message);
+        }
         let outcome = plan
             .map_err(|message| error(ErrorKind::InvalidConfig, message))
             .and_then(|plan| self.reload_plan(plan, dry_run, now));
@@ -139,7 +181,8 @@ impl Daemon {
     }
 
     /// An event of no one service.
-    fn system_event(&mut self, kind: &str, message: String) {
+    fn system_event(&mut self, kind: &'static str, message: String) {
+        self.metrics.event(kind);
         let record = EventRecord {
             id: 0,
             at: format_time(SystemTime::now()),
@@ -177,7 +220,7 @@ impl Daemon {
         let budget = budget::Budget::of(&new);
         if budget.needed > budget.limit {
             let message = budget.shortfall(new.services.len());
-            return Err(error(ErrorKind::Conflict, message));
+            return Err(error(ErrorKind::InvalidConfig, message));
         }
         let running = Running {
             services: self.live().map(|(_, s)| s).collect(),

@@ -88,10 +88,14 @@ impl Daemon {
     /// The services a request names: one, or all when none is named.
     pub(super) fn picked(&self, name: Option<&str>) -> Result<Vec<usize>, Box<Response>> {
         match name {
+            // A removed service still stopping is shown until it is down.
             None => Ok((0..self.rt.len())
-                .filter(|&i| !self.system.is_retired(i))
+                .filter(|&i| !self.system.is_gone(i))
                 .collect()),
-            Some(n) => self.named(n).map(|i| vec![i]),
+            Some(n) => match self.retiring_named(n) {
+                Some(i) => Ok(vec![i]),
+                None => self.named(n).map(|i| vec![i]),
+            },
         }
     }
 
@@ -406,7 +410,7 @@ fn stage(svc: &Service) -> Option<String> {
 
 /// Percentages, to 0.001 %.
 fn availability(svc: &Service, now: Instant) -> Option<AvailabilityInfo> {
-    use crate::strategy::availability::{DAY, HOUR, below};
+    use crate::strategy::availability::{DAY, HOUR};
     let pct = |r: f64| (r * 100_000.0).round() / 1000.0;
     let ready_1h = svc.availability.ratio(now, HOUR)?;
     Some(AvailabilityInfo {
@@ -415,7 +419,10 @@ fn availability(svc: &Service, now: Instant) -> Option<AvailabilityInfo> {
         ready_1h: pct(ready_1h),
         ready_24h: pct(svc.availability.ratio(now, DAY)?),
         sla: svc.config.sla.map(pct),
-        sla_met: svc.config.sla.map(|t| !below(ready_1h, t)),
+        sla_met: svc
+            .config
+            .sla
+            .map(|t| !svc.availability.over_budget(now, t)),
     })
 }
 

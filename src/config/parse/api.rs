@@ -91,7 +91,7 @@ impl Parser<'_> {
     fn token_file(&mut self, node: &Node, path: &str) -> Option<String> {
         let s = self.string(node, path)?;
         let file = self.base.join(&s);
-        match std::fs::read_to_string(&file) {
+        match crate::config::read::read_text(&file) {
             Ok(t) => Some(t),
             Err(e) => {
                 self.err(node, path, format!("cannot read {}: {e}", file.display()));

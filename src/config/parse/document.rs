@@ -51,6 +51,7 @@ impl Parser<'_> {
         }
         let groups_node = doc.get("groups");
         plan.start_order = self.tree(doc, &mut plan.services, &mut plan.groups, groups_node);
+        self.limits_need_sampling(doc, &plan);
         if doc.get("services").is_none() {
             let start = Node {
                 kind: NodeKind::Map(Vec::new()),
@@ -60,6 +61,24 @@ impl Parser<'_> {
             self.err(&start, "services", "missing: declare at least one service");
         }
         Some(plan)
+    }
+
+    /// `limits:` with `resources: { interval: off }` could never apply.
+    fn limits_need_sampling(&mut self, doc: &Node, plan: &Plan) {
+        if plan.resources.interval.is_some() {
+            return;
+        }
+        for s in &plan.services {
+            let node = (doc.get("services"))
+                .and_then(|n| n.get(&s.name))
+                .and_then(|n| n.get("limits"));
+            if let (Some(node), true) = (node, s.limits != Default::default()) {
+                let path = format!("services.{}.limits", s.name);
+                let why =
+                    "limits need resource sampling, which `resources: { interval: off }` turns off";
+                self.err(node, &path, why);
+            }
+        }
     }
 
     /// One top-level key into `plan`; a bad value leaves the default.

@@ -263,7 +263,7 @@ impl Parser<'_> {
     fn env_file(&mut self, node: &Node, path: &str) -> Option<Vec<(String, String)>> {
         let s = self.string(node, path)?;
         let file = self.base.join(&s);
-        let text = match std::fs::read_to_string(&file) {
+        let text = match crate::config::read::read_text(&file) {
             Ok(t) => t,
             Err(e) => {
                 self.err(node, path, format!("cannot read {}: {e}", file.display()));

@@ -330,7 +330,7 @@ fn overlap_is_a_boolean_beside_a_fallback_command() {
 fn limits_resources_and_limit_rules() {
     use crate::strategy::limits::Resource;
     let plan = check(
-        "resources: { interval: off }
+        "resources: { interval: 2s }
 services:
   a:
     command: x
@@ -341,7 +341,7 @@ services:
 ",
     )
     .unwrap();
-    assert_eq!(plan.resources.interval, None);
+    assert_eq!(plan.resources.interval, Some(Duration::from_secs(2)));
     let a = &plan.services[0];
     assert_eq!(a.limits.memory, Some(512 << 20));
     let cpu = a.limits.cpu.unwrap();
@@ -354,6 +354,17 @@ services:
         "services:\n  a:\n    command: x\n    classify: [{ limits: [cpu], signals: [KILL], severity: critical }]\n",
     );
     assert!(m[0].contains("cannot both match one failure"), "{m:?}");
+    let m = messages(
+        "resources: { interval: off }\nservices:\n  a:\n    command: x\n    limits: { memory: 1MiB }\n",
+    );
+    assert_eq!(
+        m,
+        [
+            "/tmp/services.yaml:5:13: services.a.limits: limits need resource sampling, which `resources: { interval: off }` turns off"
+        ]
+    );
+    let off = check("resources: { interval: off }\nservices:\n  a:\n    command: x\n").unwrap();
+    assert_eq!(off.resources.interval, None);
 }
 
 #[test]

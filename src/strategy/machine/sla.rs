@@ -7,7 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::availability::{HOUR, below};
+use super::super::availability::HOUR;
+use super::super::text::fmt_duration;
 use super::{Phase, Service, Timer};
 
 /// How often a service back up after a breach looks whether the SLA is met.
@@ -35,13 +36,16 @@ impl Service {
             return;
         };
         let percent = |x: f64| format!("{:.3}%", x * 100.0);
-        match (below(ratio, target), self.sla_missed) {
+        match (self.availability.over_budget(now, target), self.sla_missed) {
             (true, false) => {
                 self.sla_missed = true;
+                let down = self.availability.downtime(now, HOUR);
                 let text = format!(
-                    "availability {} over the last hour, below the SLA of {}",
+                    "availability {} over the last hour, below the SLA of {}: down {}, more than the {} an hour it allows",
                     percent(ratio),
-                    percent(target)
+                    percent(target),
+                    fmt_duration(down),
+                    fmt_duration(HOUR.mul_f64(1.0 - target)),
                 );
                 self.record("sla", text);
             }
@@ -59,7 +63,8 @@ impl Service {
         self.cancel(Timer::Sla);
         match (self.is_up(), self.sla_missed) {
             (false, false) => {
-                let at = now + self.availability.slack(now, target) + Duration::from_millis(1);
+                let slack = self.availability.slack(now, target);
+                let at = now + slack.max(Duration::from_secs(1)) + Duration::from_millis(1);
                 self.set_timer(Timer::Sla, at);
             }
             // Back up after a breach: the figure climbs; look each minute.

@@ -32,6 +32,11 @@ impl System {
         self.retire.has(i)
     }
 
+    /// A reload removed `i` and it is down: it is gone for good.
+    pub fn is_gone(&self, i: usize) -> bool {
+        self.retire.has(i) && !self.retire.holds(i)
+    }
+
     /// A removed service still has a process.
     pub fn retiring(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.services.len()).filter(|&i| self.retire.holds(i))

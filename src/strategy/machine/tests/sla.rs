@@ -24,11 +24,11 @@ fn staying_down_crosses_the_sla_on_time_and_coming_back_meets_it_again() {
     rt.advance(600 * SEC);
     rt.exit_primary(EXIT_0, false);
     assert_eq!(rt.svc.phase, Phase::Exited);
-    // 1 % of 600 s, a window still growing: about 6.06 s down is allowed.
+    // 99 % allows 36 s down an hour.
     let (at, timer) = rt.next_timer().expect("the SLA timer");
     assert_eq!(timer, Timer::Sla);
     let slack = at - rt.now;
-    assert!(slack > 6 * SEC && slack < 7 * SEC, "{slack:?}");
+    assert!(slack > 36 * SEC && slack < 37 * SEC, "{slack:?}");
     rt.run_until(at);
     let said = sla_events(&rt);
     assert_eq!(said.len(), 1, "{said:?}");
@@ -39,9 +39,9 @@ fn staying_down_crosses_the_sla_on_time_and_coming_back_meets_it_again() {
         .availability
         .ratio(rt.now, crate::strategy::availability::HOUR);
     assert!(ratio.unwrap() < 0.99);
-    // Up again: within minutes the hour's figure is back above 99 %.
+    // Up again: once the downtime leaves the hour, the SLA is met again.
     rt.request(Verb::Start);
-    for _ in 0..10 {
+    for _ in 0..61 {
         rt.advance(60 * SEC);
         rt.run_until(rt.now);
     }
