@@ -103,3 +103,25 @@ fn clients_find_the_instance_from_a_subdirectory_and_say_where_they_looked() {
     let tried = elsewhere.path().join(".sentineld");
     assert!(err.contains(&tried.display().to_string()), "{err}");
 }
+
+#[test]
+fn a_failed_run_that_is_not_restarted_shows_its_last_words_too() {
+    let mut inst = Instance::start(
+        "services:
+  once:
+    command: echo starting; echo fatal no config >&2; exit 1
+    restart: never
+",
+    );
+    let s = inst.wait_state("once", "exited");
+    let last = s["last"].as_str().unwrap_or_default();
+    assert!(last.ends_with("— fatal no config"), "{s}");
+    let exited = inst.messages_of("once", "exited");
+    assert!(
+        exited
+            .iter()
+            .any(|m| m.contains("last output: fatal no config")),
+        "{exited:#?}"
+    );
+    assert!(inst.down().success());
+}

@@ -231,7 +231,18 @@ impl Service {
             return;
         }
         if !restart {
-            return self.exited_for_good(&what, ctx);
+            // Not restarted, but a failed run: its last words are shown,
+            // as a failure's are.
+            let said = super::super::text::last_line(&exit.output);
+            let what = match &said {
+                Some(line) => format!("{what}; last output: {line}"),
+                None => what,
+            };
+            self.exited_for_good(&what, ctx);
+            if let Some(line) = said {
+                self.summary = Some(format!("{}: not restarted — {line}", describe_exit(status)));
+            }
+            return;
         }
         let cause = match status {
             ExitStatus::Code(c) => Cause::Exit(c),
