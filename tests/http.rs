@@ -530,3 +530,51 @@ fn metrics_and_reload_over_http() {
     let get_reload = get(port, "/api/v1/reload");
     assert_eq!(get_reload.status, 405);
 }
+
+#[test]
+fn a_dry_run_that_is_not_true_or_false_and_unknown_parameters_change_nothing() {
+    let api = OpenApi::load(BIN);
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    let yaml = std::fs::read_to_string(inst.path("services.yaml")).unwrap();
+    let more = format!("{yaml}  extra:\n    command: sleep 1000\n");
+    std::fs::write(inst.path("services.yaml"), more).unwrap();
+    let headers = [("Content-Length", "0")];
+    for (query, named) in [
+        ("dry_run=yes", "dry_run"),
+        ("dry_run=TRUE", "dry_run"),
+        ("dry_run", "dry_run"),
+        ("dry-run=true", "dry-run"),
+        ("dry_run=true&force=1", "force"),
+    ] {
+        let path = format!("/api/v1/reload?{query}");
+        let answer = request(port, "POST", &path, &headers);
+        api.check("POST", "/api/v1/reload", &answer);
+        assert_eq!(answer.status, 400, "{query}: {:?}", answer.json());
+        assert_eq!(answer.json()["kind"], "bad_request");
+        let message = answer.json()["message"].as_str().unwrap().to_string();
+        assert!(message.contains(named), "{query}: {message}");
+    }
+    let names = |inst: &Instance| inst.status()["services"].as_array().unwrap().len();
+    assert_eq!(names(&inst), 1, "nothing was reloaded");
+    let web = inst.pid_of("web");
+    let stop = request(port, "POST", "/api/v1/services/web/stop?now=1", &headers);
+    assert_eq!(stop.status, 400);
+    api.check("POST", "/api/v1/services/{name}/stop", &stop);
+    assert_eq!(inst.pid_of("web"), web, "nothing was stopped");
+    let status = get(port, "/api/v1/status?verbose=true");
+    assert_eq!(status.status, 400);
+    assert!(
+        status.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("verbose")
+    );
+    // The right spellings still work.
+    let dry = request(port, "POST", "/api/v1/reload?dry_run=1", &headers);
+    assert_eq!(dry.status, 200, "{:?}", dry.json());
+    assert_eq!(names(&inst), 1);
+    let real = request(port, "POST", "/api/v1/reload?dry_run=false", &headers);
+    assert_eq!(real.status, 200, "{:?}", real.json());
+    inst.wait_running("extra", None);
+}
