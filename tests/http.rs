@@ -1,32 +1,17 @@
 //! The HTTP API (`api.listen`) against a running daemon: every endpoint,
-//! checked against the OpenAPI document; the token; malformed, oversized
-//! and slow requests; the connection cap; server-sent events and their
-//! resumption.
+//! checked against the OpenAPI document; the token; query parameters;
+//! server-sent events and their resumption. Limits (malformed, slow and
+//! oversized requests, the connection cap) are in `http_limits.rs`.
 
 #[path = "common/http.rs"]
 mod client;
 mod common;
 
-use std::io::{BufReader, Read, Write};
-use std::time::{Duration, Instant};
+use std::io::{BufReader, Write};
+use std::time::Duration;
 
 use client::*;
 use common::*;
-
-const TOKEN: &str = "s3cret-token-0123456789";
-
-fn with_api(port: u16, services: &str) -> String {
-    format!("api:\n  listen: 127.0.0.1:{port}\nservices:\n{services}")
-}
-
-const WEB: &str = "  web:\n    command: exec sleep 1000\n";
-
-/// A daemon with the API on a free port; wait until it answers.
-fn start(yaml: &str) -> Instance {
-    let inst = Instance::start(yaml);
-    inst.wait_running("web", None);
-    inst
-}
 
 #[test]
 fn every_endpoint_answers_as_the_openapi_document_says() {
@@ -274,94 +259,6 @@ fn run_bounded(mut cmd: std::process::Command) -> std::process::Output {
             panic!("{cmd:?} did not finish within 30 s");
         }
     }
-}
-
-/// `GET /healthz` answered 200 within `within`.
-fn served_quickly(port: u16, within: Duration) {
-    let t = Instant::now();
-    assert_eq!(get(port, "/healthz").status, 200);
-    assert!(t.elapsed() < within, "took {:?}", t.elapsed());
-}
-
-#[test]
-fn malformed_oversized_and_slow_requests_are_refused_while_others_are_served() {
-    let port = free_port();
-    let inst = start(&with_api(port, WEB));
-    let api = OpenApi::load(BIN);
-    // A slow client: half a request head, then nothing.
-    let mut slow = connect(port);
-    slow.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n")
-        .unwrap();
-    let opened = Instant::now();
-    served_quickly(port, Duration::from_secs(2));
-
-    let raw = |bytes: &[u8]| {
-        let mut s = connect(port);
-        s.write_all(bytes).unwrap();
-        read_answer(&mut BufReader::new(s))
-    };
-    assert_eq!(raw(b"NOT HTTP AT ALL\r\n\r\n").status, 400);
-    assert_eq!(
-        raw(b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").status,
-        400
-    );
-    let huge = format!(
-        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(20_000)
-    );
-    assert_eq!(raw(huge.as_bytes()).status, 431);
-    let declared =
-        b"POST /api/v1/services/web/restart HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n";
-    let answer = raw(declared);
-    assert_eq!(answer.status, 413);
-    api.check("POST", "/api/v1/services/{name}/restart", &answer);
-    let chunked = format!(
-        "POST /api/v1/services/web/restart HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
-        "b".repeat(0x800)
-    );
-    assert_eq!(raw(chunked.as_bytes()).status, 413);
-    let web = inst.pid_of("web");
-    assert_eq!(inst.pid_of("web"), web, "nothing was restarted");
-    // A small body is read and ignored.
-    let small = b"POST /api/v1/services/web/reset HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
-    assert_eq!(raw(small).status, 200);
-
-    // The slow client is closed by the header timeout, the others served.
-    served_quickly(port, Duration::from_secs(2));
-    slow.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut rest = Vec::new();
-    let _ = slow.read_to_end(&mut rest);
-    let waited = opened.elapsed();
-    assert!(
-        waited >= Duration::from_secs(9) && waited < Duration::from_secs(20),
-        "{waited:?}"
-    );
-    assert!(inst.cli(&["status"]).status.success());
-    served_quickly(port, Duration::from_secs(2));
-}
-
-#[test]
-fn connections_past_the_cap_are_refused_and_the_rest_served() {
-    let port = free_port();
-    let inst = start(&with_api(port, WEB));
-    let cap = sentineld::control::http::MAX_CONNECTIONS;
-    let held: Vec<_> = (0..cap).map(|_| connect(port)).collect();
-    // Each is accepted in turn; the one past them is told and closed.
-    wait_until(Duration::from_secs(5), "a refusal past the cap", || {
-        let mut s = connect(port);
-        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        let answer = read_answer(&mut BufReader::new(s));
-        answer.status == 503 && answer.json()["kind"] == "busy"
-    });
-    assert!(
-        inst.cli(&["status"]).status.success(),
-        "the socket is served"
-    );
-    drop(held);
-    wait_until(Duration::from_secs(5), "served again", || {
-        get(port, "/healthz").status == 200
-    });
 }
 
 #[test]
