@@ -475,3 +475,61 @@ fn a_dry_run_that_is_not_true_or_false_and_unknown_parameters_change_nothing() {
     assert_eq!(real.status, 200, "{:?}", real.json());
     inst.wait_running("extra", None);
 }
+
+#[test]
+fn ambiguous_or_odd_requests_are_refused_not_guessed_at() {
+    let api = OpenApi::load(BIN);
+    let port = free_port();
+    let _inst = start(&with_api(port, WEB));
+    let raw = |head: &str| {
+        let mut s = connect(port);
+        let head = format!("{head}Connection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        read_answer(&mut BufReader::new(s))
+    };
+    let status = "/api/v1/status";
+    for (head, expected) in [
+        (
+            "GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\nHost: evil.com\r\n",
+            400,
+        ),
+        (
+            "GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\n\
+             Origin: http://evil.com\r\n",
+            400,
+        ),
+        ("GET /api/v1/status HTTP/1.1\r\n", 400),
+        (
+            "GET http://evil.com/api/v1/status HTTP/1.1\r\nHost: localhost\r\n",
+            403,
+        ),
+        (
+            "GET http://localhost:1/api/v1/status HTTP/1.1\r\nHost: localhost\r\n",
+            200,
+        ),
+        ("GET /api/v1/status HTTP/1.0\r\n", 200),
+    ] {
+        let answer = raw(head);
+        assert_eq!(answer.status, expected, "{head:?}");
+        api.check("GET", status, &answer);
+    }
+    assert_eq!(get(port, "//api/v1/status").status, 404);
+    let encoded = get(port, "/api/v1/services/%77eb");
+    assert_eq!(encoded.status, 400);
+    api.check("GET", "/api/v1/services/{name}", &encoded);
+    assert!(
+        encoded.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("encod")
+    );
+    // An id that is not one is refused, not taken as "from the start".
+    for id in ["abc", "18446744073709551616", "-1"] {
+        let events = EventStream::open(port, &[("Last-Event-ID", id)]);
+        assert_eq!(events.status, 400, "{id}");
+    }
+    assert_eq!(
+        EventStream::open(port, &[("Last-Event-ID", " 3 ")]).status,
+        200
+    );
+}

@@ -188,12 +188,20 @@ async fn handle(req: hyper::Request<Body>, api: &Arc<Api>, busy: &mut Busy) -> H
         Some(token) => unauthorized(&req, token),
         None => from_elsewhere(&req),
     };
-    if let Some(refusal) = refused {
+    if let Some(refusal) = ambiguous(&req).or(refused) {
         return refusal;
     }
     busy.served();
-    let last_event_id = req.headers().get("last-event-id");
-    let last_event_id = last_event_id.and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    let last_event_id = match req.headers().get("last-event-id") {
+        None => None,
+        Some(id) => match id.to_str().ok().and_then(|v| v.trim().parse().ok()) {
+            Some(id) => Some(id),
+            None => {
+                let message = format!("Last-Event-ID {id:?} is not an event id (0 to 2^64-1)");
+                return error(StatusCode::BAD_REQUEST, "bad_request", &message);
+            }
+        },
+    };
     let route = match routes::route(
         req.method(),
         req.uri().path(),
@@ -269,14 +277,37 @@ fn unauthorized(req: &hyper::Request<Body>, token: &Secret) -> Option<HttpRespon
     Some(refusal)
 }
 
+/// A request whose meaning depends on which of two readings is taken:
+/// more than one `Host` or `Origin`, or HTTP/1.1 without `Host` (RFC 9112
+/// requires one), is refused rather than guessed at.
+fn ambiguous(req: &hyper::Request<Body>) -> Option<HttpResponse> {
+    let headers = req.headers();
+    let message = if let Some(name) = [header::HOST, header::ORIGIN]
+        .into_iter()
+        .find(|name| headers.get_all(name).iter().count() > 1)
+    {
+        format!("more than one {name} header")
+    } else if req.version() == hyper::Version::HTTP_11 && !headers.contains_key(header::HOST) {
+        "no Host header: HTTP/1.1 requires one".to_string()
+    } else {
+        return None;
+    };
+    Some(error(StatusCode::BAD_REQUEST, "bad_request", &message))
+}
+
 /// Without a token only local programs are served: a request that names
-/// another host (`Host`), or comes from a page of another site (`Origin`),
+/// another host (`Host`, or an absolute-form target), or comes from a page of another site (`Origin`),
 /// is refused, so that no web page a local browser shows can make the
 /// daemon stop a service (cross-site request forgery) or read its status
 /// through a name that resolves to 127.0.0.1 (DNS rebinding).
 fn from_elsewhere(req: &hyper::Request<Body>) -> Option<HttpResponse> {
     let headers = req.headers();
-    let host = headers.get(header::HOST).map(|h| h.to_str().unwrap_or(""));
+    // An absolute-form target (`GET http://host/path`) names the host in
+    // place of `Host`.
+    let host = match req.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => headers.get(header::HOST).map(|h| h.to_str().unwrap_or("")),
+    };
     let origin = headers
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or(""));

@@ -43,7 +43,14 @@ pub(super) fn route(
     query: Option<&str>,
     last_event_id: Option<u64>,
 ) -> Result<Route, Refusal> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if path.contains('%') {
+        // Service names are `A-Za-z0-9_.-`: nothing needs encoding, and
+        // what is encoded is refused rather than decoded.
+        let message = format!("percent-encoded path {path:?}: service names need no encoding");
+        return Err(bad_request(&message));
+    }
+    // One leading slash: `//api/v1/status` is no endpoint.
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let name = |n: &str| n.to_string();
     let found = match segments.as_slice() {
         ["healthz"] => get(method, Route::Healthz),
@@ -234,5 +241,19 @@ mod tests {
             let refused = route(&method, path, Some("force=1"), None).err();
             assert_eq!(refused.map(|r| r.status()), Some(StatusCode::BAD_REQUEST));
         }
+    }
+
+    #[test]
+    fn paths_are_taken_as_sent_and_encoded_ones_refused() {
+        let status = |path: &str| match route(&Method::GET, path, None, None) {
+            Ok(_) => StatusCode::OK,
+            Err(refusal) => refusal.status(),
+        };
+        assert_eq!(status("/api/v1/status"), StatusCode::OK);
+        assert_eq!(status("//api/v1/status"), StatusCode::NOT_FOUND);
+        assert_eq!(status("/api//v1/status"), StatusCode::NOT_FOUND);
+        assert_eq!(status("/api/v1/status/"), StatusCode::NOT_FOUND);
+        assert_eq!(status("/api/v1/services/%61"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("/%61pi/v1/status"), StatusCode::BAD_REQUEST);
     }
 }
