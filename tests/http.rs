@@ -1,32 +1,17 @@
 //! The HTTP API (`api.listen`) against a running daemon: every endpoint,
-//! checked against the OpenAPI document; the token; malformed, oversized
-//! and slow requests; the connection cap; server-sent events and their
-//! resumption.
+//! checked against the OpenAPI document; the token; query parameters;
+//! server-sent events and their resumption. Limits (malformed, slow and
+//! oversized requests, the connection cap) are in `http_limits.rs`.
 
 #[path = "common/http.rs"]
 mod client;
 mod common;
 
-use std::io::{BufReader, Read, Write};
-use std::time::{Duration, Instant};
+use std::io::{BufReader, Write};
+use std::time::Duration;
 
 use client::*;
 use common::*;
-
-const TOKEN: &str = "s3cret-token-0123456789";
-
-fn with_api(port: u16, services: &str) -> String {
-    format!("api:\n  listen: 127.0.0.1:{port}\nservices:\n{services}")
-}
-
-const WEB: &str = "  web:\n    command: exec sleep 1000\n";
-
-/// A daemon with the API on a free port; wait until it answers.
-fn start(yaml: &str) -> Instance {
-    let inst = Instance::start(yaml);
-    inst.wait_running("web", None);
-    inst
-}
 
 #[test]
 fn every_endpoint_answers_as_the_openapi_document_says() {
@@ -276,94 +261,6 @@ fn run_bounded(mut cmd: std::process::Command) -> std::process::Output {
     }
 }
 
-/// `GET /healthz` answered 200 within `within`.
-fn served_quickly(port: u16, within: Duration) {
-    let t = Instant::now();
-    assert_eq!(get(port, "/healthz").status, 200);
-    assert!(t.elapsed() < within, "took {:?}", t.elapsed());
-}
-
-#[test]
-fn malformed_oversized_and_slow_requests_are_refused_while_others_are_served() {
-    let port = free_port();
-    let inst = start(&with_api(port, WEB));
-    let api = OpenApi::load(BIN);
-    // A slow client: half a request head, then nothing.
-    let mut slow = connect(port);
-    slow.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n")
-        .unwrap();
-    let opened = Instant::now();
-    served_quickly(port, Duration::from_secs(2));
-
-    let raw = |bytes: &[u8]| {
-        let mut s = connect(port);
-        s.write_all(bytes).unwrap();
-        read_answer(&mut BufReader::new(s))
-    };
-    assert_eq!(raw(b"NOT HTTP AT ALL\r\n\r\n").status, 400);
-    assert_eq!(
-        raw(b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").status,
-        400
-    );
-    let huge = format!(
-        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(20_000)
-    );
-    assert_eq!(raw(huge.as_bytes()).status, 431);
-    let declared =
-        b"POST /api/v1/services/web/restart HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n";
-    let answer = raw(declared);
-    assert_eq!(answer.status, 413);
-    api.check("POST", "/api/v1/services/{name}/restart", &answer);
-    let chunked = format!(
-        "POST /api/v1/services/web/restart HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
-        "b".repeat(0x800)
-    );
-    assert_eq!(raw(chunked.as_bytes()).status, 413);
-    let web = inst.pid_of("web");
-    assert_eq!(inst.pid_of("web"), web, "nothing was restarted");
-    // A small body is read and ignored.
-    let small = b"POST /api/v1/services/web/reset HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
-    assert_eq!(raw(small).status, 200);
-
-    // The slow client is closed by the header timeout, the others served.
-    served_quickly(port, Duration::from_secs(2));
-    slow.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut rest = Vec::new();
-    let _ = slow.read_to_end(&mut rest);
-    let waited = opened.elapsed();
-    assert!(
-        waited >= Duration::from_secs(9) && waited < Duration::from_secs(20),
-        "{waited:?}"
-    );
-    assert!(inst.cli(&["status"]).status.success());
-    served_quickly(port, Duration::from_secs(2));
-}
-
-#[test]
-fn connections_past_the_cap_are_refused_and_the_rest_served() {
-    let port = free_port();
-    let inst = start(&with_api(port, WEB));
-    let cap = sentineld::control::http::MAX_CONNECTIONS;
-    let held: Vec<_> = (0..cap).map(|_| connect(port)).collect();
-    // Each is accepted in turn; the one past them is told and closed.
-    wait_until(Duration::from_secs(5), "a refusal past the cap", || {
-        let mut s = connect(port);
-        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        let answer = read_answer(&mut BufReader::new(s));
-        answer.status == 503 && answer.json()["kind"] == "busy"
-    });
-    assert!(
-        inst.cli(&["status"]).status.success(),
-        "the socket is served"
-    );
-    drop(held);
-    wait_until(Duration::from_secs(5), "served again", || {
-        get(port, "/healthz").status == 200
-    });
-}
-
 #[test]
 fn events_resume_after_the_last_event_id() {
     let port = free_port();
@@ -529,4 +426,110 @@ fn metrics_and_reload_over_http() {
     assert_eq!(names(&inst), 2);
     let get_reload = get(port, "/api/v1/reload");
     assert_eq!(get_reload.status, 405);
+}
+
+#[test]
+fn a_dry_run_that_is_not_true_or_false_and_unknown_parameters_change_nothing() {
+    let api = OpenApi::load(BIN);
+    let port = free_port();
+    let inst = start(&with_api(port, WEB));
+    let yaml = std::fs::read_to_string(inst.path("services.yaml")).unwrap();
+    let more = format!("{yaml}  extra:\n    command: sleep 1000\n");
+    std::fs::write(inst.path("services.yaml"), more).unwrap();
+    let headers = [("Content-Length", "0")];
+    for (query, named) in [
+        ("dry_run=yes", "dry_run"),
+        ("dry_run=TRUE", "dry_run"),
+        ("dry_run", "dry_run"),
+        ("dry-run=true", "dry-run"),
+        ("dry_run=true&force=1", "force"),
+    ] {
+        let path = format!("/api/v1/reload?{query}");
+        let answer = request(port, "POST", &path, &headers);
+        api.check("POST", "/api/v1/reload", &answer);
+        assert_eq!(answer.status, 400, "{query}: {:?}", answer.json());
+        assert_eq!(answer.json()["kind"], "bad_request");
+        let message = answer.json()["message"].as_str().unwrap().to_string();
+        assert!(message.contains(named), "{query}: {message}");
+    }
+    let names = |inst: &Instance| inst.status()["services"].as_array().unwrap().len();
+    assert_eq!(names(&inst), 1, "nothing was reloaded");
+    let web = inst.pid_of("web");
+    let stop = request(port, "POST", "/api/v1/services/web/stop?now=1", &headers);
+    assert_eq!(stop.status, 400);
+    api.check("POST", "/api/v1/services/{name}/stop", &stop);
+    assert_eq!(inst.pid_of("web"), web, "nothing was stopped");
+    let status = get(port, "/api/v1/status?verbose=true");
+    assert_eq!(status.status, 400);
+    assert!(
+        status.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("verbose")
+    );
+    // The right spellings still work.
+    let dry = request(port, "POST", "/api/v1/reload?dry_run=1", &headers);
+    assert_eq!(dry.status, 200, "{:?}", dry.json());
+    assert_eq!(names(&inst), 1);
+    let real = request(port, "POST", "/api/v1/reload?dry_run=false", &headers);
+    assert_eq!(real.status, 200, "{:?}", real.json());
+    inst.wait_running("extra", None);
+}
+
+#[test]
+fn ambiguous_or_odd_requests_are_refused_not_guessed_at() {
+    let api = OpenApi::load(BIN);
+    let port = free_port();
+    let _inst = start(&with_api(port, WEB));
+    let raw = |head: &str| {
+        let mut s = connect(port);
+        let head = format!("{head}Connection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        read_answer(&mut BufReader::new(s))
+    };
+    let status = "/api/v1/status";
+    for (head, expected) in [
+        (
+            "GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\nHost: evil.com\r\n",
+            400,
+        ),
+        (
+            "GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\n\
+             Origin: http://evil.com\r\n",
+            400,
+        ),
+        ("GET /api/v1/status HTTP/1.1\r\n", 400),
+        (
+            "GET http://evil.com/api/v1/status HTTP/1.1\r\nHost: localhost\r\n",
+            403,
+        ),
+        (
+            "GET http://localhost:1/api/v1/status HTTP/1.1\r\nHost: localhost\r\n",
+            200,
+        ),
+        ("GET /api/v1/status HTTP/1.0\r\n", 200),
+    ] {
+        let answer = raw(head);
+        assert_eq!(answer.status, expected, "{head:?}");
+        api.check("GET", status, &answer);
+    }
+    assert_eq!(get(port, "//api/v1/status").status, 404);
+    let encoded = get(port, "/api/v1/services/%77eb");
+    assert_eq!(encoded.status, 400);
+    api.check("GET", "/api/v1/services/{name}", &encoded);
+    assert!(
+        encoded.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("encod")
+    );
+    // An id that is not one is refused, not taken as "from the start".
+    for id in ["abc", "18446744073709551616", "-1"] {
+        let events = EventStream::open(port, &[("Last-Event-ID", id)]);
+        assert_eq!(events.status, 400, "{id}");
+    }
+    assert_eq!(
+        EventStream::open(port, &[("Last-Event-ID", " 3 ")]).status,
+        200
+    );
 }

@@ -6,22 +6,24 @@
 //! hyper parses HTTP; this server bounds what a client can hold: header
 //! size ([`MAX_HEADER`]), time to send the headers ([`HEADER_TIMEOUT`],
 //! which also closes idle keep-alive connections), body size ([`MAX_BODY`],
-//! POSTs take none), open connections ([`MAX_CONNECTIONS`], a canned 503
-//! beyond), event streams ([`MAX_FOLLOWERS`]), time for the daemon's
-//! answer ([`REQUEST_TIMEOUT`]) and for a connection to make any progress
+//! POSTs take none), open connections ([`MAX_CONNECTIONS`]: at the cap the
+//! one that waited longest for a request makes room, a canned 503 when all
+//! are busy; see `http/slots.rs`), event streams ([`MAX_FOLLOWERS`]),
+//! time for the daemon's answer ([`REQUEST_TIMEOUT`]) and for a connection
+//! to make any progress
 //! ([`STALL_TIMEOUT`]). It runs as tasks on the daemon's loop and never
 //! blocks it. What it serves is described by the OpenAPI document
 //! [`OPENAPI`] (`sentineld openapi`).
 
 mod routes;
+mod slots;
 mod sse;
 mod watched;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -29,21 +31,25 @@ use hyper::StatusCode;
 use hyper::body::{Bytes, Incoming as Body};
 use hyper::header::{self, HeaderValue};
 use subtle::ConstantTimeEq;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::protocol::{ErrorKind, Request, Response};
 use super::server::{Incoming, Reply};
 use crate::config::{ApiSpec, Secret};
 use routes::Route;
+use slots::{Busy, Slot, Slots};
 
 pub use routes::ROUTES;
 
 /// The OpenAPI 3 document of what this server serves.
 pub const OPENAPI: &str = include_str!("openapi.yaml");
 
-/// Connections served at once; more are answered 503 and closed.
+/// Connections served at once. At the cap a new one takes the place of
+/// the one that has waited longest for a request (see `http/slots.rs`); only
+/// when every one is busy is it answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 64;
-/// Event streams (`/api/v1/events`) open at once; more are answered 503.
+/// Event streams (`/api/v1/events`) open at once, a quarter of the
+/// connections; more are answered 503.
 pub const MAX_FOLLOWERS: usize = 16;
 /// Request line and headers together.
 pub const MAX_HEADER: usize = 8 << 10;
@@ -93,8 +99,7 @@ pub fn bind(spec: &ApiSpec) -> Result<Listener, BindError> {
 struct Api {
     tx: mpsc::Sender<Incoming>,
     token: Option<Secret>,
-    connections: Arc<Semaphore>,
-    followers: AtomicUsize,
+    slots: Arc<Slots>,
 }
 
 pub(crate) type HttpResponse = hyper::Response<BoxBody<Bytes, Infallible>>;
@@ -112,10 +117,10 @@ pub async fn serve(listener: Listener, tx: mpsc::Sender<Incoming>) {
     let api = Arc::new(Api {
         tx,
         token: listener.token,
-        connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-        followers: AtomicUsize::new(0),
+        slots: Arc::new(Slots::new()),
     });
     loop {
+        api.slots.room().await;
         let stream = match tcp.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -125,11 +130,15 @@ pub async fn serve(listener: Listener, tx: mpsc::Sender<Incoming>) {
                 continue;
             }
         };
-        match api.connections.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(connection(stream, api.clone(), permit));
-            }
-            Err(_) => refuse(&stream),
+        let now = Instant::now();
+        let mut stream = Some(stream);
+        let admitted = api.slots.admit(now, |id| {
+            let slot = Arc::new(Slot::new(api.slots.clone(), id, now));
+            let stream = stream.take().expect("spawned once");
+            tokio::spawn(connection(stream, api.clone(), slot)).abort_handle()
+        });
+        if let (false, Some(stream)) = (admitted, &stream) {
+            refuse(stream);
         }
     }
 }
@@ -139,7 +148,7 @@ pub async fn serve(listener: Listener, tx: mpsc::Sender<Incoming>) {
 fn refuse(stream: &tokio::net::TcpStream) {
     let body = error_body(
         "busy",
-        &format!("too many connections: all {MAX_CONNECTIONS} are in use; try again"),
+        &format!("too many connections: all {MAX_CONNECTIONS} are busy with requests; try again"),
     );
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
@@ -152,16 +161,16 @@ fn refuse(stream: &tokio::net::TcpStream) {
     let _ = stream.try_write(&[head.as_bytes(), &body].concat());
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
-    api: Arc<Api>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
+async fn connection(stream: tokio::net::TcpStream, api: Arc<Api>, slot: Arc<Slot>) {
     let _ = stream.set_nodelay(true);
     let (io, stalled) = watched::Watched::new(stream, STALL_TIMEOUT);
     let service = hyper::service::service_fn(move |req| {
         let api = api.clone();
-        async move { Ok::<_, Infallible>(handle(req, &api).await) }
+        let mut busy = slot.busy();
+        async move {
+            let response = handle(req, &api, &mut busy).await;
+            Ok::<_, Infallible>(slots::tracked(response, busy))
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -174,16 +183,25 @@ async fn connection(
     }
 }
 
-async fn handle(req: hyper::Request<Body>, api: &Arc<Api>) -> HttpResponse {
+async fn handle(req: hyper::Request<Body>, api: &Arc<Api>, busy: &mut Busy) -> HttpResponse {
     let refused = match &api.token {
         Some(token) => unauthorized(&req, token),
         None => from_elsewhere(&req),
     };
-    if let Some(refusal) = refused {
+    if let Some(refusal) = ambiguous(&req).or(refused) {
         return refusal;
     }
-    let last_event_id = req.headers().get("last-event-id");
-    let last_event_id = last_event_id.and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    busy.served();
+    let last_event_id = match req.headers().get("last-event-id") {
+        None => None,
+        Some(id) => match id.to_str().ok().and_then(|v| v.trim().parse().ok()) {
+            Some(id) => Some(id),
+            None => {
+                let message = format!("Last-Event-ID {id:?} is not an event id (0 to 2^64-1)");
+                return error(StatusCode::BAD_REQUEST, "bad_request", &message);
+            }
+        },
+    };
     let route = match routes::route(
         req.method(),
         req.uri().path(),
@@ -205,7 +223,7 @@ async fn handle(req: hyper::Request<Body>, api: &Arc<Api>) -> HttpResponse {
             Ok(reply) => routes::health(&route, reply.into_response()),
             Err(refusal) => *refusal,
         },
-        Route::Events { since } => sse::events(api, since).await,
+        Route::Events { since } => sse::events(api, busy, since).await,
     }
 }
 
@@ -259,14 +277,37 @@ fn unauthorized(req: &hyper::Request<Body>, token: &Secret) -> Option<HttpRespon
     Some(refusal)
 }
 
+/// A request whose meaning depends on which of two readings is taken:
+/// more than one `Host` or `Origin`, or HTTP/1.1 without `Host` (RFC 9112
+/// requires one), is refused rather than guessed at.
+fn ambiguous(req: &hyper::Request<Body>) -> Option<HttpResponse> {
+    let headers = req.headers();
+    let message = if let Some(name) = [header::HOST, header::ORIGIN]
+        .into_iter()
+        .find(|name| headers.get_all(name).iter().count() > 1)
+    {
+        format!("more than one {name} header")
+    } else if req.version() == hyper::Version::HTTP_11 && !headers.contains_key(header::HOST) {
+        "no Host header: HTTP/1.1 requires one".to_string()
+    } else {
+        return None;
+    };
+    Some(error(StatusCode::BAD_REQUEST, "bad_request", &message))
+}
+
 /// Without a token only local programs are served: a request that names
-/// another host (`Host`), or comes from a page of another site (`Origin`),
+/// another host (`Host`, or an absolute-form target), or comes from a page of another site (`Origin`),
 /// is refused, so that no web page a local browser shows can make the
 /// daemon stop a service (cross-site request forgery) or read its status
 /// through a name that resolves to 127.0.0.1 (DNS rebinding).
 fn from_elsewhere(req: &hyper::Request<Body>) -> Option<HttpResponse> {
     let headers = req.headers();
-    let host = headers.get(header::HOST).map(|h| h.to_str().unwrap_or(""));
+    // An absolute-form target (`GET http://host/path`) names the host in
+    // place of `Host`.
+    let host = match req.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => headers.get(header::HOST).map(|h| h.to_str().unwrap_or("")),
+    };
     let origin = headers
         .get(header::ORIGIN)
         .map(|o| o.to_str().unwrap_or(""));

@@ -23,9 +23,10 @@ pub fn reserve(plan: &Plan) -> u64 {
                 .count() as u64
         })
         .sum();
-    // The HTTP API's listener and every connection it may serve.
+    // The HTTP API's listener, every connection it may serve, and one
+    // past them (closed to make room, or being told it is refused).
     let http = match plan.api {
-        Some(_) => 1 + crate::control::http::MAX_CONNECTIONS as u64,
+        Some(_) => 2 + crate::control::http::MAX_CONNECTIONS as u64,
         None => 0,
     };
     plan_fds(plan.services.len() as u64, probes) + http

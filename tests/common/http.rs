@@ -183,6 +183,21 @@ impl EventStream {
     }
 }
 
+pub const TOKEN: &str = "s3cret-token-0123456789";
+
+pub fn with_api(port: u16, services: &str) -> String {
+    format!("api:\n  listen: 127.0.0.1:{port}\nservices:\n{services}")
+}
+
+pub const WEB: &str = "  web:\n    command: exec sleep 1000\n";
+
+/// A daemon with the API on a free port; wait until it answers.
+pub fn start(yaml: &str) -> super::common::Instance {
+    let inst = super::common::Instance::start(yaml);
+    inst.wait_running("web", None);
+    inst
+}
+
 /// The OpenAPI document, as `sentineld openapi` prints it.
 pub struct OpenApi {
     pub doc: Value,

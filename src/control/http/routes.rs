@@ -43,18 +43,23 @@ pub(super) fn route(
     query: Option<&str>,
     last_event_id: Option<u64>,
 ) -> Result<Route, Refusal> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if path.contains('%') {
+        // Service names are `A-Za-z0-9_.-`: nothing needs encoding, and
+        // what is encoded is refused rather than decoded.
+        let message = format!("percent-encoded path {path:?}: service names need no encoding");
+        return Err(bad_request(&message));
+    }
+    // One leading slash: `//api/v1/status` is no endpoint.
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let name = |n: &str| n.to_string();
-    match segments.as_slice() {
+    let found = match segments.as_slice() {
         ["healthz"] => get(method, Route::Healthz),
         ["readyz"] => get(method, Route::Readyz),
         ["metrics"] => get(method, Route::Forward(Request::Metrics)),
-        ["api", "v1", "reload"] => post(
-            method,
-            Request::Reload {
-                dry_run: dry_run(query),
-            },
-        ),
+        ["api", "v1", "reload"] => {
+            let dry_run = dry_run(query)?;
+            post(method, Request::Reload { dry_run })
+        }
         ["api", "v1", "status"] => get(method, status(None)),
         ["api", "v1", "services", n] => get(method, status(Some(name(n)))),
         ["api", "v1", "services", n, "start"] => post(method, Request::Start { name: name(n) }),
@@ -75,15 +80,63 @@ pub(super) fn route(
                 &message,
             )))
         }
+    };
+    if found.is_ok() && segments.as_slice() != ["api", "v1", "reload"] {
+        no_query(query)?;
+    }
+    found
+}
+
+/// `?dry_run=true` (or `1`): only say what a reload would change;
+/// `false` (or `0`), or no query, reloads. Anything else is refused, so
+/// that a misspelt dry run never reloads for real.
+fn dry_run(query: Option<&str>) -> Result<bool, Refusal> {
+    let mut dry_run = None;
+    for pair in params(query) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = match (key, value) {
+            ("dry_run", "true" | "1") => true,
+            ("dry_run", "false" | "0") => false,
+            ("dry_run", _) => {
+                let message = format!(
+                    "query parameter dry_run: {value:?} is not true, false, 1 or 0; \
+                     nothing was reloaded"
+                );
+                return Err(bad_request(&message));
+            }
+            _ => return Err(unknown_param(key)),
+        };
+        if dry_run.replace(value).is_some() {
+            let message = "query parameter dry_run given twice; nothing was reloaded";
+            return Err(bad_request(message));
+        }
+    }
+    Ok(dry_run.unwrap_or(false))
+}
+
+/// An endpoint that takes no query parameter is refused any.
+fn no_query(query: Option<&str>) -> Result<(), Refusal> {
+    match params(query).next() {
+        Some(pair) => Err(unknown_param(pair.split_once('=').map_or(pair, |(k, _)| k))),
+        None => Ok(()),
     }
 }
 
-/// `?dry_run=true` (or `1`): only say what a reload would change.
-fn dry_run(query: Option<&str>) -> bool {
-    let pairs = query.unwrap_or_default().split('&');
-    pairs
-        .filter_map(|p| p.split_once('='))
-        .any(|(k, v)| k == "dry_run" && (v == "true" || v == "1"))
+/// The `&`-separated parts of a query, empty ones left out.
+fn params(query: Option<&str>) -> impl Iterator<Item = &str> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+}
+
+fn unknown_param(key: &str) -> Refusal {
+    let message = format!("unknown query parameter {key:?}: nothing was done");
+    bad_request(&message)
+}
+
+pub(super) fn bad_request(message: &str) -> Refusal {
+    Box::new(error(StatusCode::BAD_REQUEST, "bad_request", message))
 }
 
 fn status(name: Option<String>) -> Route {
@@ -143,4 +196,64 @@ pub(super) fn health(route: &Route, response: Response) -> HttpResponse {
         *answer.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_is_true_false_1_or_0_and_nothing_else() {
+        for (query, expected) in [
+            (None, false),
+            (Some(""), false),
+            (Some("dry_run=true"), true),
+            (Some("dry_run=1"), true),
+            (Some("dry_run=false"), false),
+            (Some("dry_run=0"), false),
+        ] {
+            assert_eq!(dry_run(query).ok(), Some(expected), "{query:?}");
+        }
+        for query in [
+            "dry_run=yes",
+            "dry_run=TRUE",
+            "dry_run",
+            "dry_run=",
+            "dry-run=true",
+            "dry_run=true&dry_run=false",
+            "dry_run=true&x=1",
+        ] {
+            let refused = dry_run(Some(query)).expect_err(query);
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{query}");
+        }
+    }
+
+    #[test]
+    fn endpoints_without_parameters_refuse_any() {
+        for path in ["/healthz", "/api/v1/status", "/api/v1/services/web/stop"] {
+            let method = if path.ends_with("stop") {
+                Method::POST
+            } else {
+                Method::GET
+            };
+            assert!(route(&method, path, None, None).is_ok(), "{path}");
+            assert!(route(&method, path, Some(""), None).is_ok(), "{path}");
+            let refused = route(&method, path, Some("force=1"), None).err();
+            assert_eq!(refused.map(|r| r.status()), Some(StatusCode::BAD_REQUEST));
+        }
+    }
+
+    #[test]
+    fn paths_are_taken_as_sent_and_encoded_ones_refused() {
+        let status = |path: &str| match route(&Method::GET, path, None, None) {
+            Ok(_) => StatusCode::OK,
+            Err(refusal) => refusal.status(),
+        };
+        assert_eq!(status("/api/v1/status"), StatusCode::OK);
+        assert_eq!(status("//api/v1/status"), StatusCode::NOT_FOUND);
+        assert_eq!(status("/api//v1/status"), StatusCode::NOT_FOUND);
+        assert_eq!(status("/api/v1/status/"), StatusCode::NOT_FOUND);
+        assert_eq!(status("/api/v1/services/%61"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("/%61pi/v1/status"), StatusCode::BAD_REQUEST);
+    }
 }

@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use hyper::body::{Body, Bytes, Frame};
 use hyper::header::{self, HeaderValue};
 use tokio::sync::{broadcast, mpsc};
 
+use super::slots::Busy;
 use super::{Api, HttpResponse, MAX_FOLLOWERS, ask, error, from_response};
 use crate::control::protocol::{EventRecord, Request, Response};
 
@@ -26,9 +26,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Chunks waiting for a slow client; past them it lags.
 const QUEUE: usize = 64;
 
-pub(super) async fn events(api: &std::sync::Arc<Api>, since: Option<u64>) -> HttpResponse {
-    let follower = Follower::take(api.clone());
-    let Some(follower) = follower else {
+pub(super) async fn events(api: &Api, busy: &Busy, since: Option<u64>) -> HttpResponse {
+    if !busy.follow() {
         let message = format!("too many event streams: all {MAX_FOLLOWERS} are open; try again");
         return error(StatusCode::SERVICE_UNAVAILABLE, "busy", &message);
     };
@@ -54,7 +53,7 @@ pub(super) async fn events(api: &std::sync::Arc<Api>, since: Option<u64>) -> Htt
         first.push_str(&frame(e));
     }
     let _ = tx.try_send(Bytes::from(first));
-    tokio::spawn(stream(live, tx, follower));
+    tokio::spawn(stream(live, tx));
     let mut response = hyper::Response::new(Stream { rx }.boxed());
     let headers = response.headers_mut();
     headers.insert(
@@ -65,29 +64,8 @@ pub(super) async fn events(api: &std::sync::Arc<Api>, since: Option<u64>) -> Htt
     response
 }
 
-/// One of the [`MAX_FOLLOWERS`] slots, given back when dropped.
-struct Follower(std::sync::Arc<Api>);
-
-impl Follower {
-    fn take(api: std::sync::Arc<Api>) -> Option<Follower> {
-        let n = api.followers.fetch_add(1, Ordering::Relaxed);
-        let follower = Follower(api);
-        (n < MAX_FOLLOWERS).then_some(follower)
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        self.0.followers.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Live events until the daemon stops, the client goes, or it lags.
-async fn stream(
-    mut live: broadcast::Receiver<EventRecord>,
-    tx: mpsc::Sender<Bytes>,
-    _follower: Follower,
-) {
+async fn stream(mut live: broadcast::Receiver<EventRecord>, tx: mpsc::Sender<Bytes>) {
     loop {
         let chunk = tokio::select! {
             received = live.recv() => match received {
