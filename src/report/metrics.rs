@@ -279,16 +279,6 @@ fn health(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     Ok(())
 }
 
-fn risk(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
-    let help = "Failure momentum turned into [0, 1): 1 - e^-m.";
-    let mut m = enc.encode_descriptor("sentineld_service_risk", help, None, MetricType::Gauge)?;
-    for svc in &s.services {
-        let labels = [("service", svc.name.as_str())];
-        ConstGauge::new(svc.risk).encode(m.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
 fn availability(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     let help = "Share of the window (or of the time since sentineld started, if shorter) the \
                 service's primary ran (of=running), and ran and was ready (of=ready).";
@@ -316,32 +306,42 @@ fn availability(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     Ok(())
 }
 
+/// A gauge with a `service` label, for the services `pick` has a value of.
+fn service_gauge(
+    s: &Snapshot,
+    enc: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    pick: impl Fn(&ServiceMetrics) -> Option<f64>,
+) -> fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for svc in &s.services {
+        if let Some(v) = pick(svc) {
+            let labels = [("service", svc.name.as_str())];
+            ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn risk(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let help = "Failure momentum turned into [0, 1): 1 - e^-m.";
+    service_gauge(s, enc, ("sentineld_service_risk", help), |svc| {
+        Some(svc.risk)
+    })
+}
+
 fn sla(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     let help =
         "The service's sla.availability target: the share of the last hour to be up and ready.";
     let name = "sentineld_service_sla_availability_ratio";
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for svc in &s.services {
-        if let Some(target) = svc.sla {
-            let labels = [("service", svc.name.as_str())];
-            ConstGauge::new(target).encode(m.encode_family(&labels)?)?;
-        }
-    }
-    Ok(())
+    service_gauge(s, enc, (name, help), |svc| svc.sla)
 }
 
 fn recovery_success(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     let help =
         "Retries and restarts after which the service stayed up for reset_after, of all taken.";
     let name = "sentineld_service_recovery_success_ratio";
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for svc in &s.services {
-        if let Some(r) = svc.recovery_success {
-            let labels = [("service", svc.name.as_str())];
-            ConstGauge::new(r).encode(m.encode_family(&labels)?)?;
-        }
-    }
-    Ok(())
+    service_gauge(s, enc, (name, help), |svc| svc.recovery_success)
 }
 
 /// One gauge family per resource figure.
@@ -375,13 +375,9 @@ fn resources(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
         ),
     ];
     for (name, help, pick) in families {
-        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        for svc in &s.services {
-            if let Some(v) = svc.resources.as_ref().and_then(pick) {
-                let labels = [("service", svc.name.as_str())];
-                ConstGauge::new(v).encode(m.encode_family(&labels)?)?;
-            }
-        }
+        service_gauge(s, enc, (name, help), |svc| {
+            svc.resources.as_ref().and_then(pick)
+        })?;
     }
     Ok(())
 }

@@ -91,18 +91,27 @@ impl Run {
         self.last.clear();
         let mut inputs = vec![input];
         while let Some(input) = inputs.pop() {
-            for (i, action) in self.sys.handle(self.now, input) {
-                if let Action::Spawn(role) = action {
-                    let pid = self.next_pid;
-                    self.next_pid += 1;
-                    if role == Role::Primary {
-                        self.pids.insert(i, pid);
-                    }
-                    inputs.push(Input::Event(i, Event::Spawned { role, pid }));
-                }
-                self.last.push((i, action));
-            }
+            let out = self.sys.handle(self.now, input);
+            inputs.extend(self.carry_out(out));
         }
+    }
+
+    /// Record `out` in `last`; spawns get fresh pids at once: the events
+    /// that answer them.
+    fn carry_out(&mut self, out: Out) -> Vec<Input> {
+        let mut answers = Vec::new();
+        for (i, action) in out {
+            if let Action::Spawn(role) = action {
+                let pid = self.next_pid;
+                self.next_pid += 1;
+                if role == Role::Primary {
+                    self.pids.insert(i, pid);
+                }
+                answers.push(Input::Event(i, Event::Spawned { role, pid }));
+            }
+            self.last.push((i, action));
+        }
+        answers
     }
 
     fn event(&mut self, i: usize, event: Event) {

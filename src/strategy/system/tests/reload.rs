@@ -26,18 +26,7 @@ impl Run {
     fn reload(&mut self, r: Reconfigure) {
         self.last.clear();
         let out = self.sys.reconfigure(self.now, r);
-        let mut inputs = Vec::new();
-        for (i, action) in out {
-            if let Action::Spawn(role) = action {
-                let pid = self.next_pid;
-                self.next_pid += 1;
-                if role == Role::Primary {
-                    self.pids.insert(i, pid);
-                }
-                inputs.push(Input::Event(i, Event::Spawned { role, pid }));
-            }
-            self.last.push((i, action));
-        }
+        let inputs = self.carry_out(out);
         let last = std::mem::take(&mut self.last);
         for input in inputs {
             self.input(input);
