@@ -22,7 +22,9 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::mpsc;
 
 use super::cgroup::Cgroups;
+use super::procstat;
 use crate::strategy::limits::Usage;
+use crate::strategy::sampling;
 
 /// One running primary to measure.
 #[derive(Debug, Clone)]
@@ -79,10 +81,33 @@ fn run(rx: Receiver<Vec<Target>>, out: mpsc::UnboundedSender<Batch>) {
 /// What one pass remembers for the next.
 struct Meter {
     sys: Option<System>,
-    /// Each process's start time (to tell a reused pid) and CPU time in ms.
+    /// Each process's start time (to tell a reused pid) and CPU time in
+    /// ms, for services whose CPU is counted process by process.
     cpu: HashMap<i32, (u64, u64)>,
-    /// Each service's generation and when it was last measured.
-    seen: HashMap<usize, (u64, Instant)>,
+    /// Each service's last pass.
+    seen: HashMap<usize, Seen>,
+}
+
+/// A service's last pass, for its next.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    generation: u64,
+    at: Instant,
+    /// Its cgroup's CPU time in µs, where its CPU came from there.
+    usec: Option<u64>,
+    usage: Usage,
+    /// Passes in a row that kept the figures ([`sampling::Read::Reuse`]).
+    reused: u32,
+}
+
+/// What this pass reads for one service.
+enum Plan {
+    /// Nothing ran in its cgroup: the last figures hold.
+    Reuse,
+    /// The members of its cgroup, read directly; CPU from the cgroup.
+    Cgroup { pids: Vec<i32>, usec: Option<u64> },
+    /// The members of its process group, read through sysinfo.
+    Group,
 }
 
 /// A process's figures from one refresh.
@@ -104,74 +129,133 @@ impl Meter {
         }
     }
 
+    /// The last pass of `t`'s current run, if any.
+    fn before(&self, t: &Target) -> Option<&Seen> {
+        (self.seen.get(&t.service)).filter(|s| s.generation == t.generation)
+    }
+
+    fn plan(&self, t: &Target) -> Plan {
+        let Some(cg) = &t.cgroup else {
+            return Plan::Group;
+        };
+        let usec = procstat::cgroup_usage_usec(cg);
+        let before = self.before(t);
+        let (previous, reused) = before.map_or((None, 0), |s| (s.usec, s.reused));
+        if sampling::read(previous, usec, reused) == sampling::Read::Reuse {
+            return Plan::Reuse;
+        }
+        let pids = Cgroups::pids(cg);
+        if pids.is_empty() {
+            Plan::Group
+        } else {
+            Plan::Cgroup { pids, usec }
+        }
+    }
+
     fn pass(&mut self, targets: &[Target], now: Instant) -> Batch {
-        let groups = process_groups(targets);
-        let members: Vec<Vec<i32>> = (targets.iter())
-            .map(|t| match &t.cgroup {
-                Some(cg) => {
-                    let pids = Cgroups::pids(cg);
-                    if pids.is_empty() {
-                        groups
-                            .get(&t.leader)
-                            .cloned()
-                            .unwrap_or_else(|| vec![t.leader])
-                    } else {
-                        pids
-                    }
-                }
-                None => groups
-                    .get(&t.leader)
-                    .cloned()
-                    .unwrap_or_else(|| vec![t.leader]),
-            })
+        let plans: Vec<Plan> = targets.iter().map(|t| self.plan(t)).collect();
+        let grouped: Vec<&Target> = (targets.iter().zip(&plans))
+            .filter_map(|(t, p)| matches!(p, Plan::Group).then_some(t))
             .collect();
-        let figures = self.refresh(members.iter().flatten().copied());
+        let groups = process_groups(&grouped);
+        let members = |t: &Target| match groups.get(&t.leader) {
+            Some(m) if !m.is_empty() => m.clone(),
+            _ => vec![t.leader],
+        };
+        let figures = self.refresh(grouped.iter().flat_map(|t| members(t)));
         let mut cpu = HashMap::with_capacity(figures.len());
         let mut seen = HashMap::with_capacity(targets.len());
         let mut batch = Vec::with_capacity(targets.len());
-        for (t, pids) in targets.iter().zip(&members) {
-            let before = self
-                .seen
-                .get(&t.service)
-                .filter(|(g, _)| *g == t.generation);
-            let mut u = Usage {
-                generation: t.generation,
-                cpu_percent: None,
-                interval: Duration::ZERO,
-                rss_bytes: 0,
-                threads: 0,
-                fds: 0,
-                processes: 0,
+        for (t, plan) in targets.iter().zip(plans) {
+            let before = self.before(t).copied();
+            let next = match plan {
+                Plan::Reuse => before.map(|b| reuse(b, now)),
+                Plan::Cgroup { pids, usec } => {
+                    let read: HashMap<i32, Figures> = pids
+                        .iter()
+                        .filter_map(|p| Some((*p, direct(*p)?)))
+                        .collect();
+                    Some(self.measure(t, &pids, &read, usec, before, now, &mut cpu))
+                }
+                Plan::Group => {
+                    let pids = members(t);
+                    Some(self.measure(t, &pids, &figures, None, before, now, &mut cpu))
+                }
             };
-            let mut cpu_ms = 0u64;
-            for pid in pids {
-                let Some(f) = figures.get(pid) else { continue };
-                u.processes += 1;
-                u.rss_bytes += f.rss;
-                u.threads += f.threads;
-                u.fds += f.fds;
-                cpu_ms += match self.cpu.get(pid) {
-                    Some((start, ms)) if *start == f.start => f.cpu_ms.saturating_sub(*ms),
-                    _ => f.cpu_ms,
-                };
-                cpu.insert(*pid, (f.start, f.cpu_ms));
-            }
-            if let Some((_, at)) = before {
-                u.interval = now.saturating_duration_since(*at);
-                let ms = u.interval.as_secs_f64() * 1000.0;
-                u.cpu_percent = (ms > 0.0).then(|| cpu_ms as f64 / ms * 100.0);
-            }
-            seen.insert(t.service, (t.generation, now));
-            batch.push((t.service, u));
+            let Some(next) = next else { continue };
+            seen.insert(t.service, next);
+            batch.push((t.service, next.usage));
         }
         self.cpu = cpu;
         self.seen = seen;
         batch
     }
 
-    /// sysinfo's figures for `pids`, refreshed for those pids only.
+    /// A service's figures from its processes' `figures`; CPU from its
+    /// cgroup's `usec` where there is one, else process by process (the
+    /// baselines for the next pass go into `cpu`).
+    #[allow(clippy::too_many_arguments)]
+    fn measure(
+        &self,
+        t: &Target,
+        pids: &[i32],
+        figures: &HashMap<i32, Figures>,
+        usec: Option<u64>,
+        before: Option<Seen>,
+        now: Instant,
+        cpu: &mut HashMap<i32, (u64, u64)>,
+    ) -> Seen {
+        let mut u = Usage {
+            generation: t.generation,
+            cpu_percent: None,
+            interval: Duration::ZERO,
+            rss_bytes: 0,
+            threads: 0,
+            fds: 0,
+            processes: 0,
+        };
+        let mut cpu_ms = 0u64;
+        for pid in pids {
+            let Some(f) = figures.get(pid) else { continue };
+            u.processes += 1;
+            u.rss_bytes += f.rss;
+            u.threads += f.threads;
+            u.fds += f.fds;
+            if usec.is_none() {
+                cpu_ms += match self.cpu.get(pid) {
+                    Some((start, ms)) if *start == f.start => f.cpu_ms.saturating_sub(*ms),
+                    _ => f.cpu_ms,
+                };
+                cpu.insert(*pid, (f.start, f.cpu_ms));
+            }
+        }
+        if let Some(b) = before {
+            u.interval = now.saturating_duration_since(b.at);
+            let busy = match (usec, b.usec) {
+                (Some(now), Some(then)) => Some(Duration::from_micros(now.saturating_sub(then))),
+                // Counted another way last time: no baseline yet.
+                (Some(_), None) | (None, Some(_)) => None,
+                (None, None) => Some(Duration::from_millis(cpu_ms)),
+            };
+            u.cpu_percent = busy.and_then(|b| sampling::cpu_percent(b, u.interval));
+        }
+        Seen {
+            generation: t.generation,
+            at: now,
+            usec,
+            usage: u,
+            reused: 0,
+        }
+    }
+
+    /// sysinfo's figures for `pids`, refreshed for those pids only; threads
+    /// and descriptors read directly ([`procstat`]), cheaper than sysinfo's
+    /// listing of every thread's and every descriptor's directory entry.
     fn refresh(&mut self, pids: impl Iterator<Item = i32>) -> HashMap<i32, Figures> {
         let pids: Vec<Pid> = pids.map(|p| Pid::from(p as usize)).collect();
+        if pids.is_empty() {
+            return HashMap::new();
+        }
         // sysinfo keeps every process it was asked about; a new System
         // now and then forgets those that are not ours any more (the CPU
         // baselines are this module's own, so nothing is lost).
@@ -188,25 +272,20 @@ impl Meter {
         let Some(sys) = self.sys.as_mut() else {
             return HashMap::new();
         };
-        let kind = ProcessRefreshKind::nothing()
-            .with_cpu()
-            .with_memory()
-            .with_tasks();
+        let kind = ProcessRefreshKind::nothing().with_cpu().with_memory();
         sys.refresh_processes_specifics(ProcessesToUpdate::Some(&pids), true, kind);
         let mut out = HashMap::with_capacity(pids.len());
         for pid in &pids {
             let Some(p) = sys.process(*pid) else { continue };
-            if p.thread_kind().is_some() {
-                continue;
-            }
+            let raw = pid.as_u32() as i32;
             out.insert(
-                pid.as_u32() as i32,
+                raw,
                 Figures {
                     start: p.start_time(),
                     cpu_ms: p.accumulated_cpu_time(),
                     rss: p.memory(),
-                    threads: p.tasks().map_or(1, |t| t.len() as u32 + 1),
-                    fds: p.open_files().unwrap_or(0) as u32,
+                    threads: procstat::stat(raw).map_or(1, |s| s.threads),
+                    fds: procstat::fds(raw).unwrap_or(0),
                 },
             );
         }
@@ -214,11 +293,39 @@ impl Meter {
     }
 }
 
-/// Members of each process group led by a target without a cgroup (one
-/// read of `/proc` for all of them); empty when every target has one.
-fn process_groups(targets: &[Target]) -> HashMap<i32, Vec<i32>> {
+/// The last figures again, `now`: no CPU used meanwhile.
+fn reuse(before: Seen, now: Instant) -> Seen {
+    let interval = now.saturating_duration_since(before.at);
+    Seen {
+        at: now,
+        reused: before.reused + 1,
+        usage: Usage {
+            interval,
+            cpu_percent: sampling::cpu_percent(Duration::ZERO, interval),
+            ..before.usage
+        },
+        ..before
+    }
+}
+
+/// `pid`'s figures read directly: one read of its `stat`, one `statx` of
+/// its descriptor directory.
+fn direct(pid: i32) -> Option<Figures> {
+    let s = procstat::stat(pid)?;
+    Some(Figures {
+        start: s.start,
+        cpu_ms: s.cpu_ms,
+        rss: s.rss_bytes,
+        threads: s.threads,
+        fds: procstat::fds(pid).unwrap_or(0),
+    })
+}
+
+/// Members of each process group led by `targets` (one read of `/proc`
+/// for all of them); empty when there are none.
+fn process_groups(targets: &[&Target]) -> HashMap<i32, Vec<i32>> {
     let mut groups: HashMap<i32, Vec<i32>> = HashMap::new();
-    if targets.iter().all(|t| t.cgroup.is_some()) {
+    if targets.is_empty() {
         return groups;
     }
     for t in targets {
