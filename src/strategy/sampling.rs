@@ -7,6 +7,10 @@
 //! hold and its processes are not read again. Only the kernel can change
 //! them meanwhile (reclaim shrinking resident memory, a process moved in
 //! from outside), so every [`FULL_EVERY`]th pass reads them anyway.
+//!
+//! A cgroup's CPU time includes that of every cgroup below it, and never
+//! goes back, so one read of the cgroup holding all the services' cgroups
+//! answers for all of them when it has not moved ([`quiet`]).
 
 use std::time::Duration;
 
@@ -27,10 +31,16 @@ pub enum Read {
 /// at this one (`None` where there is no cgroup figure); `reused`: passes
 /// in a row that kept the figures.
 pub fn read(previous: Option<u64>, now: Option<u64>, reused: u32) -> Read {
-    match (previous, now) {
-        (Some(p), Some(n)) if p == n && reused + 1 < FULL_EVERY => Read::Reuse,
-        _ => Read::Processes,
+    if quiet(previous, now) && reused + 1 < FULL_EVERY {
+        Read::Reuse
+    } else {
+        Read::Processes
     }
+}
+
+/// Whether nothing ran in a cgroup between two readings of its CPU time.
+pub fn quiet(previous: Option<u64>, now: Option<u64>) -> bool {
+    matches!((previous, now), (Some(p), Some(n)) if p == n)
 }
 
 /// Percent of one core: `busy` CPU time over `interval` of wall time;
@@ -57,6 +67,14 @@ mod tests {
         assert_eq!(read(None, Some(5), 0), Read::Processes);
         assert_eq!(read(Some(5), None, 0), Read::Processes);
         assert_eq!(read(None, None, 0), Read::Processes);
+    }
+
+    #[test]
+    fn a_cgroup_is_quiet_when_its_cpu_time_is_known_and_unchanged() {
+        assert!(quiet(Some(7), Some(7)));
+        assert!(!quiet(Some(7), Some(8)));
+        assert!(!quiet(None, Some(7)));
+        assert!(!quiet(Some(7), None));
     }
 
     #[test]

@@ -86,6 +86,9 @@ struct Meter {
     cpu: HashMap<i32, (u64, u64)>,
     /// Each service's last pass.
     seen: HashMap<usize, Seen>,
+    /// The CPU time in µs of each cgroup holding services' cgroups, at the
+    /// last pass.
+    parents: HashMap<PathBuf, u64>,
 }
 
 /// A service's last pass, for its next.
@@ -126,6 +129,7 @@ impl Meter {
             sys: None,
             cpu: HashMap::new(),
             seen: HashMap::new(),
+            parents: HashMap::new(),
         }
     }
 
@@ -134,13 +138,36 @@ impl Meter {
         (self.seen.get(&t.service)).filter(|s| s.generation == t.generation)
     }
 
-    fn plan(&self, t: &Target) -> Plan {
+    /// The cgroups holding targets' cgroups in which nothing ran since the
+    /// last pass (one read each; the CPU time of a cgroup is that of all
+    /// below it), and their figures now, for the next pass.
+    fn quiet_parents(&self, targets: &[Target]) -> (Vec<PathBuf>, HashMap<PathBuf, u64>) {
+        let mut now = HashMap::new();
+        for parent in targets.iter().filter_map(|t| t.cgroup.as_deref()?.parent()) {
+            if !now.contains_key(parent)
+                && let Some(usec) = procstat::cgroup_usage_usec(parent)
+            {
+                now.insert(parent.to_path_buf(), usec);
+            }
+        }
+        let quiet = (now.iter())
+            .filter(|(p, usec)| sampling::quiet(self.parents.get(*p).copied(), Some(**usec)))
+            .map(|(p, _)| p.clone())
+            .collect();
+        (quiet, now)
+    }
+
+    fn plan(&self, t: &Target, quiet: &[PathBuf]) -> Plan {
         let Some(cg) = &t.cgroup else {
             return Plan::Group;
         };
-        let usec = procstat::cgroup_usage_usec(cg);
         let before = self.before(t);
         let (previous, reused) = before.map_or((None, 0), |s| (s.usec, s.reused));
+        // Nothing ran under the parent: nor in this cgroup.
+        let usec = match cg.parent() {
+            Some(p) if previous.is_some() && quiet.iter().any(|q| q == p) => previous,
+            _ => procstat::cgroup_usage_usec(cg),
+        };
         if sampling::read(previous, usec, reused) == sampling::Read::Reuse {
             return Plan::Reuse;
         }
@@ -153,7 +180,9 @@ impl Meter {
     }
 
     fn pass(&mut self, targets: &[Target], now: Instant) -> Batch {
-        let plans: Vec<Plan> = targets.iter().map(|t| self.plan(t)).collect();
+        let (quiet, parents) = self.quiet_parents(targets);
+        let plans: Vec<Plan> = targets.iter().map(|t| self.plan(t, &quiet)).collect();
+        self.parents = parents;
         let grouped: Vec<&Target> = (targets.iter().zip(&plans))
             .filter_map(|(t, p)| matches!(p, Plan::Group).then_some(t))
             .collect();
