@@ -52,6 +52,14 @@ pub fn stat(pid: i32) -> Option<Stat> {
     )
 }
 
+/// `pid`'s process group (field 5 of its `stat`).
+pub fn pgrp(pid: i32) -> Option<i32> {
+    let mut buf = [0u8; 4096];
+    let n = read_small(Path::new(&format!("/proc/{pid}/stat")), &mut buf)?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    super::registry::stat_field(text, 5)?.parse().ok()
+}
+
 fn parse_stat(text: &str, hz: u64, page: u64) -> Option<Stat> {
     // Fields after the command (which may hold spaces and parentheses),
     // numbered from 3 as in proc(5).
@@ -116,6 +124,8 @@ mod tests {
         let s = stat(me).unwrap();
         assert!(s.threads >= 1 && s.rss_bytes > 0 && s.start > 0, "{s:?}");
         assert!(fds(me).unwrap() >= 3);
+        // SAFETY: getpgrp has no preconditions.
+        assert_eq!(pgrp(me), Some(unsafe { libc::getpgrp() }));
         assert_eq!(stat(i32::MAX), None);
     }
 }

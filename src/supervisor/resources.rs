@@ -371,11 +371,8 @@ fn process_groups(targets: &[&Target]) -> HashMap<i32, Vec<i32>> {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Field 5 is the process group.
-        let pgrp = super::registry::stat_field(&stat, 5).and_then(|f| f.parse::<i32>().ok());
+        // One open, read, close each (field 5 is the process group).
+        let pgrp = procstat::pgrp(pid);
         if let Some(members) = pgrp.and_then(|g| groups.get_mut(&g)) {
             members.push(pid);
         }
