@@ -6,12 +6,15 @@
 //!
 //! A service's processes are the members of its primary's cgroup where
 //! there are cgroups (a double-forked daemon stays in it), else the members
-//! of its process group. Per-process figures come from sysinfo, refreshed
-//! for those pids only; CPU is the growth of each process's utime + stime
-//! since the previous pass (a process that appeared meanwhile counts from
-//! zero) over the wall time between the two, so 100 % is one core busy, as
-//! in top. The loop never waits on the sampler: a tick that finds the last
-//! pass still running is skipped.
+//! of its process group. With a cgroup, CPU is the growth of the cgroup's
+//! `cpu.stat` and each member is read directly ([`procstat`]: one read of
+//! `/proc/PID/stat`, one `statx` of `/proc/PID/fd`); a cgroup in which
+//! nothing ran keeps its figures unread ([`sampling`]). Without one, the
+//! figures come from sysinfo, refreshed for those pids only, and CPU is the
+//! growth of each process's utime + stime (a process that appeared
+//! meanwhile counts from zero). CPU is over the wall time between two
+//! passes, so 100 % is one core busy, as in top. The loop never waits on
+//! the sampler: a tick that finds the last pass still running is skipped.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
