@@ -179,3 +179,42 @@ services:
         || !alive(grandchild),
     );
 }
+
+/// Quiet for a while (its figures are then kept from pass to pass where
+/// there is a cgroup), then starts four threads and opens a file.
+const WAKES_UP: &str = "import threading, time
+time.sleep(5)
+f = open('woke', 'w')
+for _ in range(4):
+    threading.Thread(target=time.sleep, args=(600,)).start()
+time.sleep(600)";
+
+#[test]
+fn a_quiet_services_figures_follow_it_when_it_wakes() {
+    let inst = Instance::start(&format!(
+        "resources: {{ interval: 100ms }}
+services:
+  quiet:
+    command: [python3, -c, {WAKES_UP:?}]
+"
+    ));
+    inst.wait_running("quiet", None);
+    let mut quiet = serde_json::Value::Null;
+    // Its start (python importing) is over once a pass finds no CPU used.
+    wait_until(Duration::from_secs(20), "figures while quiet", || {
+        quiet = inst.service("quiet");
+        quiet["cpu_percent"].as_f64() == Some(0.0)
+    });
+    assert_eq!(quiet["threads"], 1, "{quiet}");
+    let fds = quiet["fds"].as_u64().unwrap();
+    assert!(
+        fds >= 3 && quiet["rss_bytes"].as_u64().unwrap() > 0,
+        "{quiet}"
+    );
+    let mut woke = serde_json::Value::Null;
+    wait_until(Duration::from_secs(20), "five threads", || {
+        woke = inst.service("quiet");
+        woke["threads"] == 5
+    });
+    assert!(woke["fds"].as_u64().unwrap() > fds, "{quiet} then {woke}");
+}

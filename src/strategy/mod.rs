@@ -19,6 +19,7 @@ pub mod probe;
 pub mod restart;
 pub mod risk;
 pub mod rng;
+pub mod sampling;
 pub mod system;
 pub mod text;
 pub mod tree;

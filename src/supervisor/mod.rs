@@ -27,6 +27,7 @@ pub mod logs;
 mod metrics;
 mod plan;
 mod probes;
+mod procstat;
 pub mod reaper;
 pub mod registry;
 mod reload;
@@ -505,8 +506,10 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
             }
         } => daemon.on_loaded(loaded, Instant::now()),
         _ = tick(&mut inputs.sample_ticks) => {
-            if let Some(s) = &inputs.sampler {
-                s.sample(daemon.resource_targets());
+            // Nothing running: the sampler thread is not woken.
+            let targets = daemon.resource_targets();
+            if let (Some(s), false) = (&inputs.sampler, targets.is_empty()) {
+                s.sample(targets);
             }
         }
         Some(batch) = batch(&mut inputs.samples) => {

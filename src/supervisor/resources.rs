@@ -6,12 +6,15 @@
 //!
 //! A service's processes are the members of its primary's cgroup where
 //! there are cgroups (a double-forked daemon stays in it), else the members
-//! of its process group. Per-process figures come from sysinfo, refreshed
-//! for those pids only; CPU is the growth of each process's utime + stime
-//! since the previous pass (a process that appeared meanwhile counts from
-//! zero) over the wall time between the two, so 100 % is one core busy, as
-//! in top. The loop never waits on the sampler: a tick that finds the last
-//! pass still running is skipped.
+//! of its process group. With a cgroup, CPU is the growth of the cgroup's
+//! `cpu.stat` and each member is read directly ([`procstat`]: one read of
+//! `/proc/PID/stat`, one `statx` of `/proc/PID/fd`); a cgroup in which
+//! nothing ran keeps its figures unread ([`sampling`]). Without one, the
+//! figures come from sysinfo, refreshed for those pids only, and CPU is the
+//! growth of each process's utime + stime (a process that appeared
+//! meanwhile counts from zero). CPU is over the wall time between two
+//! passes, so 100 % is one core busy, as in top. The loop never waits on
+//! the sampler: a tick that finds the last pass still running is skipped.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,7 +25,9 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::mpsc;
 
 use super::cgroup::Cgroups;
+use super::procstat;
 use crate::strategy::limits::Usage;
+use crate::strategy::sampling;
 
 /// One running primary to measure.
 #[derive(Debug, Clone)]
@@ -79,10 +84,36 @@ fn run(rx: Receiver<Vec<Target>>, out: mpsc::UnboundedSender<Batch>) {
 /// What one pass remembers for the next.
 struct Meter {
     sys: Option<System>,
-    /// Each process's start time (to tell a reused pid) and CPU time in ms.
+    /// Each process's start time (to tell a reused pid) and CPU time in
+    /// ms, for services whose CPU is counted process by process.
     cpu: HashMap<i32, (u64, u64)>,
-    /// Each service's generation and when it was last measured.
-    seen: HashMap<usize, (u64, Instant)>,
+    /// Each service's last pass.
+    seen: HashMap<usize, Seen>,
+    /// The CPU time in µs of each cgroup holding services' cgroups, at the
+    /// last pass.
+    parents: HashMap<PathBuf, u64>,
+}
+
+/// A service's last pass, for its next.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    generation: u64,
+    at: Instant,
+    /// Its cgroup's CPU time in µs, where its CPU came from there.
+    usec: Option<u64>,
+    usage: Usage,
+    /// Passes in a row that kept the figures ([`sampling::Read::Reuse`]).
+    reused: u32,
+}
+
+/// What this pass reads for one service.
+enum Plan {
+    /// Nothing ran in its cgroup: the last figures hold.
+    Reuse,
+    /// The members of its cgroup, read directly; CPU from the cgroup.
+    Cgroup { pids: Vec<i32>, usec: Option<u64> },
+    /// The members of its process group, read through sysinfo.
+    Group,
 }
 
 /// A process's figures from one refresh.
@@ -101,77 +132,162 @@ impl Meter {
             sys: None,
             cpu: HashMap::new(),
             seen: HashMap::new(),
+            parents: HashMap::new(),
+        }
+    }
+
+    /// The last pass of `t`'s current run, if any.
+    fn before(&self, t: &Target) -> Option<&Seen> {
+        (self.seen.get(&t.service)).filter(|s| s.generation == t.generation)
+    }
+
+    /// The cgroups holding targets' cgroups in which nothing ran since the
+    /// last pass (one read each; the CPU time of a cgroup is that of all
+    /// below it), and their figures now, for the next pass.
+    fn quiet_parents(&self, targets: &[Target]) -> (Vec<PathBuf>, HashMap<PathBuf, u64>) {
+        let mut now = HashMap::new();
+        for parent in targets.iter().filter_map(|t| t.cgroup.as_deref()?.parent()) {
+            if !now.contains_key(parent)
+                && let Some(usec) = procstat::cgroup_usage_usec(parent)
+            {
+                now.insert(parent.to_path_buf(), usec);
+            }
+        }
+        let quiet = (now.iter())
+            .filter(|(p, usec)| sampling::quiet(self.parents.get(*p).copied(), Some(**usec)))
+            .map(|(p, _)| p.clone())
+            .collect();
+        (quiet, now)
+    }
+
+    fn plan(&self, t: &Target, quiet: &[PathBuf]) -> Plan {
+        let Some(cg) = &t.cgroup else {
+            return Plan::Group;
+        };
+        let before = self.before(t);
+        let (previous, reused) = before.map_or((None, 0), |s| (s.usec, s.reused));
+        // Nothing ran under the parent: nor in this cgroup.
+        let usec = match cg.parent() {
+            Some(p) if previous.is_some() && quiet.iter().any(|q| q == p) => previous,
+            _ => procstat::cgroup_usage_usec(cg),
+        };
+        if sampling::read(previous, usec, reused) == sampling::Read::Reuse {
+            return Plan::Reuse;
+        }
+        let pids = Cgroups::pids(cg);
+        if pids.is_empty() {
+            Plan::Group
+        } else {
+            Plan::Cgroup { pids, usec }
         }
     }
 
     fn pass(&mut self, targets: &[Target], now: Instant) -> Batch {
-        let groups = process_groups(targets);
-        let members: Vec<Vec<i32>> = (targets.iter())
-            .map(|t| match &t.cgroup {
-                Some(cg) => {
-                    let pids = Cgroups::pids(cg);
-                    if pids.is_empty() {
-                        groups
-                            .get(&t.leader)
-                            .cloned()
-                            .unwrap_or_else(|| vec![t.leader])
-                    } else {
-                        pids
-                    }
-                }
-                None => groups
-                    .get(&t.leader)
-                    .cloned()
-                    .unwrap_or_else(|| vec![t.leader]),
-            })
+        let (quiet, parents) = self.quiet_parents(targets);
+        let plans: Vec<Plan> = targets.iter().map(|t| self.plan(t, &quiet)).collect();
+        self.parents = parents;
+        let grouped: Vec<&Target> = (targets.iter().zip(&plans))
+            .filter_map(|(t, p)| matches!(p, Plan::Group).then_some(t))
             .collect();
-        let figures = self.refresh(members.iter().flatten().copied());
+        let groups = process_groups(&grouped);
+        let members = |t: &Target| match groups.get(&t.leader) {
+            Some(m) if !m.is_empty() => m.clone(),
+            _ => vec![t.leader],
+        };
+        let figures = self.refresh(grouped.iter().flat_map(|t| members(t)));
         let mut cpu = HashMap::with_capacity(figures.len());
         let mut seen = HashMap::with_capacity(targets.len());
         let mut batch = Vec::with_capacity(targets.len());
-        for (t, pids) in targets.iter().zip(&members) {
-            let before = self
-                .seen
-                .get(&t.service)
-                .filter(|(g, _)| *g == t.generation);
-            let mut u = Usage {
-                generation: t.generation,
-                cpu_percent: None,
-                interval: Duration::ZERO,
-                rss_bytes: 0,
-                threads: 0,
-                fds: 0,
-                processes: 0,
+        for (t, plan) in targets.iter().zip(plans) {
+            let before = self.before(t).copied();
+            let next = match plan {
+                Plan::Reuse => before.map(|b| reuse(b, now)),
+                Plan::Cgroup { pids, usec } => {
+                    let read: HashMap<i32, Figures> = pids
+                        .iter()
+                        .filter_map(|p| Some((*p, direct(*p)?)))
+                        .collect();
+                    Some(self.measure(t, &pids, &read, usec, before, now, &mut cpu))
+                }
+                Plan::Group => {
+                    let pids = members(t);
+                    Some(self.measure(t, &pids, &figures, None, before, now, &mut cpu))
+                }
             };
-            let mut cpu_ms = 0u64;
-            for pid in pids {
-                let Some(f) = figures.get(pid) else { continue };
-                u.processes += 1;
-                u.rss_bytes += f.rss;
-                u.threads += f.threads;
-                u.fds += f.fds;
-                cpu_ms += match self.cpu.get(pid) {
-                    Some((start, ms)) if *start == f.start => f.cpu_ms.saturating_sub(*ms),
-                    _ => f.cpu_ms,
-                };
-                cpu.insert(*pid, (f.start, f.cpu_ms));
-            }
-            if let Some((_, at)) = before {
-                u.interval = now.saturating_duration_since(*at);
-                let ms = u.interval.as_secs_f64() * 1000.0;
-                u.cpu_percent = (ms > 0.0).then(|| cpu_ms as f64 / ms * 100.0);
-            }
-            seen.insert(t.service, (t.generation, now));
-            batch.push((t.service, u));
+            let Some(next) = next else { continue };
+            seen.insert(t.service, next);
+            batch.push((t.service, next.usage));
         }
         self.cpu = cpu;
         self.seen = seen;
         batch
     }
 
-    /// sysinfo's figures for `pids`, refreshed for those pids only.
+    /// A service's figures from its processes' `figures`; CPU from its
+    /// cgroup's `usec` where there is one, else process by process (the
+    /// baselines for the next pass go into `cpu`).
+    #[allow(clippy::too_many_arguments)]
+    fn measure(
+        &self,
+        t: &Target,
+        pids: &[i32],
+        figures: &HashMap<i32, Figures>,
+        usec: Option<u64>,
+        before: Option<Seen>,
+        now: Instant,
+        cpu: &mut HashMap<i32, (u64, u64)>,
+    ) -> Seen {
+        let mut u = Usage {
+            generation: t.generation,
+            cpu_percent: None,
+            interval: Duration::ZERO,
+            rss_bytes: 0,
+            threads: 0,
+            fds: 0,
+            processes: 0,
+        };
+        let mut cpu_ms = 0u64;
+        for pid in pids {
+            let Some(f) = figures.get(pid) else { continue };
+            u.processes += 1;
+            u.rss_bytes += f.rss;
+            u.threads += f.threads;
+            u.fds += f.fds;
+            if usec.is_none() {
+                cpu_ms += match self.cpu.get(pid) {
+                    Some((start, ms)) if *start == f.start => f.cpu_ms.saturating_sub(*ms),
+                    _ => f.cpu_ms,
+                };
+                cpu.insert(*pid, (f.start, f.cpu_ms));
+            }
+        }
+        if let Some(b) = before {
+            u.interval = now.saturating_duration_since(b.at);
+            let busy = match (usec, b.usec) {
+                (Some(now), Some(then)) => Some(Duration::from_micros(now.saturating_sub(then))),
+                // Counted another way last time: no baseline yet.
+                (Some(_), None) | (None, Some(_)) => None,
+                (None, None) => Some(Duration::from_millis(cpu_ms)),
+            };
+            u.cpu_percent = busy.and_then(|b| sampling::cpu_percent(b, u.interval));
+        }
+        Seen {
+            generation: t.generation,
+            at: now,
+            usec,
+            usage: u,
+            reused: 0,
+        }
+    }
+
+    /// sysinfo's figures for `pids`, refreshed for those pids only; threads
+    /// and descriptors read directly ([`procstat`]), cheaper than sysinfo's
+    /// listing of every thread's and every descriptor's directory entry.
     fn refresh(&mut self, pids: impl Iterator<Item = i32>) -> HashMap<i32, Figures> {
         let pids: Vec<Pid> = pids.map(|p| Pid::from(p as usize)).collect();
+        if pids.is_empty() {
+            return HashMap::new();
+        }
         // sysinfo keeps every process it was asked about; a new System
         // now and then forgets those that are not ours any more (the CPU
         // baselines are this module's own, so nothing is lost).
@@ -188,25 +304,20 @@ impl Meter {
         let Some(sys) = self.sys.as_mut() else {
             return HashMap::new();
         };
-        let kind = ProcessRefreshKind::nothing()
-            .with_cpu()
-            .with_memory()
-            .with_tasks();
+        let kind = ProcessRefreshKind::nothing().with_cpu().with_memory();
         sys.refresh_processes_specifics(ProcessesToUpdate::Some(&pids), true, kind);
         let mut out = HashMap::with_capacity(pids.len());
         for pid in &pids {
             let Some(p) = sys.process(*pid) else { continue };
-            if p.thread_kind().is_some() {
-                continue;
-            }
+            let raw = pid.as_u32() as i32;
             out.insert(
-                pid.as_u32() as i32,
+                raw,
                 Figures {
                     start: p.start_time(),
                     cpu_ms: p.accumulated_cpu_time(),
                     rss: p.memory(),
-                    threads: p.tasks().map_or(1, |t| t.len() as u32 + 1),
-                    fds: p.open_files().unwrap_or(0) as u32,
+                    threads: procstat::stat(raw).map_or(1, |s| s.threads),
+                    fds: procstat::fds(raw).unwrap_or(0),
                 },
             );
         }
@@ -214,11 +325,39 @@ impl Meter {
     }
 }
 
-/// Members of each process group led by a target without a cgroup (one
-/// read of `/proc` for all of them); empty when every target has one.
-fn process_groups(targets: &[Target]) -> HashMap<i32, Vec<i32>> {
+/// The last figures again, `now`: no CPU used meanwhile.
+fn reuse(before: Seen, now: Instant) -> Seen {
+    let interval = now.saturating_duration_since(before.at);
+    Seen {
+        at: now,
+        reused: before.reused + 1,
+        usage: Usage {
+            interval,
+            cpu_percent: sampling::cpu_percent(Duration::ZERO, interval),
+            ..before.usage
+        },
+        ..before
+    }
+}
+
+/// `pid`'s figures read directly: one read of its `stat`, one `statx` of
+/// its descriptor directory.
+fn direct(pid: i32) -> Option<Figures> {
+    let s = procstat::stat(pid)?;
+    Some(Figures {
+        start: s.start,
+        cpu_ms: s.cpu_ms,
+        rss: s.rss_bytes,
+        threads: s.threads,
+        fds: procstat::fds(pid).unwrap_or(0),
+    })
+}
+
+/// Members of each process group led by `targets` (one read of `/proc`
+/// for all of them); empty when there are none.
+fn process_groups(targets: &[&Target]) -> HashMap<i32, Vec<i32>> {
     let mut groups: HashMap<i32, Vec<i32>> = HashMap::new();
-    if targets.iter().all(|t| t.cgroup.is_some()) {
+    if targets.is_empty() {
         return groups;
     }
     for t in targets {
@@ -235,11 +374,8 @@ fn process_groups(targets: &[Target]) -> HashMap<i32, Vec<i32>> {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Field 5 is the process group.
-        let pgrp = super::registry::stat_field(&stat, 5).and_then(|f| f.parse::<i32>().ok());
+        // One open, read, close each (field 5 is the process group).
+        let pgrp = procstat::pgrp(pid);
         if let Some(members) = pgrp.and_then(|g| groups.get_mut(&g)) {
             members.push(pid);
         }
