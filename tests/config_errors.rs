@@ -14,7 +14,12 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "webhook over https",
         "services:\n  web:\n    command: touch started\n    webhook: { url: \"https://hooks.example/x\" }\n",
-        "{f}:4:21: services.web.webhook.url: \"https://hooks.example/x\": https is not supported (sentineld has no TLS stack); use http://, e.g. to a local relay",
+        "{f}:4:21: services.web.webhook.url: https is not supported (sentineld has no TLS stack); use http://, e.g. to a local relay",
+    ),
+    (
+        "webhook URL with a secret in it, never repeated",
+        "services:\n  web:\n    command: touch started\n    webhook: { url: \"http://admin:SECRETPW@h/SECRETPATH\" }\n",
+        "{f}:4:21: services.web.webhook.url: expected a URL like http://127.0.0.1:9000/hooks (http://, a host, an optional port from 1 to 65535, an optional path; no user part, no spaces, no #fragment); the value is not repeated here, as it may hold a secret",
     ),
     (
         "webhook without a url",

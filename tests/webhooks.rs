@@ -416,3 +416,34 @@ services:
     );
     assert_eq!(hang.posts().len(), 1);
 }
+
+/// Open descriptors of process `pid`.
+fn fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn an_endpoint_a_reload_replaces_lets_go_of_its_connection() {
+    let hang = Receiver::start(Answer::Never);
+    let yaml = |n: usize| {
+        format!(
+            "webhook: {{ url: \"{}\", events: [reload, started], timeout: 60s }}\nservices:\n  web:\n    command: sleep 1000\n",
+            hang.url(&format!("/p{n}"))
+        )
+    };
+    let mut inst = Instance::start(&yaml(0));
+    inst.wait_running("web", None);
+    hang.wait_for("the first post", |p| !p.is_empty());
+    let before = fds(inst.pid());
+    for n in 1..=20 {
+        std::fs::write(inst.path("services.yaml"), yaml(n)).unwrap();
+        let out = inst.cli(&["reload"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    // Each replaced endpoint's sender is stopped with its socket: the
+    // daemon does not hold one connection per reload.
+    wait_until(Duration::from_secs(10), "old connections closed", || {
+        fds(inst.pid()) <= before + 3
+    });
+    assert!(inst.down().success());
+}

@@ -49,7 +49,7 @@ impl Journal {
     /// earlier run (ids start again at 1).
     pub(super) fn missed_after(&self, id: u64) -> bool {
         let oldest = self.events.front().map_or(self.last_id + 1, |e| e.id);
-        id + 1 < oldest || id > self.last_id
+        id.saturating_add(1) < oldest || id > self.last_id
     }
 
     pub(super) fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
@@ -90,5 +90,6 @@ mod tests {
             j.missed_after(CAPACITY as u64 + 6),
             "an id from an earlier run"
         );
+        assert!(j.missed_after(u64::MAX), "the largest id a client may send");
     }
 }

@@ -56,6 +56,15 @@ struct Endpoint {
     spec: WebhookSpec,
     queue: mpsc::Sender<Bytes>,
     counters: Arc<Counters>,
+    /// Its sender: stopped, with its connection, once a reload replaces
+    /// or removes the endpoint, so old endpoints hold no socket.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// An endpoint's totals, kept across reloads that change its settings.
@@ -124,7 +133,7 @@ impl Webhooks {
             if old.spec == *spec {
                 return Some(old);
             }
-            return self.start(spec, old.counters, service);
+            return self.start(spec, old.counters.clone(), service);
         }
         self.start(spec, Arc::default(), service)
     }
@@ -149,11 +158,12 @@ impl Webhooks {
         };
         let (queue, rx) = mpsc::channel(spec.queue);
         let seed = u64::from(self.origin.pid) ^ (Arc::as_ptr(&counters) as u64);
-        thread.spawn(deliver(spec.clone(), rx, counters.clone(), seed));
+        let task = thread.spawn(deliver(spec.clone(), rx, counters.clone(), seed));
         Some(Endpoint {
             spec: spec.clone(),
             queue,
             counters,
+            task,
         })
     }
 

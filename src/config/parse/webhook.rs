@@ -79,13 +79,24 @@ const RESERVED: &[&str] = &[
 ];
 
 /// An `http://` URL; https is refused by name, since sentineld has no TLS.
+/// Errors never repeat the URL: its path or user part may be a secret.
 fn webhook_url(s: &str) -> Result<(String, String, String), String> {
     if s.starts_with("https://") {
-        return Err(format!(
-            "{s:?}: https is not supported (sentineld has no TLS stack); use http://, e.g. to a local relay"
-        ));
+        return Err(
+            "https is not supported (sentineld has no TLS stack); use http://, e.g. to a local relay"
+                .into(),
+        );
     }
-    parse_http_url(s)
+    let bad = || {
+        "expected a URL like http://127.0.0.1:9000/hooks (http://, a host, an optional port \
+         from 1 to 65535, an optional path; no user part, no spaces, no #fragment); \
+         the value is not repeated here, as it may hold a secret"
+            .to_string()
+    };
+    if s.contains('#') {
+        return Err(bad());
+    }
+    parse_http_url(s).map_err(|_| bad())
 }
 
 /// The `url` is read after the other keys.
