@@ -88,4 +88,42 @@ pub enum Command {
     Down,
     /// Print the OpenAPI 3 document of the HTTP API (`api.listen`).
     Openapi,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell), generated from these definitions.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), generated from these definitions:
+    /// `sentineld man > sentineld.1; man ./sentineld.1`.
+    Man,
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "sentineld", &mut out);
+    out
+}
+
+/// The man page: the command and, after it, each subcommand's section.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    let page = clap_mangen::Man::new(cmd.clone());
+    page.render_title(&mut out)?;
+    page.render_name_section(&mut out)?;
+    page.render_synopsis_section(&mut out)?;
+    page.render_description_section(&mut out)?;
+    page.render_options_section(&mut out)?;
+    page.render_subcommands_section(&mut out)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let title = format!("sentineld {}", sub.get_name());
+        out.extend_from_slice(format!(".SH \"{}\"\n", title.to_uppercase()).as_bytes());
+        let sub = sub.clone().bin_name(title);
+        let page = clap_mangen::Man::new(sub);
+        page.render_synopsis_section(&mut out)?;
+        page.render_description_section(&mut out)?;
+        page.render_options_section(&mut out)?;
+    }
+    page.render_version_section(&mut out)?;
+    Ok(out)
 }

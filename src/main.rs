@@ -43,8 +43,20 @@ fn main() -> ExitCode {
             print!("{}", sentineld::control::http::OPENAPI);
             Ok(0)
         }
+        Command::Completions { shell } => write_out(&sentineld::cli::completions(shell)),
+        Command::Man => match sentineld::cli::man_page() {
+            Ok(page) => write_out(&page),
+            Err(e) => Err(CommandError::Failed(format!("man page: {e}"))),
+        },
     };
     finish(result)
+}
+
+/// Generated text to stdout; a closed pipe (`| head`) is not an error.
+fn write_out(bytes: &[u8]) -> Result<i32, CommandError> {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(bytes);
+    Ok(0)
 }
 
 fn finish(result: Result<i32, CommandError>) -> ExitCode {
