@@ -302,15 +302,7 @@ impl Daemon {
             stage: stage(svc),
             next_action: next.map(|(what, _)| what.to_string()),
             next_at: next.map(|(_, at)| format_time(self.wall(at))),
-            last_failure: svc.last_failure.as_ref().map(|(d, at)| FailureInfo {
-                at: format_time(self.wall(*at)),
-                cause: d.cause.describe(),
-                classified: d.classified.as_str().into(),
-                severity: d.severity.as_str().into(),
-                escalation: d.escalation.clone(),
-                action: d.action.name().into(),
-                notes: d.notes.clone(),
-            }),
+            last_failure: self.failure_info(svc),
             breaker: svc.ladder.breaker.as_str().into(),
             ready: svc.ready,
             probes: ProbeReports {
@@ -353,6 +345,21 @@ impl Daemon {
             recovery: recovery(svc),
             availability: availability(svc, now),
         }
+    }
+
+    /// The last failure: when, its cause, how it was classified and what
+    /// was done.
+    fn failure_info(&self, svc: &Service) -> Option<FailureInfo> {
+        let (d, at) = svc.last_failure.as_ref()?;
+        Some(FailureInfo {
+            at: format_time(self.wall(*at)),
+            cause: d.cause.describe(),
+            classified: d.classified.as_str().into(),
+            severity: d.severity.as_str().into(),
+            escalation: d.escalation.clone(),
+            action: d.action.name().into(),
+            notes: d.notes.clone(),
+        })
     }
 
     fn depends_on(&self, i: usize) -> Vec<DependInfo> {

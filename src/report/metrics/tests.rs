@@ -39,8 +39,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
     }
 }
 
-#[test]
-fn every_family_is_typed_named_and_parsed() {
+/// A snapshot with something in every family: a failing `web`, a quiet
+/// `db`, two webhook endpoints.
+fn snapshot() -> Snapshot {
     let mut web = service("web");
     web.up = false;
     web.health = Health::Critical;
@@ -53,7 +54,7 @@ fn every_family_is_typed_named_and_parsed() {
     let r = recovery_histogram();
     r.observe(2.0);
     web.recovery = Some(r);
-    let snapshot = Snapshot {
+    Snapshot {
         process: ProcessCounters {
             events: vec![("failure", 4), ("started", 5)],
             hooks_dropped: 1,
@@ -72,8 +73,12 @@ fn every_family_is_typed_named_and_parsed() {
                 ..WebhookReport::default()
             },
         ],
-    };
-    let text = render(snapshot);
+    }
+}
+
+#[test]
+fn every_family_is_typed_named_and_parsed() {
+    let text = render(snapshot());
     for line in [
         "# TYPE sentineld_service_restarts_total counter",
         "# TYPE sentineld_probe_duration_seconds histogram",
@@ -113,6 +118,12 @@ fn every_family_is_typed_named_and_parsed() {
         4.0
     );
     assert_eq!(value(&scrape, "sentineld_log_bytes_total", &[]), 1234.0);
+}
+
+#[test]
+fn availability_resources_webhooks_and_buckets_carry_their_values() {
+    let scrape = parse(&render(snapshot()));
+    let web = [("service", "web")];
     let ready_day = [("service", "web"), ("of", "ready"), ("window", "24h")];
     let name = "sentineld_service_availability_ratio";
     assert_eq!(value(&scrape, name, &ready_day), 0.75);
