@@ -9,7 +9,7 @@
 //! process. `depends_on` and `group` change the tree, which is rebuilt
 //! without touching what runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::webhook::WebhookSpec;
@@ -123,8 +123,9 @@ pub fn diff(old: &Running<'_>, new: &Plan) -> Diff {
             }
         }
     }
+    let new_names: BTreeSet<&str> = new.services.iter().map(|s| s.name.as_str()).collect();
     for o in &old.services {
-        if !new.services.iter().any(|s| s.name == o.name) {
+        if !new_names.contains(o.name.as_str()) {
             d.services.push((o.name.clone(), Change::Removed));
         }
     }

@@ -1,6 +1,8 @@
 //! A validated [`Plan`] → the pure core's inputs: one machine [`Config`]
 //! per service and the supervision [`Tree`].
 
+use std::collections::HashMap;
+
 use crate::config::{Check, Plan, ProbeSpec, ProbeTimeout, ServiceSpec};
 use crate::strategy::backoff::BackoffSpec;
 use crate::strategy::classify::Rule;
@@ -93,10 +95,11 @@ pub(super) fn tree_over(plan: &Plan, slots: &[usize], n: usize) -> Tree {
             .position(|g| g.name == name)
             .expect("validated")
     };
-    let sidx = |name: &str| {
-        let k = plan.services.iter().position(|s| s.name == name)?;
-        Some(slots[k])
-    };
+    // By name, once: 10,000 services' dependencies are not each a scan.
+    let by_name: HashMap<&str, usize> = (plan.services.iter().zip(slots))
+        .map(|(s, &i)| (s.name.as_str(), i))
+        .collect();
+    let sidx = |name: &str| by_name.get(name).copied();
     let mut root = GroupDef {
         name: "root".into(),
         strategy: plan.supervisor.strategy,

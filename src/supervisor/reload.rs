@@ -3,6 +3,7 @@
 //! — or, for a file that is not valid, change nothing and keep the errors
 //! for `status` until a reload succeeds.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
@@ -80,7 +81,7 @@ const MAX_WAITING: usize = 16;
 fn refuse(reply: Option<oneshot::Sender<Reply>>, kind: ErrorKind, message: String) {
     match reply {
         Some(reply) => {
-            let _ = reply.send(Response::Error { kind, message }.into());
+            let _ = reply.send(Response::error(kind, message).into());
         }
         None => tracing::warn!("reload: {message}"),
     }
@@ -160,7 +161,7 @@ impl Daemon {
                 if !dry_run {
                     self.reload_failed(kind, &message);
                 }
-                Response::Error { kind, message }
+                Response::error(kind, message)
             }
         };
         if let Some(reply) = reply {
@@ -230,9 +231,11 @@ impl Daemon {
             webhook: self.reloads.webhook.as_ref(),
         };
         let d = diff::diff(&running, &new);
+        let retiring: HashSet<&str> = (self.system.retiring())
+            .map(|i| self.rt[i].spec.name.as_str())
+            .collect();
         for (name, change) in &d.services {
-            let retiring = |i: usize| self.rt[i].spec.name == *name;
-            if *change == Change::Added && self.system.retiring().any(retiring) {
+            if *change == Change::Added && retiring.contains(name.as_str()) {
                 let message = format!(
                     "{name}: still stopping since an earlier reload removed it; reload again once it is down"
                 );
@@ -263,47 +266,45 @@ impl Daemon {
 
     /// Carry out a validated diff.
     fn apply(&mut self, new: Plan, d: &Diff, now: Instant) {
-        let live: Vec<(usize, String)> = self.live().map(|(i, s)| (i, s.name.clone())).collect();
-        let slot_of = |name: &str| live.iter().find(|(_, n)| n == name).map(|(i, _)| *i);
+        let live: HashMap<String, usize> = self.live().map(|(i, s)| (s.name.clone(), i)).collect();
+        let changes: HashMap<&str, &Change> =
+            d.services.iter().map(|(n, c)| (n.as_str(), c)).collect();
         let mut slots = Vec::with_capacity(new.services.len());
-        let mut r = Reconfigure {
-            tree: plan::tree(&new),
-            changed: Vec::new(),
-            added: Vec::new(),
-            removed: Vec::new(),
+        let (mut changed, mut added) = (Vec::new(), Vec::new());
+        for spec in &new.services {
+            let change = changes.get(spec.name.as_str()).copied();
+            let Some(&i) = live.get(&spec.name) else {
+                slots.push(self.rt.len());
+                self.rt.push(ServiceRt::new(spec, &self.base_env));
+                added.push(plan::machine_config(spec));
+                continue;
+            };
+            slots.push(i);
+            let Some(change) = change else {
+                continue;
+            };
+            let restart = match change {
+                Change::Restart(keys) => Some(format!(
+                    "restarting: its configuration changed ({})",
+                    keys.join(", ")
+                )),
+                _ => None,
+            };
+            self.respec(i, spec);
+            changed.push((i, plan::machine_config(spec), restart));
+        }
+        let mut removed: Vec<usize> = (live.iter())
+            .filter(|(name, _)| changes.get(name.as_str()) == Some(&&Change::Removed))
+            .map(|(_, &i)| i)
+            .collect();
+        removed.sort_unstable();
+        let r = Reconfigure {
+            tree: plan::tree_over(&new, &slots, self.rt.len()),
+            changed,
+            added,
+            removed,
             exit_on_critical: new.exit_on_critical,
         };
-        let mut next = self.rt.len();
-        for spec in &new.services {
-            let config = plan::machine_config(spec);
-            match (slot_of(&spec.name), d.change(&spec.name)) {
-                (Some(i), change) => {
-                    slots.push(i);
-                    let restart = match change {
-                        Some(Change::Restart(keys)) => Some(format!(
-                            "restarting: its configuration changed ({})",
-                            keys.join(", ")
-                        )),
-                        _ => None,
-                    };
-                    if change.is_some() {
-                        self.respec(i, spec);
-                        r.changed.push((i, config, restart));
-                    }
-                }
-                (None, _) => {
-                    slots.push(next);
-                    next += 1;
-                    self.rt.push(ServiceRt::new(spec, &self.base_env));
-                    r.added.push(config);
-                }
-            }
-        }
-        r.removed = (live.iter())
-            .filter(|(_, name)| d.change(name) == Some(&Change::Removed))
-            .map(|(i, _)| *i)
-            .collect();
-        r.tree = plan::tree_over(&new, &slots, self.rt.len());
         // Before the core acts: the events of this reload go where the new
         // file says.
         let hooks = slots.iter().zip(&new.services);
