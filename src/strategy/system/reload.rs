@@ -48,7 +48,11 @@ impl System {
         let old = std::mem::replace(&mut self.tree, r.tree);
         self.tree.keep_windows(&old);
         self.exit_on_critical = r.exit_on_critical;
-        let leaving = |s: &System, j: usize| r.removed.contains(&j) || s.retire.holds(j);
+        let mut removing = vec![false; self.services.len()];
+        for &i in &r.removed {
+            removing[i] = true;
+        }
+        let leaving = |s: &System, j: usize| removing[j] || s.retire.holds(j);
         for &i in &r.removed {
             let deps = old.deps(i).iter().map(|&(j, _)| j);
             let deps = deps.filter(|&j| leaving(self, j)).collect();
