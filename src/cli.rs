@@ -26,6 +26,13 @@ pub enum Command {
         /// Detach: return once every service has been started.
         #[arg(short, long)]
         detach: bool,
+        /// Run as the init of a container even when not PID 1 (as PID 1
+        /// this is automatic): stay in the foreground, so `-d` is refused.
+        /// Everywhere, sentineld reaps every orphan it adopts, stops its
+        /// services in order on SIGTERM/SIGINT and exits 0, 1 (the system
+        /// ended critical) or 128+n (a signal it has no use for).
+        #[arg(long, conflicts_with = "detach")]
+        init: bool,
         /// The services file.
         file: PathBuf,
     },

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let dir = client_state_dir(cli.state_dir.as_deref());
     let result: Result<i32, CommandError> = match cli.command {
-        Command::Up { detach, file } => commands::up::up(&file, cli.state_dir, detach),
+        Command::Up { detach, init, file } => commands::up::up(&file, cli.state_dir, detach, init),
         Command::Check { file } => commands::check(&file),
         Command::Status { name, json } => commands::status(&dir, name, json),
         Command::Start { name } => commands::simple(&dir, Request::Start { name }),

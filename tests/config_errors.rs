@@ -54,7 +54,17 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown service key",
         "services:\n  web:\n    command: touch started\n    restrat: always\n",
-        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, webhook, liveness, readiness, startup, watchdog, start_timeout, depends_on, limits",
+        "{f}:4:5: services.web.restrat: unknown key \"restrat\" (did you mean \"restart\"?); allowed keys: command, cwd, env, env_file, user, type, pid_file, restart, min_uptime, pre_start, pre_start_timeout, stop, logs, classify, recovery, escalation, sla, on_event, on_event_timeout, webhook, liveness, readiness, startup, watchdog, start_timeout, depends_on, limits, forward_signals",
+    ),
+    (
+        "forwarding a signal sentineld has a use for",
+        "services:\n  web:\n    command: touch started\n    forward_signals: [USR1, HUP]\n",
+        "{f}:4:29: services.web.forward_signals[1]: SIGHUP cannot be forwarded: it reloads sentineld; expected SIGUSR1, SIGUSR2 or SIGWINCH",
+    ),
+    (
+        "forwarding a signal that is not one",
+        "services:\n  web:\n    command: touch started\n    forward_signals: [USR3]\n",
+        "{f}:4:23: services.web.forward_signals[0]: unknown signal \"USR3\" (did you mean \"SIGUSR1\"?)",
     ),
     (
         "wrong type",

@@ -10,7 +10,18 @@ use crate::control::{http, server};
 use crate::state_dir::StateDir;
 use crate::supervisor::{self, Inbox, Options};
 
-pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, CommandError> {
+pub fn up(
+    file: &Path,
+    state_dir: Option<PathBuf>,
+    detach: bool,
+    init: bool,
+) -> Result<i32, CommandError> {
+    if detach && std::process::id() == 1 {
+        // The launcher's exit would end the container with everything in it.
+        let msg = "-d cannot be used as PID 1: the container ends when PID 1 exits; \
+                   run `sentineld up` in the foreground";
+        return Err(CommandError::BadInput(format!("sentineld: {msg}")));
+    }
     let mut plan = crate::config::load(file).map_err(|e| CommandError::BadInput(e.to_string()))?;
     if let Some(dir) = state_dir {
         plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
@@ -40,6 +51,9 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
     let http_line = http.as_ref().map_or(String::new(), |h| {
         format!("\n  HTTP API:       http://{}", h.addr)
     });
+    if init || std::process::id() == 1 {
+        tracing::info!("running as init (pid {})", std::process::id());
+    }
     let options = Options {
         http,
         ..Options::from_env()

@@ -192,6 +192,10 @@ pub struct ServiceSpec {
     pub limits: crate::strategy::limits::Limits,
     /// The group this service is a child of; none: the root.
     pub group: Option<String>,
+    /// Signals sent to sentineld that it passes on to this service's main
+    /// process (SIGUSR1, SIGUSR2, SIGWINCH), as numbers.
+    #[serde(serialize_with = "ser_signal_numbers")]
+    pub forward_signals: Vec<i32>,
 }
 
 impl ServiceSpec {
@@ -226,6 +230,7 @@ impl ServiceSpec {
             depends_on: Vec::new(),
             limits: Default::default(),
             group: None,
+            forward_signals: Vec::new(),
         }
     }
 }
@@ -445,6 +450,11 @@ impl Default for LogSpec {
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn ser_signal_numbers<S: serde::Serializer>(sigs: &[i32], s: S) -> Result<S::Ok, S::Error> {
+    let name = |&n: &i32| Signal::try_from(n).map_or("?", |sig| sig.as_str());
+    s.collect_seq(sigs.iter().map(name))
 }
 
 fn ser_signal<S: serde::Serializer>(sig: &Signal, s: S) -> Result<S::Ok, S::Error> {

@@ -20,6 +20,7 @@ pub mod restart;
 pub mod risk;
 pub mod rng;
 pub mod sampling;
+pub mod signals;
 pub mod system;
 pub mod text;
 pub mod tree;

@@ -60,7 +60,8 @@ impl Options {
             });
         let env = std::env::vars_os()
             .filter(|(k, _)| {
-                k != "NOTIFY_SOCKET" && k != "SENTINELD_STATE_DIR" && k != "SENTINELD_SEED"
+                let ours = k == "SENTINELD_STATE_DIR" || k == "SENTINELD_SEED";
+                !ours && !super::selfnotify::MANAGER_VARS.iter().any(|v| k == v)
             })
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect();
@@ -124,6 +125,8 @@ pub(super) struct Daemon {
     pub metrics: super::metrics::Recorder,
     /// Where events are POSTed.
     pub webhooks: super::webhooks::Webhooks,
+    /// Why the daemon stops, for its exit status.
+    pub ending: crate::strategy::signals::Ending,
 }
 
 impl Daemon {
@@ -189,6 +192,7 @@ impl Daemon {
             reloads,
             metrics,
             webhooks,
+            ending: Default::default(),
         };
         if let Some(cg) = &daemon.cgroups {
             for name in cg.kill_leftovers() {

@@ -32,6 +32,8 @@ pub mod reaper;
 pub mod registry;
 mod reload;
 mod resources;
+mod selfnotify;
+mod signals;
 pub mod spawn;
 mod status;
 mod timers;
@@ -41,7 +43,6 @@ use std::fs::File;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use daemon::Daemon;
@@ -152,7 +153,6 @@ impl Daemon {
     fn begin_shutdown(&mut self, now: Instant) {
         if !self.system.shutting_down() {
             tracing::info!("stopping all services");
-            probes::notify_self("STOPPING=1");
         }
         self.feed(now, Input::Shutdown);
     }
@@ -270,13 +270,11 @@ fn block_sigchld() -> Option<nix::sys::signal::SigSet> {
 /// The loop's inputs besides the daemon itself.
 struct Inputs {
     /// SIGCHLD with its signal information (the pid), where SIGCHLD is
-    /// blocked in every thread of ours; `sigchld` wakes the loop when it
-    /// reached a thread that does not block it (a test harness's).
+    /// blocked in every thread of ours.
     chld: Option<tokio::io::unix::AsyncFd<nix::sys::signalfd::SignalFd>>,
-    sigchld: tokio::signal::unix::Signal,
-    sigterm: tokio::signal::unix::Signal,
-    sigint: tokio::signal::unix::Signal,
-    sighup: tokio::signal::unix::Signal,
+    /// Every other signal sent to sentineld, and SIGCHLD where it reached
+    /// a thread that does not block it (a test harness's).
+    signals: signals::Signals,
     requests: mpsc::Receiver<Incoming>,
     /// The inbox is a channel and every sender is gone.
     closed: bool,
@@ -291,6 +289,8 @@ struct Inputs {
     /// The resource sampler's timer, its thread and what it sends back;
     /// none with `resources.interval: off`.
     sample_ticks: Option<tokio::time::Interval>,
+    /// WATCHDOG=1 to our own manager, when it asked for it.
+    watchdog: Option<tokio::time::Interval>,
     sampler: Option<resources::Sampler>,
     samples: Option<resources::Samples>,
 }
@@ -340,7 +340,6 @@ impl Inputs {
         probes: probes::AsyncResults,
         logs: logs::Conditions,
     ) -> Result<Inputs, RunError> {
-        let sig = |kind| signal(kind).map_err(RunError::Runtime);
         let (requests, servers) = match (inbox.take(), control) {
             (Some(rx), _) => (rx, Vec::new()),
             (None, Some((control, limits))) => {
@@ -379,10 +378,7 @@ impl Inputs {
             .and_then(|fd| unsafe { tokio::io::unix::AsyncFd::register(fd) }.ok());
         Ok(Inputs {
             chld,
-            sigchld: sig(SignalKind::child())?,
-            sigterm: sig(SignalKind::terminate())?,
-            sigint: sig(SignalKind::interrupt())?,
-            sighup: sig(SignalKind::hangup())?,
+            signals: signals::Signals::catch().map_err(RunError::Runtime)?,
             requests,
             closed: false,
             probes,
@@ -391,6 +387,7 @@ impl Inputs {
             notify,
             servers,
             sample_ticks: None,
+            watchdog: selfnotify::watchdog_every().map(tokio::time::interval),
             sampler: None,
             samples: None,
         })
@@ -416,9 +413,15 @@ async fn event_loop(
     if let Some(mut f) = ready {
         let _ = writeln!(f, "ready {}", std::process::id());
     }
-    probes::notify_self("READY=1");
+    selfnotify::ready(&format!("supervising {n} services"));
+    let mut stopping = false;
     while !daemon.finished {
         turn(daemon, inputs).await;
+        // However the shutdown began: `down`, a signal, exit_on_critical.
+        if !stopping && daemon.system.shutting_down() {
+            stopping = true;
+            probes::notify_self("STOPPING=1");
+        }
         if std::mem::take(&mut daemon.sweep_due) {
             reaper::reap_all(daemon, Instant::now());
         }
@@ -456,7 +459,7 @@ async fn event_loop(
     for _ in 0..4 {
         tokio::task::yield_now().await;
     }
-    Ok(daemon.system.exit_code)
+    Ok(daemon.exit_status())
 }
 
 /// `fd` readable; never, if there is none.
@@ -484,7 +487,7 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
                 reaper::reap_reported(daemon, &pids, Instant::now());
             }
         }
-        _ = inputs.sigchld.recv() => reaper::reap_all(daemon, Instant::now()),
+        _ = tick(&mut inputs.watchdog) => selfnotify::watchdog(),
         _ = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -531,12 +534,7 @@ async fn turn(daemon: &mut Daemon, inputs: &mut Inputs) {
                 }
             }
         }
-        _ = inputs.sigterm.recv() => daemon.begin_shutdown(Instant::now()),
-        _ = inputs.sigint.recv() => daemon.begin_shutdown(Instant::now()),
-        _ = inputs.sighup.recv() => {
-            tracing::info!("SIGHUP: reloading {}", daemon.reloads.file.display());
-            daemon.reload(false, None);
-        }
+        Some(origin) = inputs.signals.next() => daemon.on_signal(origin, Instant::now()),
     }
 }
 

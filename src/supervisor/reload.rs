@@ -154,7 +154,16 @@ impl Daemon {
         }
         let outcome = plan
             .map_err(|message| error(ErrorKind::InvalidConfig, message))
-            .and_then(|plan| self.reload_plan(plan, dry_run, now));
+            .and_then(|plan| {
+                if dry_run {
+                    return self.reload_plan(plan, dry_run, now);
+                }
+                super::selfnotify::reloading();
+                let applied = self.reload_plan(plan, dry_run, now);
+                let n = self.rt.len();
+                super::selfnotify::ready(&format!("supervising {n} services; reloaded"));
+                applied
+            });
         let response = match outcome {
             Ok(message) => Response::Done { message },
             Err((kind, message)) => {

@@ -441,17 +441,51 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
         // by themselves, but one pending now must not run sentineld's
         // handler, and ignored signals (SIGPIPE, by Rust's runtime) would
         // stay ignored: default them all; unblock just before exec.
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
+        default_every_signal();
         for (target, fd) in setup.fds.iter().enumerate() {
             if libc::dup2(*fd, target as libc::c_int) < 0 {
                 fail(Step::Stdio);
             }
         }
         become_the_program(setup)
+    }
+}
+
+/// Every signal's disposition back to its default, by the raw system call:
+/// glibc's `signal()` refuses the two realtime signals it keeps for itself
+/// (32 and 33), and one of them ignored by whoever started sentineld would
+/// otherwise stay ignored in every service. Async-signal-safe.
+unsafe fn default_every_signal() {
+    /// The kernel's `struct sigaction` (x86_64, aarch64): all zero is
+    /// SIG_DFL with no flags and an empty mask.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    const KERNEL_NSIG: i32 = 64;
+    for sig in 1..=KERNEL_NSIG {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: a valid sigaction, no old one asked for, the kernel's
+            // sigset size.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                )
+            };
+        }
     }
 }
 

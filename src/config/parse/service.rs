@@ -37,6 +37,7 @@ const SERVICE_KEYS: &[&str] = &[
     "start_timeout",
     "depends_on",
     "limits",
+    "forward_signals",
 ];
 
 impl Parser<'_> {
@@ -149,9 +150,39 @@ impl Parser<'_> {
             "start_timeout" => spec.start_timeout = Some(self.positive_duration(val, p)?),
             "depends_on" => spec.depends_on = self.depends_on(val, p)?,
             "limits" => spec.limits = self.section(val, p)?,
+            "forward_signals" => spec.forward_signals = self.forward_signals(val, p)?,
             _ => unreachable!("fields() returns only allowed keys"),
         }
         Some(())
+    }
+
+    /// `forward_signals: [USR1, WINCH]`: only the signals sentineld has no
+    /// use of its own for; a repeat is no error.
+    fn forward_signals(&mut self, node: &Node, path: &str) -> Option<Vec<i32>> {
+        use crate::strategy::signals::FORWARDABLE;
+        let sigs = self.list(node, path, |this, v, p| {
+            let sig = this.parsed(v, p, units::parse_signal)? as i32;
+            if FORWARDABLE.contains(&sig) {
+                return Some(sig);
+            }
+            let why = match sig {
+                libc::SIGTERM | libc::SIGINT => "it stops sentineld",
+                libc::SIGHUP => "it reloads sentineld",
+                _ => "sentineld does not catch it for its services",
+            };
+            let name = units::parse_signal(&sig.to_string()).map_or("?", |s| s.as_str());
+            let msg =
+                format!("{name} cannot be forwarded: {why}; expected SIGUSR1, SIGUSR2 or SIGWINCH");
+            this.err(v, p, msg);
+            None
+        })?;
+        let mut out: Vec<i32> = Vec::with_capacity(sigs.len());
+        for sig in sigs {
+            if !out.contains(&sig) {
+                out.push(sig);
+            }
+        }
+        Some(out)
     }
 
     pub(super) fn command(&mut self, node: &Node, path: &str) -> Option<Command> {

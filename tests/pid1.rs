@@ -1,0 +1,362 @@
+//! sentineld as PID 1 of a PID namespace (`unshare --pid --fork
+//! --mount-proc`), as in a container: orphans of orphans reaped, the exit
+//! status of a clean, a critical and a signalled end, SIGHUP reloads,
+//! forwarded signals, default signal dispositions in children.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// sentineld as PID 1 of a new PID namespace, in a temp dir. The
+/// `Instance`'s child is `unshare`, which exits with sentineld's status;
+/// when PID 1 ends, the kernel ends everything else in the namespace.
+struct Init {
+    inst: Instance,
+    /// sentineld's pid as seen from here.
+    pid: i32,
+}
+
+impl Init {
+    fn start(yaml: &str) -> Init {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
+        let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+        let child = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"])
+            .args([BIN, "up", "services.yaml"])
+            .current_dir(dir.path())
+            .env_remove("SENTINELD_STATE_DIR")
+            .env("NO_COLOR", "1")
+            .env("SENTINELD_SEED", SEED)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let outer = child.id() as i32;
+        let mut inst = Instance {
+            dir,
+            limits: Vec::new(),
+            child: Some(child),
+            groups: Default::default(),
+        };
+        let mut pid = 0;
+        wait_until(Duration::from_secs(10), "sentineld as PID 1", || {
+            if let Some(st) = inst.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("unshare exited ({st}):\n{}", inst.up_log());
+            }
+            pid = children_of(outer).first().copied().unwrap_or(0);
+            pid != 0 && inst.cli(&["status", "--json"]).status.success()
+        });
+        assert_eq!(ns_pid(pid), Some(1), "sentineld is PID 1 of its namespace");
+        Init { inst, pid }
+    }
+
+    /// Every process of the namespace: (pid here, state letter).
+    fn processes(&self) -> Vec<(i32, char)> {
+        in_namespace(pid_ns(self.pid))
+    }
+
+    /// The exit status, within 20 s.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.inst.child.as_mut().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.inst.child = None;
+                return st;
+            }
+            assert!(Instant::now() < deadline, "sentineld did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Instance {
+    fn up_log(&self) -> String {
+        std::fs::read_to_string(self.path("up.log")).unwrap_or_default()
+    }
+}
+
+/// Every process of namespace `ns`: (pid here, state letter).
+fn in_namespace(ns: Option<std::path::PathBuf>) -> Vec<(i32, char)> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| ns.is_some() && pid_ns(p) == ns)
+        .filter_map(|p| Some((p, stat_field(p, 3)?.chars().next()?)))
+        .collect()
+}
+
+/// The pid namespace `pid` is in.
+fn pid_ns(pid: i32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
+}
+
+/// `pid`'s number in its own (innermost) namespace.
+fn ns_pid(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+#[test]
+fn orphans_of_orphans_are_reaped_and_no_zombie_is_left() {
+    // `spawner`'s shell starts a subshell that backgrounds two more and
+    // exits: those are orphans, reparented to PID 1; one of them starts
+    // a sleep and exits too (an orphan of an orphan). Each exits in turn.
+    let init = Init::start(
+        "services:
+  spawner:
+    command: ( ( (sleep 0.6 &) ; sleep 0.3; exit 3 ) & ( (sleep 0.4 &) & ) ; exit 0 ); exec sleep 300
+",
+    );
+    let main = init.inst.wait_running("spawner", None);
+    let mut seen = Vec::new();
+    wait_until(
+        Duration::from_secs(10),
+        "only PID 1 and the service left",
+        || {
+            seen = init.processes();
+            seen.len() == 2 && seen.iter().all(|(_, state)| *state != 'Z')
+        },
+    );
+    // Status gives pids as the namespace numbers them.
+    let pids: Vec<Option<i32>> = seen.iter().map(|(p, _)| ns_pid(*p)).collect();
+    assert!(
+        pids.contains(&Some(1)) && pids.contains(&Some(main)),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn sigterm_as_pid_1_stops_everything_in_order_and_exits_0() {
+    let mut init = Init::start(
+        "services:
+  db:
+    command: trap 'echo db stopped; exit 0' TERM; echo db up; while :; do sleep 0.05; done
+  web:
+    command: trap 'echo web stopped; exit 0' TERM; echo web up; while :; do sleep 0.05; done
+    depends_on: { db: started }
+",
+    );
+    // Their traps are set before they say so.
+    wait_until(Duration::from_secs(10), "both up", || {
+        init.inst.log("web").contains("web up") && init.inst.log("db").contains("db up")
+    });
+    kill(init.pid, libc::SIGTERM);
+    let status = init.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", init.inst.up_log());
+    assert!(init.inst.log("web").contains("web stopped"));
+    assert!(init.inst.log("db").contains("db stopped"));
+    let log = init.inst.up_log();
+    assert!(log.contains("SIGTERM: stopping all services"), "{log}");
+}
+
+#[test]
+fn a_critical_end_exits_1_even_when_a_sigterm_ends_it() {
+    // The root gives up (intensity 1), but with exit_on_critical off the
+    // daemon stays up; the SIGTERM that ends it reports the critical end.
+    let mut init = Init::start(
+        "supervisor: { intensity: 1, period: 60s }
+services:
+  crashy:
+    command: sleep 0.2; exec kill -ABRT $$
+    min_uptime: 100ms
+  other:
+    command: exec sleep 300
+",
+    );
+    wait_until(Duration::from_secs(10), "the system critical", || {
+        init.inst.status()["system"]["health"] == "critical"
+    });
+    kill(init.pid, libc::SIGTERM);
+    assert_eq!(init.wait_exit().code(), Some(1), "{}", init.inst.up_log());
+}
+
+#[test]
+fn exit_on_critical_as_pid_1_exits_1() {
+    let mut init = Init::start(
+        "supervisor: { intensity: 1, period: 60s }
+exit_on_critical: true
+services:
+  crashy:
+    command: sleep 0.2; exec kill -ABRT $$
+    min_uptime: 100ms
+",
+    );
+    assert_eq!(init.wait_exit().code(), Some(1), "{}", init.inst.up_log());
+}
+
+#[test]
+fn a_signal_with_no_use_stops_the_services_then_exits_128_plus_n() {
+    let mut init = Init::start(
+        "services:
+  app:
+    command: trap 'echo app stopped; exit 0' TERM; echo app up; while :; do sleep 0.05; done
+",
+    );
+    wait_until(Duration::from_secs(10), "app up", || {
+        init.inst.log("app").contains("app up")
+    });
+    // Forwardable but forwarded to nobody: ignored, sentineld stays.
+    kill(init.pid, libc::SIGUSR2);
+    kill(init.pid, libc::SIGQUIT);
+    let status = init.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(128 + libc::SIGQUIT),
+        "{}",
+        init.inst.up_log()
+    );
+    assert!(
+        init.inst.log("app").contains("app stopped"),
+        "an orderly stop"
+    );
+    let log = init.inst.up_log();
+    assert!(
+        log.contains("SIGUSR2: no running service lists it"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sighup_to_pid_1_reloads_the_file() {
+    let init = Init::start(
+        "services:
+  a:
+    command: exec sleep 300
+",
+    );
+    let a = init.inst.wait_running("a", None);
+    std::fs::write(
+        init.inst.path("services.yaml"),
+        "services:
+  a:
+    command: exec sleep 300
+  b:
+    command: exec sleep 300
+",
+    )
+    .unwrap();
+    kill(init.pid, libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "b added", || {
+        let status = init.inst.status();
+        status["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "b")
+    });
+    init.inst.wait_running("b", None);
+    assert_eq!(init.inst.pid_of("a"), Some(a), "a unchanged, not restarted");
+}
+
+#[test]
+fn forwarded_signals_reach_only_the_services_that_list_them() {
+    let init = Init::start(
+        "services:
+  listener:
+    command: trap 'echo got USR1' USR1; trap 'echo got WINCH' WINCH; echo listening; while :; do sleep 0.05; done
+    forward_signals: [USR1, SIGWINCH]
+  bystander:
+    command: exec sleep 300
+",
+    );
+    wait_until(Duration::from_secs(10), "listener's traps", || {
+        init.inst.log("listener").contains("listening")
+    });
+    // sleep dies of SIGUSR1: it must not get it.
+    let bystander = init.inst.wait_running("bystander", None);
+    kill(init.pid, libc::SIGUSR1);
+    wait_until(Duration::from_secs(10), "USR1 forwarded", || {
+        init.inst.log("listener").contains("got USR1")
+    });
+    kill(init.pid, libc::SIGWINCH);
+    wait_until(Duration::from_secs(10), "WINCH forwarded", || {
+        init.inst.log("listener").contains("got WINCH")
+    });
+    // Not restarted: the same pid, still running (pids as the namespace
+    // numbers them).
+    let now = init.inst.service("bystander");
+    assert_eq!(
+        (now["pid"].as_i64(), now["state"].as_str()),
+        (Some(bystander as i64), Some("running"))
+    );
+    let notes = init.inst.messages_of("listener", "signal");
+    assert!(
+        notes
+            .iter()
+            .any(|m| m.starts_with("SIGUSR1 forwarded to listener")),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn services_start_with_no_signal_blocked_or_ignored() {
+    // sentineld ignores SIGPIPE (Rust's runtime) and blocks SIGCHLD; a
+    // service inherits neither. The hook and probes share the spawn path.
+    let init = Init::start(
+        "services:
+  show:
+    command: grep -E '^Sig(Blk|Ign)' /proc/self/status; exec sleep 300
+",
+    );
+    init.inst.wait_running("show", None);
+    wait_until(Duration::from_secs(10), "the masks logged", || {
+        init.inst.log("show").matches("Sig").count() >= 2
+    });
+    let log = init.inst.log("show");
+    for line in log.lines().filter(|l| l.contains("Sig")) {
+        let mask = line.split_whitespace().last().unwrap();
+        assert!(mask.chars().all(|c| c == '0'), "{line}");
+    }
+}
+
+#[test]
+fn detaching_as_pid_1_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("services.yaml"),
+        "services:\n  a:\n    command: exec sleep 300\n",
+    )
+    .unwrap();
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", BIN, "up", "-d"])
+        .arg("services.yaml")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("-d cannot be used as PID 1"), "{err}");
+    assert!(!dir.path().join(".sentineld").exists(), "nothing started");
+}
+
+#[test]
+fn nothing_of_the_namespace_outlives_a_killed_pid_1() {
+    // A daemon that left its session (setsid, double fork) as well.
+    let mut init = Init::start(
+        "services:
+  plain:
+    command: exec sleep 300
+  escaper:
+    command: setsid sh -c 'sleep 300 & exit 0'; exec sleep 300
+",
+    );
+    init.inst.wait_running("plain", None);
+    init.inst.wait_running("escaper", None);
+    let ns = pid_ns(init.pid);
+    wait_until(Duration::from_secs(10), "the escaped daemon", || {
+        in_namespace(ns.clone()).len() >= 4
+    });
+    kill(init.pid, libc::SIGKILL);
+    init.wait_exit();
+    wait_until(Duration::from_secs(10), "the namespace empty", || {
+        in_namespace(ns.clone()).is_empty()
+    });
+}
