@@ -92,6 +92,15 @@ fn in_namespace(ns: Option<std::path::PathBuf>) -> Vec<(i32, char)> {
         .collect()
 }
 
+impl Drop for Init {
+    /// The pids status gave are the namespace's numbers: the instance must
+    /// not take them for process groups here. The namespace ends with its
+    /// PID 1 (`--kill-child`: SIGTERM to it when `unshare` is killed).
+    fn drop(&mut self) {
+        self.inst.groups.borrow_mut().clear();
+    }
+}
+
 /// The pid namespace `pid` is in.
 fn pid_ns(pid: i32) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
