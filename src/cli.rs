@@ -98,6 +98,10 @@ pub enum Command {
     /// Print a completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell), generated from these definitions.
     Completions { shell: clap_complete::Shell },
+    /// Print a JSON Schema (draft-07) of the services file, for editors:
+    /// `sentineld schema > sentineld.schema.json`, then a first line
+    /// `# yaml-language-server: $schema=./sentineld.schema.json`.
+    Schema,
     /// Print the man page (roff), generated from these definitions:
     /// `sentineld man > sentineld.1; man ./sentineld.1`.
     Man,

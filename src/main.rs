@@ -43,6 +43,12 @@ fn main() -> ExitCode {
             print!("{}", sentineld::control::http::OPENAPI);
             Ok(0)
         }
+        Command::Schema => {
+            let schema = sentineld::config::json_schema();
+            let mut text = serde_json::to_string_pretty(&schema).expect("a JSON value serializes");
+            text.push('\n');
+            write_out(text.as_bytes())
+        }
         Command::Completions { shell } => write_out(&sentineld::cli::completions(shell)),
         Command::Man => match sentineld::cli::man_page() {
             Ok(page) => write_out(&page),

@@ -22,6 +22,7 @@ const SUBCOMMANDS: &[&str] = &[
     "metrics",
     "down",
     "openapi",
+    "schema",
     "completions",
     "man",
 ];

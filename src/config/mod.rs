@@ -22,6 +22,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 pub use crate::strategy::policy::{DependOn, RestartPolicy, ServiceType, Strategy};
+pub use parse::schema::json_schema;
 pub use recovery::*;
 
 /// The resolved, validated contents of a services file.

@@ -7,7 +7,7 @@ use super::Parser;
 use crate::config::yaml::Node;
 use crate::config::{ApiSpec, Secret};
 
-const KEYS: &[&str] = &["listen", "token", "token_file"];
+pub(super) const KEYS: &[&str] = &["listen", "token", "token_file"];
 
 /// The shortest token accepted: a guessable one is no protection.
 const MIN_TOKEN: usize = 16;

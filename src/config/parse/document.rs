@@ -7,7 +7,7 @@ use crate::config::units::words;
 use crate::config::yaml::{Node, NodeKind};
 use crate::config::*;
 
-const TOP_KEYS: &[&str] = &[
+pub(super) const TOP_KEYS: &[&str] = &[
     "state_dir",
     "services",
     "supervisor",

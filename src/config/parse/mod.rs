@@ -14,6 +14,7 @@ mod graph;
 mod limits;
 mod probe;
 mod recovery;
+pub mod schema;
 mod service;
 #[cfg(test)]
 mod tests;

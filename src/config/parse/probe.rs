@@ -6,9 +6,9 @@ use crate::config::yaml::{Node, NodeKind};
 use crate::config::*;
 
 /// The keys that say what a probe checks; a probe has exactly one.
-const PROBE_KINDS: &[&str] = &["exec", "http", "tcp"];
+pub(super) const PROBE_KINDS: &[&str] = &["exec", "http", "tcp"];
 /// Matched in upper case: `get` is GET.
-const HTTP_METHODS: &[(&str, &str)] = &[("GET", "GET"), ("HEAD", "HEAD")];
+pub(super) const HTTP_METHODS: &[(&str, &str)] = &[("GET", "GET"), ("HEAD", "HEAD")];
 const PROBE_TIMEOUT: &[(&str, ProbeTimeout)] = &[("adaptive", ProbeTimeout::Adaptive)];
 
 impl Parser<'_> {
@@ -126,7 +126,7 @@ impl Parser<'_> {
 }
 
 /// `host:port`, port 1–65535.
-fn parse_tcp(s: &str) -> Result<String, String> {
+pub(super) fn parse_tcp(s: &str) -> Result<String, String> {
     let bad = || format!("expected host:port with a port from 1 to 65535, found {s:?}");
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
     match port.parse::<u16>() {
@@ -136,7 +136,7 @@ fn parse_tcp(s: &str) -> Result<String, String> {
 }
 
 /// `200`, `200-399`.
-fn parse_status_range(s: &str) -> Result<(u16, u16), String> {
+pub(super) fn parse_status_range(s: &str) -> Result<(u16, u16), String> {
     let bad = || format!("expected a status code or a range like 200-399, found {s:?}");
     let (a, b) = match s.split_once('-') {
         Some((a, b)) => (a.trim(), b.trim()),

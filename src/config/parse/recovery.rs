@@ -9,13 +9,15 @@ use crate::config::yaml::Node;
 use crate::config::*;
 use crate::strategy::policy::Severity;
 
-const RULE_KEYS: &[&str] = &[
+pub(super) const RULE_KEYS: &[&str] = &[
     "exit_codes",
     "signals",
     "output_matches",
     "limits",
     "severity",
 ];
+/// The keys of `recovery.fallback`, which fill in the `RecoverySpec`.
+pub(super) const FALLBACK_KEYS: &[&str] = &["command", "retry_primary", "overlap"];
 
 impl Parser<'_> {
     pub(super) fn classify(&mut self, node: &Node, path: &str) -> Option<Vec<ClassifyRule>> {
@@ -108,22 +110,27 @@ impl Parser<'_> {
     /// The fallback command, and the cooldown before the primary is tried
     /// again (a key of `recovery` written under `fallback`).
     fn fallback(&mut self, node: &Node, path: &str, spec: &mut RecoverySpec) -> Option<()> {
-        let keys = &["command", "retry_primary", "overlap"];
-        let ok = self.each_key(node, path, keys, spec, |p, spec, key, val, path| {
-            match key {
-                "command" => {
-                    let command = p.command(val, path)?;
-                    spec.fallback = Some(FallbackSpec { command });
+        let ok = self.each_key(
+            node,
+            path,
+            FALLBACK_KEYS,
+            spec,
+            |p, spec, key, val, path| {
+                match key {
+                    "command" => {
+                        let command = p.command(val, path)?;
+                        spec.fallback = Some(FallbackSpec { command });
+                    }
+                    "retry_primary" => {
+                        let min = Duration::from_millis(100);
+                        spec.retry_primary = p.duration_at_least(val, path, min)?;
+                    }
+                    "overlap" => spec.overlap = p.choice(val, path, super::document::BOOLEAN)?,
+                    _ => unreachable!("fields() returns only allowed keys"),
                 }
-                "retry_primary" => {
-                    let min = Duration::from_millis(100);
-                    spec.retry_primary = p.duration_at_least(val, path, min)?;
-                }
-                "overlap" => spec.overlap = p.choice(val, path, super::document::BOOLEAN)?,
-                _ => unreachable!("fields() returns only allowed keys"),
-            }
-            Some(())
-        })?;
+                Some(())
+            },
+        )?;
         if ok && spec.overlap && spec.fallback.is_none() {
             let at = join(path, "overlap");
             let node = self.at(&at, node);
@@ -212,7 +219,7 @@ impl Section for SlaSpec {
 }
 
 /// `99.9%` → 0.999: a share above 0 and at most 100 %.
-fn percent(s: &str) -> Result<f64, String> {
+pub(super) fn percent(s: &str) -> Result<f64, String> {
     let bad = || format!("expected a percentage above 0 and at most 100, like 99.9%, found {s:?}");
     let number = s.trim().strip_suffix('%').ok_or_else(bad)?;
     let value: f64 = number.trim().parse().map_err(|_| bad())?;

@@ -9,7 +9,7 @@ use crate::config::units::{self, words};
 use crate::config::yaml::{Node, NodeKind};
 use crate::config::*;
 
-const SERVICE_KEYS: &[&str] = &[
+pub(super) const SERVICE_KEYS: &[&str] = &[
     "command",
     "cwd",
     "env",

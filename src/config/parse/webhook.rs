@@ -69,7 +69,7 @@ impl Parser<'_> {
 }
 
 /// Headers every request has, set by sentineld.
-const RESERVED: &[&str] = &[
+pub(super) const RESERVED: &[&str] = &[
     "Host",
     "Content-Type",
     "Content-Length",
