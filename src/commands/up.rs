@@ -6,12 +6,18 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 
 use super::CommandError;
+use crate::color::ColorChoice;
 use crate::control::{http, server};
 use crate::state_dir::StateDir;
 use crate::supervisor::{self, Inbox, Options};
 
-pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, CommandError> {
-    let mut plan = crate::config::load(file).map_err(|e| CommandError::BadInput(e.to_string()))?;
+pub fn up(
+    file: &Path,
+    state_dir: Option<PathBuf>,
+    detach: bool,
+    color: ColorChoice,
+) -> Result<i32, CommandError> {
+    let mut plan = crate::config::load(file)?;
     if let Some(dir) = state_dir {
         plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
         plan.state_dir_from_flag = true;
@@ -20,7 +26,11 @@ pub fn up(file: &Path, state_dir: Option<PathBuf>, detach: bool) -> Result<i32, 
     if !budget.fit() {
         return Err(CommandError::Failed(budget.shortfall(plan.services.len())));
     }
-    init_tracing(!detach && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Detached, the log is a file: colour only if asked for `always`.
+    init_tracing(match detach {
+        false => color.enabled_for(&std::io::stderr()),
+        true => color == ColorChoice::Always,
+    });
     // Checked before anything starts: a state dir we cannot trust is an
     // error, not something to work around.
     let state_dir = supervisor::open_state_dir(&plan).map_err(failed)?;
