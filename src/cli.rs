@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::color::ColorChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,6 +17,10 @@ pub struct Cli {
     /// $SENTINELD_STATE_DIR). For `up`, overrides the file's `state_dir`.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Colour: `auto` (only on a terminal, and not with NO_COLOR set),
+    /// `always` (even through a pipe, despite NO_COLOR) or `never`.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,26 +43,52 @@ pub enum Command {
         file: PathBuf,
     },
     /// Validate FILE and print the resolved plan; exit 2 on any error.
-    Check { file: PathBuf },
+    /// Warns (exit 0) about programs that cannot run and probe ports that
+    /// another process already listens on.
+    Check {
+        file: PathBuf,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Show every service, or one with its recent events.
     Status {
         name: Option<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: Json,
     },
     /// Start a stopped service.
-    Start { name: String },
+    Start {
+        name: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Stop a service (its stop signal, then SIGKILL to its process group).
-    Stop { name: String },
+    Stop {
+        name: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Stop and start a service.
-    Restart { name: String },
+    Restart {
+        name: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Close a service's circuit breaker and clear its failure history; a
     /// service waiting on recovery (quarantined, retrying) starts at once.
-    Reset { name: String },
+    Reset {
+        name: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Send SIGNAL (HUP, SIGUSR1, 10) to a service's main process: nginx
     /// reloads on HUP, redis reopens its log on USR1.
-    Signal { name: String, signal: String },
+    Signal {
+        name: String,
+        signal: String,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Read the services file again and apply what changed: start added
     /// services, stop removed ones, restart those whose command or
     /// environment changed, apply the rest in place. A file with errors
@@ -65,6 +97,8 @@ pub enum Command {
         /// Only print what would change.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        json: Json,
     },
     /// Print recent events: exits, failures with their severity and the
     /// action taken, recoveries.
@@ -74,9 +108,8 @@ pub enum Command {
         /// Keep printing events as they happen.
         #[arg(short, long)]
         follow: bool,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: Json,
     },
     /// Print a service's captured stdout and stderr.
     Logs {
@@ -87,14 +120,25 @@ pub enum Command {
         /// Number of lines from the end.
         #[arg(short = 'n', long, default_value_t = 100)]
         lines: usize,
+        #[command(flatten)]
+        json: Json,
     },
     /// Print every metric in Prometheus text format (for node_exporter's
     /// textfile collector, or a look by hand).
-    Metrics,
+    Metrics {
+        #[command(flatten)]
+        json: Json,
+    },
     /// Stop every service and the daemon.
-    Down,
+    Down {
+        #[command(flatten)]
+        json: Json,
+    },
     /// Print the OpenAPI 3 document of the HTTP API (`api.listen`).
-    Openapi,
+    Openapi {
+        #[command(flatten)]
+        json: Json,
+    },
     /// Print a completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell), generated from these definitions.
     Completions { shell: clap_complete::Shell },
@@ -105,6 +149,39 @@ pub enum Command {
     /// Print the man page (roff), generated from these definitions:
     /// `sentineld man > sentineld.1; man ./sentineld.1`.
     Man,
+}
+
+/// `--json`: output for scripts, in the shapes the README's "Scripting"
+/// section gives; with it, an error is a JSON object on stderr too.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Json {
+    /// Machine-readable output (JSON); errors as JSON on stderr.
+    #[arg(long = "json")]
+    pub on: bool,
+}
+
+impl Command {
+    /// Whether the command was asked for JSON (its errors are JSON too).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Up { .. } | Command::Completions { .. } | Command::Man | Command::Schema => {
+                false
+            }
+            Command::Check { json, .. }
+            | Command::Status { json, .. }
+            | Command::Start { json, .. }
+            | Command::Stop { json, .. }
+            | Command::Restart { json, .. }
+            | Command::Reset { json, .. }
+            | Command::Signal { json, .. }
+            | Command::Reload { json, .. }
+            | Command::Events { json, .. }
+            | Command::Logs { json, .. }
+            | Command::Metrics { json }
+            | Command::Down { json }
+            | Command::Openapi { json } => json.on,
+        }
+    }
 }
 
 /// The completion script for `shell`.

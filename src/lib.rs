@@ -8,9 +8,11 @@
 //! - [`report`] renders status for people.
 //! - [`state_dir`] names every file and directory in the state dir, checks
 //!   that the dir is ours alone, and opens every file in it.
+//! - [`color`] decides whether output is coloured (`--color`, `NO_COLOR`).
 //! - [`timefmt`] writes times, durations and exits alike in every layer.
 
 pub mod cli;
+pub mod color;
 pub mod commands;
 pub mod config;
 pub mod control;

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sentineld::cli::{Cli, Command};
+use sentineld::cli::{Cli, ColorChoice, Command};
 use sentineld::commands::{self, CommandError};
 use sentineld::config::client_state_dir;
 use sentineld::control::protocol::Request;
@@ -13,36 +13,41 @@ fn main() -> ExitCode {
     // `status` is run often and by scripts: its plain forms skip building
     // clap's whole command tree. Anything else (or anything odd) goes
     // through clap, which also gives the errors.
-    if let Some((name, json, state_dir)) = plain_status(std::env::args_os().skip(1)) {
-        let dir = client_state_dir(state_dir.as_deref());
-        return finish(commands::status(&dir, name, json));
+    if let Some(plain) = plain_status(std::env::args_os().skip(1)) {
+        let dir = client_state_dir(plain.state_dir.as_deref());
+        let result = commands::status(&dir, plain.name, plain.json, plain.color);
+        return finish(result, plain.json);
     }
     let cli = Cli::parse();
+    let json = cli.command.json();
+    finish(run(cli), json)
+}
+
+fn run(cli: Cli) -> Result<i32, CommandError> {
     let dir = client_state_dir(cli.state_dir.as_deref());
-    let result: Result<i32, CommandError> = match cli.command {
-        Command::Up { detach, init, file } => commands::up::up(&file, cli.state_dir, detach, init),
-        Command::Check { file } => commands::check(&file),
-        Command::Status { name, json } => commands::status(&dir, name, json),
-        Command::Start { name } => commands::simple(&dir, Request::Start { name }),
-        Command::Stop { name } => commands::simple(&dir, Request::Stop { name }),
-        Command::Restart { name } => commands::simple(&dir, Request::Restart { name }),
-        Command::Reset { name } => commands::simple(&dir, Request::Reset { name }),
-        Command::Signal { name, signal } => {
-            commands::simple(&dir, Request::Signal { name, signal })
+    let action = |request, json: sentineld::cli::Json| commands::simple(&dir, request, json.on);
+    match cli.command {
+        Command::Up { detach, init, file } => {
+            commands::up::up(&file, cli.state_dir, detach, init, cli.color)
         }
-        Command::Reload { dry_run } => commands::simple(&dir, Request::Reload { dry_run }),
-        Command::Events { name, follow, json } => commands::events(&dir, name, follow, json),
+        Command::Check { file, json } => commands::check(&file, json.on),
+        Command::Status { name, json } => commands::status(&dir, name, json.on, cli.color),
+        Command::Start { name, json } => action(Request::Start { name }, json),
+        Command::Stop { name, json } => action(Request::Stop { name }, json),
+        Command::Restart { name, json } => action(Request::Restart { name }, json),
+        Command::Reset { name, json } => action(Request::Reset { name }, json),
+        Command::Signal { name, signal, json } => action(Request::Signal { name, signal }, json),
+        Command::Reload { dry_run, json } => action(Request::Reload { dry_run }, json),
+        Command::Down { json } => action(Request::Down, json),
+        Command::Events { name, follow, json } => commands::events(&dir, name, follow, json.on),
         Command::Logs {
             name,
             follow,
             lines,
-        } => commands::logs::logs(&dir, &name, lines, follow),
-        Command::Metrics => commands::metrics(&dir),
-        Command::Down => commands::simple(&dir, Request::Down),
-        Command::Openapi => {
-            print!("{}", sentineld::control::http::OPENAPI);
-            Ok(0)
-        }
+            json,
+        } => commands::logs::logs(&dir, &name, lines, follow, json.on),
+        Command::Metrics { json } => commands::metrics(&dir, json.on),
+        Command::Openapi { json } => commands::openapi(json.on),
         Command::Schema => {
             let schema = sentineld::config::json_schema();
             let mut text = serde_json::to_string_pretty(&schema).expect("a JSON value serializes");
@@ -54,8 +59,7 @@ fn main() -> ExitCode {
             Ok(page) => write_out(&page),
             Err(e) => Err(CommandError::Failed(format!("man page: {e}"))),
         },
-    };
-    finish(result)
+    }
 }
 
 /// Generated text to stdout; a closed pipe (`| head`) is not an error.
@@ -65,40 +69,59 @@ fn write_out(bytes: &[u8]) -> Result<i32, CommandError> {
     Ok(0)
 }
 
-fn finish(result: Result<i32, CommandError>) -> ExitCode {
+fn finish(result: Result<i32, CommandError>, json: bool) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
-        // Config errors start with file:line:col, like a compiler's.
-        Err(e @ CommandError::BadInput(_)) => {
-            eprintln!("{e}");
-            ExitCode::from(e.exit_code() as u8)
-        }
         Err(e) => {
-            eprintln!("sentineld: {e}");
+            if json {
+                eprintln!("{}", e.to_json());
+            } else if e.is_located() {
+                eprintln!("{e}");
+            } else {
+                eprintln!("sentineld: {e}");
+            }
             ExitCode::from(e.exit_code() as u8)
         }
     }
 }
 
-/// `status [NAME] [--json] [--state-dir DIR]` in any order, and nothing
-/// else; `None` sends the command line to clap.
-fn plain_status(
-    mut args: impl Iterator<Item = OsString>,
-) -> Option<(Option<String>, bool, Option<PathBuf>)> {
+/// A `status` command line that needs no clap.
+#[derive(Debug, Default, PartialEq)]
+struct PlainStatus {
+    name: Option<String>,
+    json: bool,
+    state_dir: Option<PathBuf>,
+    color: ColorChoice,
+}
+
+/// `status [NAME] [--json] [--state-dir DIR] [--color WHEN]` in any
+/// order, and nothing else; `None` sends the command line to clap.
+fn plain_status(mut args: impl Iterator<Item = OsString>) -> Option<PlainStatus> {
     if args.next()? != "status" {
         return None;
     }
-    let (mut name, mut json, mut dir) = (None, false, None);
+    let mut plain = PlainStatus::default();
+    let mut color = None;
     while let Some(arg) = args.next() {
         let arg = arg.into_string().ok()?;
         match arg.as_str() {
-            "--json" if !json => json = true,
-            "--state-dir" if dir.is_none() => dir = Some(PathBuf::from(args.next()?)),
-            a if !a.starts_with('-') && !a.is_empty() && name.is_none() => name = Some(arg),
+            "--json" if !plain.json => plain.json = true,
+            "--state-dir" if plain.state_dir.is_none() => {
+                plain.state_dir = Some(PathBuf::from(args.next()?))
+            }
+            "--color" if color.is_none() => color = Some(args.next()?.into_string().ok()?),
+            a if a.starts_with("--color=") && color.is_none() => color = Some(a[8..].to_string()),
+            a if !a.starts_with('-') && !a.is_empty() && plain.name.is_none() => {
+                plain.name = Some(arg)
+            }
             _ => return None,
         }
     }
-    Some((name, json, dir))
+    if let Some(when) = color {
+        // A bad value is clap's to report.
+        plain.color = <ColorChoice as clap::ValueEnum>::from_str(&when, false).ok()?;
+    }
+    Some(plain)
 }
 
 /// Make sure fds 0, 1 and 2 are open, so no socket or pipe of ours lands on
@@ -110,5 +133,31 @@ fn ensure_std_fds() {
             // SAFETY: open returns the lowest free fd, which is `fd`.
             unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Option<PlainStatus> {
+        plain_status(line.split_whitespace().map(OsString::from))
+    }
+
+    #[test]
+    fn plain_status_takes_color_and_hands_anything_odd_to_clap() {
+        let p = parse("status web --color always --json").unwrap();
+        assert_eq!(p.name.as_deref(), Some("web"));
+        assert!(p.json);
+        assert_eq!(p.color, ColorChoice::Always);
+        assert_eq!(
+            parse("status --color=never").unwrap().color,
+            ColorChoice::Never
+        );
+        assert_eq!(parse("status").unwrap().color, ColorChoice::Auto);
+        assert_eq!(parse("status --color sometimes"), None);
+        assert_eq!(parse("status --color"), None);
+        assert_eq!(parse("status --color never --color always"), None);
+        assert_eq!(parse("status -x"), None);
     }
 }

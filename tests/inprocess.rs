@@ -55,7 +55,7 @@ fn a_daemon_runs_in_process_and_answers_through_its_inbox() {
     };
     assert!(alive(pid));
     match ask(&tx, Request::Stop { name: "one".into() }) {
-        Response::Done { message } => assert_eq!(message, "one stopped"),
+        Response::Done { message, .. } => assert_eq!(message, "one stopped"),
         other => panic!("{other:?}"),
     }
     assert!(!alive(pid));
@@ -69,7 +69,7 @@ fn a_daemon_runs_in_process_and_answers_through_its_inbox() {
         other => panic!("{other:?}"),
     }
     match ask(&tx, Request::Start { name: "one".into() }) {
-        Response::Done { message } => assert!(message.starts_with("one running (pid ")),
+        Response::Done { message, .. } => assert!(message.starts_with("one running (pid ")),
         other => panic!("{other:?}"),
     }
     // Closing the inbox shuts the daemon down: every service stopped, exit 0.

@@ -1,6 +1,10 @@
-//! `sentineld logs NAME [-n N] [-f]`: read the log files directly, so logs
-//! stay readable after the daemon has gone. By path, but never through a
-//! symlink: a log that is one is refused, not followed.
+//! `sentineld logs NAME [-n N] [-f] [--json]`: read the log files
+//! directly, so logs stay readable after the daemon has gone. By path, but
+//! never through a symlink: a log that is one is refused, not followed.
+//!
+//! With `--json`, each line is `{"service":NAME,"line":TEXT}`: a service's
+//! stdout and stderr are one pipe, written as they come, so a line has no
+//! stream or time to give.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,10 +15,16 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::CommandError;
 use crate::control::client;
-use crate::control::protocol::{Request, Response};
+use crate::control::protocol::{ErrorKind, Request, Response};
 use crate::state_dir::{StateDir, open_read_nofollow, rotated};
 
-pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<i32, CommandError> {
+pub fn logs(
+    state_dir: &Path,
+    name: &str,
+    lines: usize,
+    follow: bool,
+    json: bool,
+) -> Result<i32, CommandError> {
     let path = StateDir::new(state_dir).log_file(name);
     if open_log(&path)?.is_none() {
         // Let the daemon say whether the name is wrong (with a suggestion).
@@ -26,7 +36,7 @@ pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<
             },
             None,
         ) {
-            return Err(CommandError::Daemon(message));
+            return Err(CommandError::Daemon(ErrorKind::UnknownService, message));
         }
         if !follow {
             return Err(CommandError::Failed(format!(
@@ -35,13 +45,94 @@ pub fn logs(state_dir: &Path, name: &str, lines: usize, follow: bool) -> Result<
             )));
         }
     }
-    let mut out = std::io::stdout().lock();
+    let stdout = std::io::stdout().lock();
+    let mut out = match json {
+        true => Lines::Json(JsonLines::new(name, stdout)),
+        false => Lines::Raw(stdout),
+    };
     let _ = out.write_all(&tail(&path, lines)?);
+    if !follow && let Lines::Json(j) = &mut out {
+        j.finish();
+    }
     let _ = out.flush();
     if follow {
         follow_file(&path, &mut out)?;
     }
     Ok(0)
+}
+
+/// Where the log's bytes go: as they are, or as JSON lines.
+enum Lines<W: Write> {
+    Raw(W),
+    Json(JsonLines<W>),
+}
+
+impl<W: Write> Write for Lines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Lines::Raw(w) => w.write(buf),
+            Lines::Json(j) => j.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Lines::Raw(w) => w.flush(),
+            Lines::Json(j) => j.flush(),
+        }
+    }
+}
+
+/// Log bytes in, one `{"service","line"}` object per whole line out; a
+/// line not yet ended waits for its end (or [`JsonLines::finish`]).
+pub struct JsonLines<W: Write> {
+    service: String,
+    partial: Vec<u8>,
+    out: W,
+}
+
+impl<W: Write> JsonLines<W> {
+    pub fn new(service: &str, out: W) -> JsonLines<W> {
+        JsonLines {
+            service: service.to_string(),
+            partial: Vec::new(),
+            out,
+        }
+    }
+
+    fn emit(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let record = serde_json::json!({
+            "service": self.service,
+            "line": String::from_utf8_lossy(line),
+        });
+        writeln!(self.out, "{record}")
+    }
+
+    /// The last line, though it has no newline (the end of a `tail`).
+    pub fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            let _ = self.emit(&line);
+        }
+    }
+}
+
+impl<W: Write> Write for JsonLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&rest[..end]);
+            self.emit(&line)?;
+            rest = &rest[end + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// The last `n` lines of the log, reaching into `NAME.log.1` if the current
@@ -160,5 +251,29 @@ fn copy_rest(f: &mut File, buf: &mut [u8], out: &mut impl Write) {
             // The reader went away (`logs -f | head`).
             std::process::exit(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonLines;
+    use std::io::Write;
+
+    #[test]
+    fn json_lines_join_split_writes_and_finish_the_last_line() {
+        let mut out = Vec::new();
+        let mut j = JsonLines::new("web", &mut out);
+        j.write_all(b"one\ntw").unwrap();
+        j.write_all(b"o \"q\"\n\xffthree").unwrap();
+        j.finish();
+        drop(j);
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let texts: Vec<&str> = lines.iter().map(|l| l["line"].as_str().unwrap()).collect();
+        assert_eq!(texts, ["one", "two \"q\"", "\u{fffd}three"]);
+        assert!(lines.iter().all(|l| l["service"] == "web"));
     }
 }

@@ -6,6 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::path::{Path, PathBuf};
 
 use super::CommandError;
+use crate::color::ColorChoice;
 use crate::control::{http, server};
 use crate::state_dir::StateDir;
 use crate::supervisor::{self, Inbox, Options};
@@ -15,6 +16,7 @@ pub fn up(
     state_dir: Option<PathBuf>,
     detach: bool,
     init: bool,
+    color: ColorChoice,
 ) -> Result<i32, CommandError> {
     if detach && std::process::id() == 1 {
         // The launcher's exit would end the container with everything in it.
@@ -22,7 +24,7 @@ pub fn up(
                    run `sentineld up` in the foreground";
         return Err(CommandError::BadInput(format!("sentineld: {msg}")));
     }
-    let mut plan = crate::config::load(file).map_err(|e| CommandError::BadInput(e.to_string()))?;
+    let mut plan = crate::config::load(file)?;
     if let Some(dir) = state_dir {
         plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
         plan.state_dir_from_flag = true;
@@ -31,7 +33,11 @@ pub fn up(
     if !budget.fit() {
         return Err(CommandError::Failed(budget.shortfall(plan.services.len())));
     }
-    init_tracing(!detach && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Detached, the log is a file: colour only if asked for `always`.
+    init_tracing(match detach {
+        false => color.enabled_for(&std::io::stderr()),
+        true => color == ColorChoice::Always,
+    });
     // Checked before anything starts: a state dir we cannot trust is an
     // error, not something to work around.
     let state_dir = supervisor::open_state_dir(&plan).map_err(failed)?;

@@ -106,6 +106,10 @@ pub enum Response {
     Health(HealthReport),
     Done {
         message: String,
+        /// A reload's changes, for machines; the message says them for
+        /// people. Absent in every other reply.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        changes: Option<ReloadChanges>,
     },
     /// The answer to `metrics`: the Prometheus text, as a scraper reads it.
     Metrics {
@@ -120,12 +124,44 @@ pub enum Response {
 }
 
 impl Response {
+    pub fn done(message: impl Into<String>) -> Response {
+        Response::Done {
+            message: message.into(),
+            changes: None,
+        }
+    }
+
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
         Response::Error {
             kind,
             message: message.into(),
         }
     }
+}
+
+/// What a reload changed (or, with `dry_run`, would change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadChanges {
+    pub dry_run: bool,
+    /// In the new file's order; removed services last.
+    pub services: Vec<ServiceChange>,
+    /// Top-level settings that changed: `supervisor`, `groups.NAME`, …
+    pub tree: Vec<String>,
+    /// `1 added, 1 restarted`, or `no changes`.
+    pub summary: String,
+    /// Settings that changed but take effect only at the next `up`.
+    #[serde(default)]
+    pub deferred: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceChange {
+    pub name: String,
+    /// `added`, `removed`, `restart` or `in_place`.
+    pub change: String,
+    /// The keys that changed: those that need a restart first.
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 /// What went wrong, for machines; the message says it for people.

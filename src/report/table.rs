@@ -1,4 +1,5 @@
-//! The `status` table. Colours only on a terminal and never with `NO_COLOR`.
+//! The `status` table. Colours as `--color` says: by default only on a
+//! terminal and never with `NO_COLOR` ([`crate::color`]).
 
 use std::fmt::Write;
 
@@ -9,13 +10,10 @@ pub struct Style {
 }
 
 impl Style {
-    /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty.
-    pub fn detect() -> Style {
-        // SAFETY: isatty on fd 1 has no preconditions.
-        let tty = unsafe { libc::isatty(1) } == 1;
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    /// Colour on stdout as `choice` decides for it.
+    pub fn for_stdout(choice: crate::color::ColorChoice) -> Style {
         Style {
-            color: tty && !no_color,
+            color: choice.enabled_for(&std::io::stdout()),
         }
     }
 

@@ -93,7 +93,7 @@ impl Daemon {
             Action::Record(record) => self.record(i, record, now),
             Action::Reply(ticket, reply) => {
                 let response = match reply {
-                    Reply::Done(message) => Response::Done { message },
+                    Reply::Done(message) => Response::done(message),
                     Reply::Conflict(message) => Response::error(ErrorKind::Conflict, message),
                 };
                 if let Some(tx) = self.tickets.remove(&ticket) {

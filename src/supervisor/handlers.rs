@@ -152,7 +152,7 @@ impl Daemon {
         }
         let message = format!("{} sent to {name} (pid {pid}) by request", sig.as_str());
         self.note(i, "signal", message.clone(), now);
-        Response::Done { message }
+        Response::done(message)
     }
 
     fn events(
@@ -187,9 +187,7 @@ impl Daemon {
 fn big_reply(line: Vec<u8>) -> Reply {
     match connection::reserve(line) {
         Some(line) => Reply {
-            response: Response::Done {
-                message: String::new(),
-            },
+            response: Response::done(String::new()),
             line: Some(line),
             stream: None,
         },

@@ -452,8 +452,8 @@ async fn event_loop(
     }
     daemon.registry.remove();
     for tx in daemon.down_waiters.drain(..) {
-        let message = "all services stopped".into();
-        let _ = tx.send(Response::Done { message }.into());
+        let message = "all services stopped";
+        let _ = tx.send(Response::done(message).into());
     }
     // Let the connection tasks deliver the last replies.
     for _ in 0..4 {

@@ -15,7 +15,9 @@ use super::{budget, plan, spawn};
 use crate::config::diff::{self, Change, Diff, Running};
 use crate::config::webhook::WebhookSpec;
 use crate::config::{GroupSpec, Plan, ServiceSpec, SupervisorSpec};
-use crate::control::protocol::{ErrorKind, EventRecord, ReloadError, Response};
+use crate::control::protocol::{
+    ErrorKind, EventRecord, ReloadChanges, ReloadError, Response, ServiceChange,
+};
 use crate::control::server::Reply;
 use crate::strategy::system::Reconfigure;
 use crate::timefmt::format_time;
@@ -94,6 +96,32 @@ fn error(kind: ErrorKind, message: String) -> Refusal {
     (kind, message)
 }
 
+/// A diff as the reply's `changes`.
+fn reload_changes(d: &Diff, dry_run: bool, deferred: Vec<String>) -> ReloadChanges {
+    let services = (d.services.iter())
+        .map(|(name, change)| {
+            let (change, keys) = match change {
+                Change::Added => ("added", Vec::new()),
+                Change::Removed => ("removed", Vec::new()),
+                Change::Restart(keys) => ("restart", keys.clone()),
+                Change::InPlace(keys) => ("in_place", keys.clone()),
+            };
+            ServiceChange {
+                name: name.clone(),
+                change: change.into(),
+                keys,
+            }
+        })
+        .collect();
+    ReloadChanges {
+        dry_run,
+        services,
+        tree: d.tree.clone(),
+        summary: d.summary(),
+        deferred,
+    }
+}
+
 impl Daemon {
     /// Read the file on a thread of its own; [`Self::on_loaded`] applies
     /// it. One read at a time, in the order asked: a reload asked for after
@@ -165,7 +193,10 @@ impl Daemon {
                 applied
             });
         let response = match outcome {
-            Ok(message) => Response::Done { message },
+            Ok((message, changes)) => Response::Done {
+                message,
+                changes: Some(changes),
+            },
             Err((kind, message)) => {
                 if !dry_run {
                     self.reload_failed(kind, &message);
@@ -217,7 +248,7 @@ impl Daemon {
         mut new: Plan,
         dry_run: bool,
         now: Instant,
-    ) -> Result<String, Refusal> {
+    ) -> Result<(String, ReloadChanges), Refusal> {
         if !self.reloads.state_dir_from_flag && new.state_dir != self.reloads.state_dir {
             let message = format!(
                 "{}: state_dir: cannot change while sentineld runs (it is {}); stop and start it to move",
@@ -251,26 +282,29 @@ impl Daemon {
                 return Err(error(ErrorKind::Conflict, message));
             }
         }
-        let mut text = format!("{}{}", d, d.summary());
-        for (changed, what) in [
+        let deferred: Vec<String> = [
             (new.api != self.reloads.api, "api"),
             (new.resources != self.reloads.resources, "resources"),
-        ] {
-            if changed {
-                let note = format!(
-                    "\nnote: {what} changed; it takes effect when sentineld is started again"
-                );
-                text.push_str(&note);
-            }
+        ]
+        .into_iter()
+        .filter(|(changed, _)| *changed)
+        .map(|(_, what)| what.to_string())
+        .collect();
+        let mut text = format!("{}{}", d, d.summary());
+        for what in &deferred {
+            text.push_str(&format!(
+                "\nnote: {what} changed; it takes effect when sentineld is started again"
+            ));
         }
+        let changes = reload_changes(&d, dry_run, deferred);
         if dry_run {
-            return Ok(text);
+            return Ok((text, changes));
         }
         self.apply(new, &d, now);
         self.reloads.error = None;
         tracing::info!("reloaded {}: {}", self.reloads.file.display(), d.summary());
         self.system_event("reload", format!("reloaded: {}", d.summary()));
-        Ok(text)
+        Ok((text, changes))
     }
 
     /// Carry out a validated diff.
