@@ -203,7 +203,7 @@ pub fn import(root: &Path, image: &str, changes: &[&str]) {
 }
 
 /// The image sentineld runs in: as `deploy/Containerfile` makes it (a
-/// non-root user, the state dir in /var/lib/sentineld, the services file
+/// non-root user, the state dir in /var/lib/sentineld/state, the services file
 /// in /etc/sentineld), from the just-built binary.
 pub fn sentineld_image(work: &Path, cleanup: &mut Cleanup) -> String {
     let image = format!("localhost/{}:latest", unique("image"));
@@ -214,11 +214,11 @@ pub fn sentineld_image(work: &Path, cleanup: &mut Cleanup) -> String {
         &root,
         &image,
         &[
-            "ENV SENTINELD_STATE_DIR=/var/lib/sentineld",
+            "ENV SENTINELD_STATE_DIR=/var/lib/sentineld/state",
             "ENV PATH=/usr/local/bin:/bin",
             &format!("USER {UID}:{UID}"),
             "STOPSIGNAL SIGTERM",
-            r#"ENTRYPOINT ["/usr/local/bin/sentineld", "up", "--state-dir", "/var/lib/sentineld", "/etc/sentineld/services.yaml"]"#,
+            r#"ENTRYPOINT ["/usr/local/bin/sentineld", "up", "--state-dir", "/var/lib/sentineld/state", "/etc/sentineld/services.yaml"]"#,
         ],
     );
     image
