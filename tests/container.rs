@@ -251,3 +251,121 @@ fn a_service_killed_inside_the_container_is_restarted() {
     let zombies: Vec<_> = c.processes().into_iter().filter(|p| p.1 == "Z").collect();
     assert!(zombies.is_empty(), "zombies in the container: {zombies:?}");
 }
+
+/// Stand-ins for the Containerfile's base images, where no registry is
+/// reachable: a builder whose RUN steps see the host's /usr (compilers,
+/// glibc) and Rust toolchain, read-only, through `podman build --volume`,
+/// and a runtime of busybox and glibc. Returns the build's volume flags.
+fn base_images(work: &Path, builder: &str, runtime: &str) -> Vec<String> {
+    use std::os::unix::fs::symlink;
+    let root = work.join("builder");
+    for dir in [
+        "usr",
+        "etc/alternatives",
+        "tmp",
+        "src",
+        "opt/rustup",
+        "opt/cargo",
+        "proc",
+        "dev",
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for link in ["bin", "lib", "lib64", "sbin"] {
+        symlink(format!("usr/{link}"), root.join(link)).unwrap();
+    }
+    for file in ["passwd", "group", "ld.so.cache"] {
+        let _ = std::fs::copy(Path::new("/etc").join(file), root.join("etc").join(file));
+    }
+    podman::import(
+        &root,
+        builder,
+        &[
+            "ENV PATH=/opt/cargo/bin:/usr/local/bin:/usr/bin:/bin",
+            "ENV RUSTUP_HOME=/opt/rustup",
+            "ENV CARGO_HOME=/opt/cargo",
+            "ENV CARGO_NET_OFFLINE=true",
+        ],
+    );
+    let root = work.join("runtime");
+    podman::rootfs(&root, None);
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    podman::import(&root, runtime, &["ENV PATH=/usr/local/bin:/bin"]);
+    let home = std::env::var("HOME").unwrap();
+    let rustup = std::env::var("RUSTUP_HOME").unwrap_or(format!("{home}/.rustup"));
+    let cargo = std::env::var("CARGO_HOME").unwrap_or(format!("{home}/.cargo"));
+    [
+        "/usr:/usr:ro".to_string(),
+        // Debian's cc and ld are links through /etc/alternatives.
+        "/etc/alternatives:/etc/alternatives:ro".to_string(),
+        format!("{rustup}:/opt/rustup:ro"),
+        format!("{cargo}:/opt/cargo:ro"),
+    ]
+    .into_iter()
+    .flat_map(|v| ["--volume".to_string(), v])
+    .collect()
+}
+
+#[test]
+fn the_containerfile_builds_an_image_that_runs_sentineld_as_pid_1() {
+    if !podman::available("containerfile") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut cleanup = Cleanup::default();
+    let (builder, runtime, image) = (unique("builder"), unique("runtime"), unique("built"));
+    let [builder, runtime, image] = [builder, runtime, image].map(|n| format!("localhost/{n}"));
+    for i in [&builder, &runtime, &image] {
+        cleanup.image(i);
+    }
+    let volumes = base_images(work.path(), &builder, &runtime);
+    let repo = env!("CARGO_MANIFEST_DIR");
+    // No layer cache: nothing of the build (the builder stage holds a whole
+    // target dir) is left behind as an untagged image.
+    let mut args: Vec<String> = [
+        "build",
+        "--quiet",
+        "--layers=false",
+        "--file",
+        "deploy/Containerfile",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(podman::ulimits());
+    args.extend(volumes);
+    for arg in [
+        format!("BUILDER_IMAGE={builder}"),
+        format!("RUNTIME_IMAGE={runtime}"),
+        // The dev profile: the release build's LTO takes minutes more.
+        "PROFILE=dev".to_string(),
+    ] {
+        args.extend(["--build-arg".to_string(), arg]);
+    }
+    args.extend(["--tag".to_string(), image.clone(), repo.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    podman_ok(&args);
+    let name = unique("built-ctr");
+    cleanup.container(&name);
+    let mut run = vec!["run", "--detach", "--name", &name, "--network", "none"];
+    let ulimits = podman::ulimits();
+    run.extend(ulimits.iter().map(String::as_str));
+    run.push(&image);
+    podman_ok(&run);
+    let exec = |cmd: &[&str]| podman(&[&["exec", &name][..], cmd].concat());
+    wait_until(Duration::from_secs(20), "the image's heartbeat", || {
+        let out = exec(&["sentineld", "status", "--json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["services"][0]["state"] == "running"
+    });
+    let pid1 = String::from_utf8(exec(&["cat", "/proc/1/cmdline"]).stdout).unwrap();
+    assert!(
+        pid1.starts_with("/usr/local/bin/sentineld\0up\0"),
+        "PID 1: {pid1:?}"
+    );
+    let uid = String::from_utf8(exec(&["id", "-u"]).stdout).unwrap();
+    assert_eq!(uid.trim(), podman::UID.to_string(), "a non-root user");
+    podman_ok(&["stop", "--time", "15", &name]);
+    let code = podman_ok(&["inspect", "--format", "{{.State.ExitCode}}", &name]);
+    assert_eq!(code.trim(), "0");
+}
