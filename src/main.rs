@@ -28,7 +28,13 @@ fn run(cli: Cli) -> Result<i32, CommandError> {
     let action = |request, json: sentineld::cli::Json| commands::simple(&dir, request, json.on);
     match cli.command {
         Command::Up { detach, init, file } => {
-            commands::up::up(&file, cli.state_dir, detach, init, cli.color)
+            // Like the clients, `up` takes SENTINELD_STATE_DIR when no flag
+            // gives one (a container's image sets it for both).
+            let state_dir = cli.state_dir.or_else(|| {
+                let env = std::env::var_os("SENTINELD_STATE_DIR")?;
+                (!env.is_empty()).then(|| std::path::PathBuf::from(env))
+            });
+            commands::up::up(&file, state_dir, detach, init, cli.color)
         }
         Command::Check { file, json } => commands::check(&file, json.on),
         Command::Status { name, json } => commands::status(&dir, name, json.on, cli.color),

@@ -165,6 +165,49 @@ services:
 }
 
 #[test]
+fn public_health_answers_probes_without_the_token_in_brief_and_nothing_more() {
+    let port = free_port();
+    let yaml = format!(
+        "api:\n  listen: 0.0.0.0:{port}\n  token: {TOKEN}\n  public_health: true
+services:
+{WEB}  db:
+    command: exec sleep 1000
+    readiness: {{ exec: test -e ready, interval: 100ms }}
+"
+    );
+    let inst = start(&yaml);
+    let api = OpenApi::load(BIN);
+    wait_until(Duration::from_secs(10), "readyz 503", || {
+        get(port, "/readyz").status == 503
+    });
+    let brief = get(port, "/readyz");
+    api.check("GET", "/readyz", &brief);
+    assert_eq!(
+        brief.json(),
+        serde_json::json!({"type": "health", "status": "unavailable"})
+    );
+    let healthz = get(port, "/healthz");
+    assert_eq!(
+        (healthz.status, healthz.json()["status"].as_str()),
+        (200, Some("ok"))
+    );
+    // With the token, the whole report, naming who is not ready.
+    let auth = format!("Bearer {TOKEN}");
+    let full = request(port, "GET", "/readyz", &[("Authorization", &auth)]);
+    api.check("GET", "/readyz", &full);
+    assert_eq!(full.json()["not_ready"], serde_json::json!(["db"]));
+    // Everything else still asks for it.
+    assert_eq!(get(port, "/api/v1/status").status, 401);
+    assert_eq!(post(port, "/healthz").status, 401);
+    assert_eq!(get(port, "/api/v1/events").status, 401);
+    std::fs::write(inst.path("ready"), "").unwrap();
+    wait_until(Duration::from_secs(10), "readyz 200", || {
+        get(port, "/readyz").status == 200
+    });
+    assert_eq!(get(port, "/readyz").json()["status"], "ok");
+}
+
+#[test]
 fn the_token_is_required_off_loopback_and_compared_whole() {
     let port = free_port();
     let yaml = format!("api:\n  listen: 0.0.0.0:{port}\n  token: {TOKEN}\nservices:\n{WEB}");

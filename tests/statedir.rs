@@ -443,3 +443,34 @@ fn garbage_in_pgids_is_ignored_with_a_warning_and_a_real_leftover_still_killed()
     );
     assert!(log.contains(&killed), "{log}");
 }
+
+#[test]
+fn sentineld_state_dir_places_the_daemon_and_finds_it_for_the_clients() {
+    let project = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dir = elsewhere.path().join("state");
+    std::fs::write(
+        project.path().join("services.yaml"),
+        "services:\n  a:\n    command: exec sleep 300\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(project.path())
+            .env("SENTINELD_STATE_DIR", &dir)
+            .output()
+            .unwrap()
+    };
+    let up = run(&["up", "-d", "services.yaml"]);
+    assert!(up.status.success(), "{up:?}");
+    let status = run(&["status", "--json"]);
+    let down = run(&["down"]);
+    assert!(status.status.success(), "{status:?}");
+    assert!(down.status.success(), "{down:?}");
+    assert!(!state(project.path()).exists(), "nothing beside the file");
+    assert!(
+        dir.join("logs").is_dir(),
+        "the state dir the variable names"
+    );
+}

@@ -60,6 +60,9 @@ pub struct ApiSpec {
     pub listen: std::net::SocketAddr,
     /// Required off loopback; read from `token_file` when given there.
     pub token: Option<Secret>,
+    /// `/healthz` and `/readyz` answer without the token, with their
+    /// status and no names: for probes that cannot send a secret header.
+    pub public_health: bool,
 }
 
 impl ApiSpec {

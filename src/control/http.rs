@@ -71,6 +71,7 @@ pub struct Listener {
     listener: std::net::TcpListener,
     pub addr: SocketAddr,
     token: Option<Secret>,
+    public_health: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,7 @@ pub fn bind(spec: &ApiSpec) -> Result<Listener, BindError> {
         listener,
         addr,
         token: spec.token.clone(),
+        public_health: spec.public_health,
     })
 }
 
@@ -99,6 +101,8 @@ pub fn bind(spec: &ApiSpec) -> Result<Listener, BindError> {
 struct Api {
     tx: mpsc::Sender<Incoming>,
     token: Option<Secret>,
+    /// `/healthz` and `/readyz` answered without the token, in brief.
+    public_health: bool,
     slots: Arc<Slots>,
 }
 
@@ -117,6 +121,7 @@ pub async fn serve(listener: Listener, tx: mpsc::Sender<Incoming>) {
     let api = Arc::new(Api {
         tx,
         token: listener.token,
+        public_health: listener.public_health,
         slots: Arc::new(Slots::new()),
     });
     loop {
@@ -184,10 +189,15 @@ async fn connection(stream: tokio::net::TcpStream, api: Arc<Api>, slot: Arc<Slot
 }
 
 async fn handle(req: hyper::Request<Body>, api: &Arc<Api>, busy: &mut Busy) -> HttpResponse {
-    let refused = match &api.token {
+    let mut refused = match &api.token {
         Some(token) => unauthorized(&req, token),
         None => from_elsewhere(&req),
     };
+    // A probe without the token, where that is allowed: its status only.
+    let brief = refused.is_some() && api.token.is_some() && api.public_health && is_probe(&req);
+    if brief {
+        refused = None;
+    }
     if let Some(refusal) = ambiguous(&req).or(refused) {
         return refusal;
     }
@@ -220,7 +230,7 @@ async fn handle(req: hyper::Request<Body>, api: &Arc<Api>, busy: &mut Busy) -> H
             Err(refusal) => *refusal,
         },
         Route::Healthz | Route::Readyz => match ask(api, Request::Health).await {
-            Ok(reply) => routes::health(&route, reply.into_response()),
+            Ok(reply) => routes::health(&route, reply.into_response(), brief),
             Err(refusal) => *refusal,
         },
         Route::Events { since } => sse::events(api, busy, since).await,
@@ -253,6 +263,12 @@ async fn ask(api: &Api, request: Request) -> Result<Reply, Refusal> {
             )))
         }
     }
+}
+
+/// `GET /healthz` or `GET /readyz`, exactly.
+fn is_probe(req: &hyper::Request<Body>) -> bool {
+    let path = req.uri().path();
+    req.method() == hyper::Method::GET && (path == "/healthz" || path == "/readyz")
 }
 
 /// With a token set, every request must bring it as `Authorization:

@@ -7,7 +7,7 @@ use super::Parser;
 use crate::config::yaml::Node;
 use crate::config::{ApiSpec, Secret};
 
-pub(super) const KEYS: &[&str] = &["listen", "token", "token_file"];
+pub(super) const KEYS: &[&str] = &["listen", "token", "token_file", "public_health"];
 
 /// The shortest token accepted: a guessable one is no protection.
 const MIN_TOKEN: usize = 16;
@@ -24,6 +24,7 @@ impl Parser<'_> {
             return None;
         }
         let mut listen = None;
+        let mut public_health = false;
         let (mut token, mut token_node, mut file_node) = (None, None, None);
         let mut ok = true;
         for (key, val) in fields {
@@ -33,6 +34,10 @@ impl Parser<'_> {
                 "token" => {
                     token_node = Some(val);
                     self.string(val, &path).map(|t| token = Some(t))
+                }
+                "public_health" => {
+                    let b = self.choice(val, &path, super::document::BOOLEAN);
+                    b.map(|b| public_health = b)
                 }
                 _ => {
                     file_node = Some(val);
@@ -69,6 +74,7 @@ impl Parser<'_> {
         ok.then(|| ApiSpec {
             listen,
             token: token.map(Secret::new),
+            public_health,
         })
     }
 

@@ -182,8 +182,10 @@ pub(super) fn reply(reply: Reply) -> HttpResponse {
     }
 }
 
-/// `/healthz` or `/readyz` from a `health` reply.
-pub(super) fn health(route: &Route, response: Response) -> HttpResponse {
+/// `/healthz` or `/readyz` from a `health` reply; `brief`: the status
+/// alone (`{"type":"health","status":"ok"}` or `"unavailable"`), for a
+/// probe without the token under `api.public_health`.
+pub(super) fn health(route: &Route, response: Response, brief: bool) -> HttpResponse {
     let Response::Health(report) = &response else {
         return from_response(&response);
     };
@@ -191,7 +193,14 @@ pub(super) fn health(route: &Route, response: Response) -> HttpResponse {
         Route::Readyz => report.not_ready.is_empty(),
         _ => report.system.health != "critical",
     };
-    let mut answer = from_response(&response);
+    let mut answer = match brief {
+        true => {
+            let status = if up { "ok" } else { "unavailable" };
+            let body = format!("{{\"type\":\"health\",\"status\":\"{status}\"}}\n");
+            json(StatusCode::OK, Bytes::from(body))
+        }
+        false => from_response(&response),
+    };
     if !up {
         *answer.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }

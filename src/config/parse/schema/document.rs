@@ -166,6 +166,14 @@ fn api() -> Value {
                     text(),
                 ),
             ),
+            (
+                "public_health",
+                key(
+                    "With a token: /healthz and /readyz also answer requests without it, with their status code and no service names (for Kubernetes probes, which cannot send a header from a Secret).",
+                    Some(json!(false)),
+                    values::boolean(),
+                ),
+            ),
         ],
     );
     let loopback = json!({ "anyOf": [
