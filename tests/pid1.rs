@@ -369,3 +369,99 @@ fn nothing_of_the_namespace_outlives_a_killed_pid_1() {
         in_namespace(ns.clone()).is_empty()
     });
 }
+
+/// Bytes `pid` has read so far (`/proc/PID/io`).
+fn read_chars(pid: i32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let line = io.lines().find(|l| l.starts_with("rchar:"));
+    line.and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether `sig`'s bit is set in `/proc/PID/status`'s line `field`.
+fn mask_has(pid: i32, field: &str, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with(field));
+    let mask = line.and_then(|l| u64::from_str_radix(l.split_whitespace().last()?, 16).ok());
+    mask.is_some_and(|m| m & (1 << (sig - 1)) != 0)
+}
+
+#[test]
+fn a_sigterm_before_the_handlers_are_in_place_is_not_lost() {
+    // A big file keeps sentineld reading it for a while: as PID 1 a SIGTERM
+    // that came before its handlers would be dropped, and it would start
+    // every service and run on.
+    // Only `gate` starts: the others wait for a readiness that never comes.
+    let mut yaml = String::from(
+        "services:\n  gate:\n    command: exec sleep 300\n    readiness: { exec: \"false\", interval: 1h }\n",
+    );
+    for i in 0..3000 {
+        yaml.push_str(&format!(
+            "  s{i}:\n    command: exec sleep 300\n    depends_on: {{ gate: ready }}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml_len = yaml.len();
+    std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"])
+        .args([BIN, "up", "services.yaml"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let outer = child.id() as i32;
+    let mut pid = 0;
+    // Once it has read the file (`rchar` counts what read(2) returned), it
+    // is parsing the plan, opening the state dir, making its loop: its
+    // handlers are not in place yet.
+    let size = yaml_len as u64;
+    wait_until(
+        Duration::from_secs(10),
+        "sentineld reading its file",
+        || {
+            pid = children_of(outer).first().copied().unwrap_or(0);
+            pid != 0 && read_chars(pid) >= size
+        },
+    );
+    let early = !mask_has(pid, "SigCgt:", libc::SIGTERM);
+    assert!(
+        early,
+        "the handlers were in place already: the test proves nothing"
+    );
+    kill(pid, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            kill(outer, libc::SIGKILL);
+            let _ = child.wait();
+            panic!("the SIGTERM was lost (sent before the handlers: {early})");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = std::fs::read_to_string(dir.path().join("up.log")).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("SIGTERM: stopping all services"), "{text}");
+}
+
+#[test]
+fn signal_32_which_glibc_keeps_does_not_end_sentineld_unannounced() {
+    // Not PID 1 here: at its default, signal 32 would end sentineld with
+    // no shutdown, its services orphaned.
+    let inst = Instance::start("services:\n  a:\n    command: exec sleep 300\n");
+    let a = inst.wait_running("a", None);
+    assert!(mask_has(inst.pid(), "SigIgn:", 32));
+    kill(inst.pid(), 32);
+    assert_eq!(inst.pid_of("a"), Some(a), "sentineld answers, a unchanged");
+    assert!(
+        !mask_has(a, "SigIgn:", 32),
+        "services get it at its default"
+    );
+}

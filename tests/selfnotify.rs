@@ -118,3 +118,24 @@ fn no_watchdog_when_it_is_meant_for_another_process() {
         }
     }
 }
+
+#[test]
+fn a_manager_that_never_reads_cannot_stop_the_loop() {
+    // Its queue fills after a few datagrams; a blocking send would then
+    // hang the event loop, and with it status, reloads and the stop.
+    let (manager, _keep) = Manager::bind();
+    let mut inst = Instance::start_with(tempfile::tempdir().unwrap(), TWO, |up| {
+        up.env("NOTIFY_SOCKET", &manager.path)
+            .env("WATCHDOG_USEC", "2000");
+    });
+    // Far more than the queue holds: a ping every millisecond.
+    for _ in 0..20 {
+        let out = inst.cli(&["reload"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    inst.wait_running("a", None);
+    assert_eq!(inst.down().code(), Some(0));
+    let log = std::fs::read_to_string(inst.path("up.log")).unwrap();
+    let warned = log.matches("cannot notify our own supervisor").count();
+    assert_eq!(warned, 1, "one warning, not one per message: {log}");
+}

@@ -18,6 +18,9 @@ pub fn up(
     init: bool,
     color: ColorChoice,
 ) -> Result<i32, CommandError> {
+    // Before anything: a stop signal while the file is read must not be
+    // lost (PID 1) nor end sentineld unannounced.
+    supervisor::hold_signals();
     if detach && std::process::id() == 1 {
         // The launcher's exit would end the container with everything in it.
         let msg = "-d cannot be used as PID 1: the container ends when PID 1 exits; \
@@ -75,6 +78,7 @@ pub fn up(
     match unsafe { nix::unistd::fork() } {
         Err(e) => Err(CommandError::Failed(format!("fork: {e}"))),
         Ok(nix::unistd::ForkResult::Parent { child }) => {
+            supervisor::release_signals();
             drop(ready_w);
             // SAFETY: ready_r is an owned pipe read end.
             let reader = unsafe { File::from_raw_fd(ready_r.into_raw_fd()) };

@@ -48,6 +48,7 @@ use tokio::sync::mpsc;
 use daemon::Daemon;
 pub use daemon::Options;
 use effects::kill;
+pub use signals::{hold as hold_signals, release as release_signals};
 use timers::Key;
 
 use crate::config::Plan;

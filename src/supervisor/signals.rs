@@ -19,15 +19,102 @@ use crate::strategy::signals::{self, Action, Ending};
 pub(super) struct Signals(SignalsInfo<WithOrigin>);
 
 impl Signals {
+    /// Take over every signal sentineld has a use for, then let through
+    /// those [`hold`] kept waiting (they are delivered now).
     pub(super) fn catch() -> std::io::Result<Signals> {
         let wanted = signals::handled(libc::SIGRTMIN());
-        SignalsInfo::with_exfiltrator(wanted, WithOrigin::default()).map(Signals)
+        let caught = SignalsInfo::with_exfiltrator(wanted, WithOrigin::default()).map(Signals)?;
+        // SAFETY: a valid set; this is the loop's thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &held(), std::ptr::null_mut()) };
+        Ok(caught)
     }
 
     /// The next signal; signal-hook merges repeats of one still pending.
     pub(super) async fn next(&mut self) -> Option<Origin> {
         std::future::poll_fn(|cx| Pin::new(&mut self.0).poll_next(cx)).await
     }
+}
+
+/// Every signal [`Signals::catch`] takes over but SIGCHLD (blocked for
+/// good in every thread, for the signalfd).
+fn held() -> libc::sigset_t {
+    // SAFETY: sigemptyset initializes the set; sigaddset takes valid numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in signals::handled(libc::SIGRTMIN()) {
+            if sig != libc::SIGCHLD {
+                libc::sigaddset(&mut set, sig);
+            }
+        }
+        set
+    }
+}
+
+/// Hold every signal sentineld has a use for until [`Signals::catch`] has
+/// its handlers in place: as PID 1 one left at its default is dropped by
+/// the kernel (a `podman stop` right after the start would be lost, and the
+/// services started anyway), anywhere else it would end sentineld before it
+/// could stop anything. `up` calls it first, before any thread exists, so
+/// every thread inherits the mask; `catch` lets them through in the loop's.
+///
+/// Signal 32, which glibc keeps for itself (its `sigaction` refuses it) and
+/// no one else sends, is ignored where it is at its default: it would end
+/// sentineld without a shutdown. Services get it back at its default.
+pub fn hold() {
+    // SAFETY: a valid set; no thread exists yet.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &held(), std::ptr::null_mut()) };
+    ignore_sigcancel();
+}
+
+/// Undo [`hold`] in a process that will not supervise (`up -d`'s launcher,
+/// which only waits for the daemon to say it is ready).
+pub fn release() {
+    // SAFETY: a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &held(), std::ptr::null_mut()) };
+}
+
+/// The kernel's `struct sigaction` (x86_64, aarch64).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Signal 32 to SIG_IGN by the raw system call, if nothing handles it.
+fn ignore_sigcancel() {
+    const SIGCANCEL: libc::c_long = 32;
+    let mut old = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    let ignore = KernelSigaction {
+        handler: libc::SIG_IGN,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    let none = std::ptr::null::<KernelSigaction>();
+    // SAFETY: valid pointers to kernel sigaction structs, the kernel's
+    // sigset size; the first call only reads.
+    unsafe {
+        let read = libc::syscall(libc::SYS_rt_sigaction, SIGCANCEL, none, &mut old, 8usize);
+        if read == 0 && old.handler == libc::SIG_DFL {
+            libc::syscall(libc::SYS_rt_sigaction, SIGCANCEL, &ignore, none, 8usize);
+        }
+    }
+}
+
+/// Whether `sig` stops sentineld.
+fn stops(sig: i32) -> bool {
+    matches!(
+        signals::action(sig, libc::SIGRTMIN()),
+        Some(Action::Shutdown | Action::Fatal)
+    )
 }
 
 /// `SIGTERM from pid 812 (uid 0)`, or without the sender when the kernel
@@ -56,6 +143,10 @@ impl Daemon {
         let sig = origin.signal;
         match signals::action(sig, libc::SIGRTMIN()) {
             Some(Action::Reap) => reaper::reap_all(self, now),
+            _ if self.system.shutting_down() && stops(sig) => {
+                // The first reason to stop is the one the exit reports.
+                tracing::info!("{}: already stopping all services", describe(&origin));
+            }
             Some(Action::Shutdown) => {
                 tracing::info!("{}: stopping all services", describe(&origin));
                 self.stop_for(Ending::Asked, now);
@@ -71,7 +162,7 @@ impl Daemon {
                 tracing::info!("{}: reloading {file}", describe(&origin));
                 self.reload(false, None);
             }
-            Some(Action::Forward) => self.forward(sig, now),
+            Some(Action::Forward) => self.forward(&origin, now),
             None => {}
         }
     }
@@ -82,10 +173,10 @@ impl Daemon {
         self.begin_shutdown(now);
     }
 
-    /// Pass `sig` to the main process of each running service that lists
-    /// it in `forward_signals`.
-    fn forward(&mut self, sig: i32, now: Instant) {
-        let name = signal_name(sig);
+    /// Pass the signal to the main process of each running service that
+    /// lists it in `forward_signals`.
+    fn forward(&mut self, origin: &Origin, now: Instant) {
+        let (sig, name) = (origin.signal, describe(origin));
         let mut sent = 0;
         for i in 0..self.rt.len() {
             if !self.rt[i].spec.forward_signals.contains(&sig) {
