@@ -12,6 +12,7 @@ use signal_hook_tokio::SignalsInfo;
 
 use super::daemon::Daemon;
 use super::reaper;
+use super::spawn::KernelSigaction;
 use crate::strategy::machine::Phase;
 use crate::strategy::signals::{self, Action, Ending};
 
@@ -74,30 +75,11 @@ pub fn release() {
     unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &held(), std::ptr::null_mut()) };
 }
 
-/// The kernel's `struct sigaction` (x86_64, aarch64).
-#[repr(C)]
-struct KernelSigaction {
-    handler: usize,
-    flags: u64,
-    restorer: usize,
-    mask: u64,
-}
-
 /// Signal 32 to SIG_IGN by the raw system call, if nothing handles it.
 fn ignore_sigcancel() {
     const SIGCANCEL: libc::c_long = 32;
-    let mut old = KernelSigaction {
-        handler: 0,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    let ignore = KernelSigaction {
-        handler: libc::SIG_IGN,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
+    let mut old = KernelSigaction::of(libc::SIG_DFL);
+    let ignore = KernelSigaction::of(libc::SIG_IGN);
     let none = std::ptr::null::<KernelSigaction>();
     // SAFETY: valid pointers to kernel sigaction structs, the kernel's
     // sigset size; the first call only reads.

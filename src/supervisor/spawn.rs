@@ -451,26 +451,34 @@ unsafe fn child_after_fork(setup: &ChildSetup<'_>) -> ! {
     }
 }
 
+/// The kernel's `struct sigaction` (x86_64, aarch64), for the raw
+/// `rt_sigaction`, which unlike glibc's wrapper takes every signal.
+#[repr(C)]
+pub(super) struct KernelSigaction {
+    pub handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+impl KernelSigaction {
+    /// `handler` (SIG_DFL, SIG_IGN) with no flags and an empty mask.
+    pub(super) const fn of(handler: usize) -> KernelSigaction {
+        KernelSigaction {
+            handler,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        }
+    }
+}
+
 /// Every signal's disposition back to its default, by the raw system call:
 /// glibc's `signal()` refuses the two realtime signals it keeps for itself
 /// (32 and 33), and one of them ignored by whoever started sentineld would
 /// otherwise stay ignored in every service. Async-signal-safe.
 unsafe fn default_every_signal() {
-    /// The kernel's `struct sigaction` (x86_64, aarch64): all zero is
-    /// SIG_DFL with no flags and an empty mask.
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: u64,
-        restorer: usize,
-        mask: u64,
-    }
-    let dfl = KernelSigaction {
-        handler: 0,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
+    let dfl = KernelSigaction::of(libc::SIG_DFL);
     const KERNEL_NSIG: i32 = 64;
     for sig in 1..=KERNEL_NSIG {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
