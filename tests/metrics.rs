@@ -95,48 +95,7 @@ fn metrics_parse_as_prometheus_text_and_match_status() {
     let m = scrape(&inst);
     let after = inst.status();
     for (i, name) in ["flaky", "probed"].into_iter().enumerate() {
-        let (s0, s1) = (&before["services"][i], &after["services"][i]);
-        assert_eq!(s0["name"], name);
-        let svc = [("service", name)];
-        let up = value(&m, "sentineld_service_up", &svc);
-        assert_eq!(up, f64::from(s0["state"] == "running"), "{name} up");
-        let risk = value(&m, "sentineld_service_risk", &svc);
-        let (r0, r1) = (s0["risk"].as_f64().unwrap(), s1["risk"].as_f64().unwrap());
-        assert!(
-            r1 <= risk && risk <= r0,
-            "{name}: risk {r0} ≥ {risk} ≥ {r1}"
-        );
-        let levels = ["healthy", "degraded", "critical", "quarantined"];
-        let current: Vec<&str> = (levels.into_iter())
-            .filter(|l| value(&m, "sentineld_service_health", &[svc[0], ("level", l)]) == 1.0)
-            .collect();
-        assert_eq!(current.len(), 1, "{name}: one level at 1: {current:?}");
-        assert!(
-            s0["health"] == current[0] || s1["health"] == current[0],
-            "{name}: health {current:?}, status {} then {}",
-            s0["health"],
-            s1["health"]
-        );
-        // Restarts by severity and by action add up to status' counts.
-        let name_r = "sentineld_service_restarts_total";
-        for severity in ["transient", "recoverable", "critical"] {
-            let n = sum(&m, name_r, &[svc[0], ("severity", severity)]);
-            assert_eq!(
-                n,
-                s0["failures"][severity].as_f64().unwrap(),
-                "{name} {severity}"
-            );
-        }
-        for action in ["retry", "restart", "fallback", "quarantine"] {
-            let n = sum(&m, name_r, &[svc[0], ("action", action)]);
-            assert_eq!(
-                n,
-                s0["actions"][action].as_f64().unwrap(),
-                "{name} {action}"
-            );
-        }
-        // Every failure here was retried or restarted, and each was a run.
-        assert_eq!(sum(&m, name_r, &svc), s0["restarts"].as_f64().unwrap());
+        agrees_with_status(&m, name, &before["services"][i], &after["services"][i]);
     }
     let flaky = &before["services"][0];
     assert_eq!(flaky["restarts"], 2, "{flaky}");
@@ -181,4 +140,51 @@ fn metrics_parse_as_prometheus_text_and_match_status() {
         let files = inst.log("flaky").len() + inst.log("probed").len();
         value(&m, "sentineld_log_bytes_total", &[]) == files as f64
     });
+}
+
+/// One service's series against two status readings taken around the
+/// scrape `m`: up, risk between them, one health level, restarts by
+/// severity and by action adding up to status' counts.
+fn agrees_with_status(m: &Scrape, name: &str, s0: &serde_json::Value, s1: &serde_json::Value) {
+    assert_eq!(s0["name"], name);
+    let svc = [("service", name)];
+    let up = value(m, "sentineld_service_up", &svc);
+    assert_eq!(up, f64::from(s0["state"] == "running"), "{name} up");
+    let risk = value(m, "sentineld_service_risk", &svc);
+    let (r0, r1) = (s0["risk"].as_f64().unwrap(), s1["risk"].as_f64().unwrap());
+    assert!(
+        r1 <= risk && risk <= r0,
+        "{name}: risk {r0} ≥ {risk} ≥ {r1}"
+    );
+    let levels = ["healthy", "degraded", "critical", "quarantined"];
+    let current: Vec<&str> = (levels.into_iter())
+        .filter(|l| value(m, "sentineld_service_health", &[svc[0], ("level", l)]) == 1.0)
+        .collect();
+    assert_eq!(current.len(), 1, "{name}: one level at 1: {current:?}");
+    assert!(
+        s0["health"] == current[0] || s1["health"] == current[0],
+        "{name}: health {current:?}, status {} then {}",
+        s0["health"],
+        s1["health"]
+    );
+    // Restarts by severity and by action add up to status' counts.
+    let name_r = "sentineld_service_restarts_total";
+    for severity in ["transient", "recoverable", "critical"] {
+        let n = sum(m, name_r, &[svc[0], ("severity", severity)]);
+        assert_eq!(
+            n,
+            s0["failures"][severity].as_f64().unwrap(),
+            "{name} {severity}"
+        );
+    }
+    for action in ["retry", "restart", "fallback", "quarantine"] {
+        let n = sum(m, name_r, &[svc[0], ("action", action)]);
+        assert_eq!(
+            n,
+            s0["actions"][action].as_f64().unwrap(),
+            "{name} {action}"
+        );
+    }
+    // Every failure here was retried or restarted, and each was a run.
+    assert_eq!(sum(m, name_r, &svc), s0["restarts"].as_f64().unwrap());
 }

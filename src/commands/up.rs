@@ -70,6 +70,18 @@ pub fn up(
     let Some(log) = log else {
         return supervisor::run(plan, Inbox::Socket(control), options).map_err(failed);
     };
+    detach_daemon(plan, control, log, &http_line, options)
+}
+
+/// `up -d`: fork the daemon, wait until it says it is ready, print where
+/// things are.
+fn detach_daemon(
+    plan: crate::config::Plan,
+    control: server::ControlSocket,
+    log: File,
+    http_line: &str,
+    options: Options,
+) -> Result<i32, CommandError> {
     let log_path = StateDir::new(&plan.state_dir).daemon_log();
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| CommandError::Failed(format!("pipe: {e}")))?;
