@@ -2,7 +2,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use sentineld::cli::{Cli, ColorChoice, Command};
 use sentineld::commands::{self, CommandError};
 use sentineld::config::client_state_dir;
@@ -18,9 +17,49 @@ fn main() -> ExitCode {
         let result = commands::status(&dir, plain.name, plain.json, plain.color);
         return finish(result, plain.json);
     }
-    let cli = Cli::parse();
+    let cli = match parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let json = cli.command.json();
     finish(run(cli), json)
+}
+
+/// The command line, through clap. Its own output follows `--color never`
+/// (it follows `NO_COLOR` by itself); with `--json`, a usage error is one
+/// JSON object on stderr like every other error (exit 2).
+fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    use clap::{CommandFactory, FromArgMatches};
+    let asked = |when: &str| {
+        let flag = format!("--color={when}");
+        args.windows(2).any(|w| w[0] == "--color" && w[1] == when)
+            || args.iter().any(|a| *a == *flag)
+    };
+    let mut cmd = Cli::command();
+    if asked("never") {
+        cmd = cmd.color(clap::ColorChoice::Never);
+    } else if asked("always") {
+        cmd = cmd.color(clap::ColorChoice::Always);
+    }
+    let error = match cmd.try_get_matches_from(&args) {
+        Ok(matches) => match Cli::from_arg_matches(&matches) {
+            Ok(cli) => return Ok(cli),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    };
+    if error.use_stderr() && args.iter().any(|a| a == "--json") {
+        let text = error.render().to_string();
+        // The error's paragraph, not the usage and hint after it.
+        let first = text.split("\n\n").next().unwrap_or_default();
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        let message = first.split_whitespace().collect::<Vec<_>>().join(" ");
+        let json = serde_json::json!({ "type": "error", "kind": "usage", "message": message });
+        commands::err(&format!("{json}\n"));
+        return Err(ExitCode::from(2));
+    }
+    let _ = error.print();
+    Err(ExitCode::from(error.exit_code() as u8))
 }
 
 fn run(cli: Cli) -> Result<i32, CommandError> {
@@ -79,13 +118,14 @@ fn finish(result: Result<i32, CommandError>, json: bool) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            if json {
-                eprintln!("{}", e.to_json());
+            let text = if json {
+                e.to_json()
             } else if e.is_located() {
-                eprintln!("{e}");
+                e.to_string()
             } else {
-                eprintln!("sentineld: {e}");
-            }
+                format!("sentineld: {e}")
+            };
+            commands::err(&format!("{text}\n"));
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -113,7 +153,11 @@ fn plain_status(mut args: impl Iterator<Item = OsString>) -> Option<PlainStatus>
         match arg.as_str() {
             "--json" if !plain.json => plain.json = true,
             "--state-dir" if plain.state_dir.is_none() => {
-                plain.state_dir = Some(PathBuf::from(args.next()?))
+                // `--state-dir --json` is clap's to refuse, not a directory.
+                let dir = args
+                    .next()
+                    .filter(|d| !d.is_empty() && !d.as_encoded_bytes().starts_with(b"-"))?;
+                plain.state_dir = Some(PathBuf::from(dir))
             }
             "--color" if color.is_none() => color = Some(args.next()?.into_string().ok()?),
             a if a.starts_with("--color=") && color.is_none() => color = Some(a[8..].to_string()),

@@ -80,3 +80,23 @@ fn the_daemons_log_is_coloured_only_with_color_always() {
     assert!(!log(&plain).contains(ESC), "{}", log(&plain));
     assert!(log(&coloured).contains(ESC), "{}", log(&coloured));
 }
+
+#[test]
+fn clap_own_help_and_errors_follow_color_never_on_a_terminal() {
+    // `script` gives the command a terminal, where clap would colour.
+    let on_tty = |args: &str| {
+        let out = Command::new("script")
+            .args(["-qc", &format!("{BIN} {args}"), "/dev/null"])
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("script (util-linux)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_tty("--help");
+    assert!(coloured.contains(ESC), "a terminal gets colour by default");
+    for args in ["--color never --help", "--color=never status --bogus"] {
+        let text = on_tty(args);
+        assert!(!text.contains(ESC) && text.len() > 20, "{args}: {text:?}");
+    }
+}

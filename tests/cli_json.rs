@@ -246,3 +246,76 @@ fn openapi_json_is_the_document() {
             .starts_with("openapi: 3.1")
     );
 }
+
+/// `sentineld ARGS` in `inst`'s directory with stdout and stderr already
+/// closed at their other end: every write fails with EPIPE.
+fn closed_pipes(inst: &Instance, args: &[&str]) -> std::process::ExitStatus {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .current_dir(inst.dir.path())
+        .env_remove("SENTINELD_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .status()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_or_stderr_does_not_turn_a_done_action_into_a_failure() {
+    let mut inst = Instance::start("services:\n  web:\n    command: exec sleep 1000\n");
+    let web = inst.wait_running("web", None);
+    let restart = closed_pipes(&inst, &["restart", "web"]);
+    assert_eq!(restart.code(), Some(0));
+    inst.wait_running("web", Some(web));
+    assert_eq!(
+        closed_pipes(&inst, &["check", "services.yaml"]).code(),
+        Some(0)
+    );
+    assert_eq!(
+        closed_pipes(&inst, &["reload", "--dry-run"]).code(),
+        Some(0)
+    );
+    assert_eq!(closed_pipes(&inst, &["stop", "nosuch"]).code(), Some(1));
+    assert_eq!(closed_pipes(&inst, &["down"]).code(), Some(0));
+    assert_eq!(inst.wait_exit().code(), Some(0));
+    let gone = closed_pipes(&inst, &["status", "--json"]);
+    assert_eq!(gone.code(), Some(1), "no daemon: 1, not a panic's 101");
+}
+
+#[test]
+fn usage_errors_with_json_are_json_and_the_status_fast_path_agrees_with_clap() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [
+        &["logs", "--json"][..],
+        &["status", "--json", "--bogus"],
+        &["status", "--json", "--color", "bogus"],
+        &["status", "--state-dir", "--json"],
+    ] {
+        let (code, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        let v: Value =
+            serde_json::from_str(stderr.trim()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        assert_eq!(
+            (v["type"].as_str(), v["kind"].as_str()),
+            (Some("error"), Some("usage"))
+        );
+    }
+    let (code, stderr) = run(&["logs", "--json"]);
+    assert!(
+        stderr.contains("<NAME>"),
+        "says what is missing: {stderr} {code:?}"
+    );
+    // Without --json, clap's text.
+    let (code, stderr) = run(&["status", "--state-dir", "-x"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("'-x'"), "clap's own words: {stderr}");
+}

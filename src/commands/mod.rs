@@ -108,6 +108,17 @@ impl CommandError {
     }
 }
 
+/// `text` on stdout. A closed pipe (`| head -1`) is not an error of ours,
+/// and must not turn a done action into a failure (`print!` panics).
+pub fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `text` on stderr, as [`out`].
+pub fn err(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// One JSON value and a newline on stdout; a closed pipe is not an error.
 pub fn print_json(value: &impl serde::Serialize) -> Result<i32, CommandError> {
     let mut line = serde_json::to_string(value).expect("replies serialize");

@@ -30,21 +30,21 @@ pub fn check(file: &Path, json: bool) -> Result<i32, CommandError> {
     if json {
         super::print_json(&resolved)?;
     } else {
-        print!(
-            "{}",
-            serde_yaml::to_string(&resolved).expect("plans serialize")
-        );
+        super::out(&serde_yaml::to_string(&resolved).expect("plans serialize"));
     }
     for warning in warnings(&plan) {
         match json {
-            true => eprintln!("{}", serde_json::to_string(&warning).expect("serializes")),
-            false => eprintln!("{warning}"),
+            true => super::err(&format!(
+                "{}\n",
+                serde_json::to_string(&warning).expect("serializes")
+            )),
+            false => super::err(&format!("{warning}\n")),
         }
     }
     if !json {
         let n = plan.services.len();
         let s = if n == 1 { "" } else { "s" };
-        eprintln!("{}: ok, {n} service{s}", file.display());
+        super::err(&format!("{}: ok, {n} service{s}\n", file.display()));
     }
     Ok(0)
 }
