@@ -13,8 +13,9 @@ pub use crate::color::ColorChoice;
     about = "A process supervisor: runs the services a YAML file declares, watches them and heals them."
 )]
 pub struct Cli {
-    /// State dir of the instance to talk to (default: ./.sentineld, or
-    /// $SENTINELD_STATE_DIR). For `up`, overrides the file's `state_dir`.
+    /// State dir of the instance to talk to (default: $SENTINELD_STATE_DIR,
+    /// else the nearest .sentineld from here up). For `up` and `check`,
+    /// overrides the file's `state_dir`, as $SENTINELD_STATE_DIR does.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Colour: `auto` (only on a terminal, and not with NO_COLOR set),

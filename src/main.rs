@@ -25,6 +25,16 @@ fn main() -> ExitCode {
     finish(run(cli), json)
 }
 
+/// The state dir of a daemon of a services file, when not the file's own:
+/// `--state-dir`, else `SENTINELD_STATE_DIR` — as the clients take them (a
+/// container's image sets the variable for both).
+fn daemon_state_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| {
+        let env = std::env::var_os("SENTINELD_STATE_DIR")?;
+        (!env.is_empty()).then(|| PathBuf::from(env))
+    })
+}
+
 /// The command line, through clap. Its own output follows `--color never`
 /// (it follows `NO_COLOR` by itself); with `--json`, a usage error is one
 /// JSON object on stderr like every other error (exit 2).
@@ -66,16 +76,16 @@ fn run(cli: Cli) -> Result<i32, CommandError> {
     let dir = client_state_dir(cli.state_dir.as_deref());
     let action = |request, json: sentineld::cli::Json| commands::simple(&dir, request, json.on);
     match cli.command {
-        Command::Up { detach, init, file } => {
-            // Like the clients, `up` takes SENTINELD_STATE_DIR when no flag
-            // gives one (a container's image sets it for both).
-            let state_dir = cli.state_dir.or_else(|| {
-                let env = std::env::var_os("SENTINELD_STATE_DIR")?;
-                (!env.is_empty()).then(|| std::path::PathBuf::from(env))
-            });
-            commands::up::up(&file, state_dir, detach, init, cli.color)
+        Command::Up { detach, init, file } => commands::up::up(
+            &file,
+            daemon_state_dir(cli.state_dir),
+            detach,
+            init,
+            cli.color,
+        ),
+        Command::Check { file, json } => {
+            commands::check(&file, daemon_state_dir(cli.state_dir), json.on)
         }
-        Command::Check { file, json } => commands::check(&file, json.on),
         Command::Status { name, json } => commands::status(&dir, name, json.on, cli.color),
         Command::Start { name, json } => action(Request::Start { name }, json),
         Command::Stop { name, json } => action(Request::Stop { name }, json),

@@ -172,4 +172,37 @@ fn a_port_held_by_the_running_service_itself_is_not_a_warning() {
         "{}",
         w[0]
     );
+    // Unless it names the running daemon's state dir, as `up` takes it.
+    let state = inst.path(".sentineld");
+    let named = |configure: &dyn Fn(&mut Command)| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["check", "services.yaml"])
+            .current_dir(other.path());
+        configure(&mut cmd);
+        warnings(&cmd.output().unwrap())
+    };
+    let by_flag = named(&|c| {
+        c.env_remove("SENTINELD_STATE_DIR")
+            .arg("--state-dir")
+            .arg(&state);
+    });
+    assert!(by_flag.is_empty(), "{by_flag:#?}");
+    let by_env = named(&|c| {
+        c.env("SENTINELD_STATE_DIR", &state);
+    });
+    assert!(by_env.is_empty(), "{by_env:#?}");
+}
+
+#[test]
+fn a_listener_on_another_address_of_the_port_is_not_a_warning() {
+    let other = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = other.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "services:\n  web:\n    command: exec sleep 1\n    readiness: {{ tcp: \"127.0.0.1:{port}\" }}\n  api:\n    command: exec sleep 1\n    readiness: {{ tcp: \"127.0.0.2:{port}\" }}\n"
+    );
+    std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
+    let w = warnings(&check(dir.path()));
+    assert_eq!(w.len(), 1, "only api's probe meets it: {w:#?}");
+    assert!(w[0].contains("services.api.readiness.tcp"), "{}", w[0]);
 }

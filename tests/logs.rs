@@ -172,3 +172,16 @@ fn logs_follow_keeps_going_across_rotations() {
         "several rotations happened"
     );
 }
+
+#[test]
+fn a_known_service_that_printed_nothing_has_an_empty_log_not_an_error() {
+    let inst = Instance::start("services:\n  quiet:\n    command: exec sleep 1000\n");
+    inst.wait_running("quiet", None);
+    for args in [&["logs", "quiet"][..], &["logs", "quiet", "--json"]] {
+        let out = inst.cli(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    let unknown = inst.cli(&["logs", "quiets"]);
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+}

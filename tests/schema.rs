@@ -222,3 +222,21 @@ fn a_closed_pipe_is_not_an_error() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(out.stderr.is_empty(), "{out:?}");
 }
+
+#[test]
+fn a_token_of_digits_alone_is_a_yaml_number_and_still_a_token() {
+    // `check` takes it (as text); an editor must not flag it.
+    let v = validator();
+    let yaml = "api: { listen: 10.0.0.1:9700, token: 1234567890123456789 }\nservices:\n  a:\n    command: exec sleep 1\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "services.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(errors(&v, &load(yaml).unwrap()), Vec::<String>::new());
+    let short = yaml.replace("1234567890123456789", "123");
+    assert!(!errors(&v, &load(&short).unwrap()).is_empty(), "too short");
+}

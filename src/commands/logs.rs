@@ -28,15 +28,21 @@ pub fn logs(
     let path = StateDir::new(state_dir).log_file(name);
     if open_log(&path)?.is_none() {
         // Let the daemon say whether the name is wrong (with a suggestion).
-        if let Ok(Response::Error { message, .. }) = client::request(
+        let asked = client::request(
             state_dir,
             &Request::Status {
                 name: Some(name.into()),
-                brief: true,
+                brief: false,
             },
             None,
-        ) {
-            return Err(CommandError::Daemon(ErrorKind::UnknownService, message));
+        );
+        match asked {
+            Ok(Response::Error { message, .. }) => {
+                return Err(CommandError::Daemon(ErrorKind::UnknownService, message));
+            }
+            // A service of the daemon's that has printed nothing yet.
+            Ok(_) if !follow => return Ok(0),
+            _ => {}
         }
         if !follow {
             return Err(CommandError::Failed(format!(

@@ -18,8 +18,18 @@ use super::CommandError;
 use crate::config::Plan;
 use crate::config::yaml::{self, Node};
 
-pub fn check(file: &Path, json: bool) -> Result<i32, CommandError> {
-    let plan = crate::config::load(file)?;
+/// `check FILE`; `state_dir`: where a daemon of it runs, when not the
+/// file's (`--state-dir`, `SENTINELD_STATE_DIR`), so that its services'
+/// own ports are not taken for someone else's.
+pub fn check(
+    file: &Path,
+    state_dir: Option<std::path::PathBuf>,
+    json: bool,
+) -> Result<i32, CommandError> {
+    let mut plan = crate::config::load(file)?;
+    if let Some(dir) = state_dir {
+        plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
+    }
     let resolved = Resolved {
         plan: &plan,
         // The order services start in (stop is the reverse), by name.

@@ -35,8 +35,11 @@ pub fn warnings(plan: &Plan) -> Vec<(Vec<String>, String)> {
     let mut owners: Option<HashMap<u64, u32>> = None;
     let mut daemon: Option<Option<u32>> = None;
     let mut out = Vec::new();
-    for (path, port) in targets {
-        let Some(l) = listeners.iter().find(|l| l.port == port) else {
+    for (path, hosts, port) in targets {
+        let Some(l) = listeners
+            .iter()
+            .find(|l| l.port == port && l.serves(&hosts))
+        else {
             continue;
         };
         let owners = owners.get_or_insert_with(|| socket_owners(&listeners));
@@ -62,8 +65,38 @@ pub fn warnings(plan: &Plan) -> Vec<(Vec<String>, String)> {
     out
 }
 
+impl Listener {
+    /// Whether a connection to one of `hosts` on its port reaches it: it
+    /// listens on all addresses (of its family, or both for `[::]`), or
+    /// on that one. `127.0.0.2:80` is not `127.0.0.1:80`.
+    fn serves(&self, hosts: &[IpAddr]) -> bool {
+        hosts.iter().any(|h| match (self.addr, h) {
+            (a, h) if a == *h => true,
+            (IpAddr::V4(a), IpAddr::V4(_)) => a.is_unspecified(),
+            (IpAddr::V6(a), _) => a.is_unspecified(),
+            _ => false,
+        })
+    }
+}
+
+/// The addresses a probe of this machine's `host` connects to: both
+/// loopbacks for `localhost`; the loopback for an unspecified address
+/// (which Linux takes as this machine); none for another machine.
+fn local_hosts(host: &str) -> Vec<IpAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+    }
+    match host.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V4(a)) if a.is_unspecified() => vec![Ipv4Addr::LOCALHOST.into()],
+        Ok(IpAddr::V6(a)) if a.is_unspecified() => vec![Ipv6Addr::LOCALHOST.into()],
+        Ok(ip) if ip.is_loopback() => vec![ip],
+        _ => Vec::new(),
+    }
+}
+
 /// Each probe of this machine's ports, once per service and port.
-fn targets(plan: &Plan) -> Vec<(Vec<String>, u16)> {
+fn targets(plan: &Plan) -> Vec<(Vec<String>, Vec<IpAddr>, u16)> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for spec in &plan.services {
@@ -78,27 +111,24 @@ fn targets(plan: &Plan) -> Vec<(Vec<String>, u16)> {
                 Some(Check::Http(h)) => ("http", &h.authority),
                 _ => continue,
             };
-            let Some(port) = local_port(hostport) else {
+            let Some((hosts, port)) = local_port(hostport) else {
                 continue;
             };
             if seen.insert((spec.name.as_str(), port)) {
                 let path = ["services", &spec.name, key, kind];
-                out.push((path.iter().map(|s| s.to_string()).collect(), port));
+                out.push((path.iter().map(|s| s.to_string()).collect(), hosts, port));
             }
         }
     }
     out
 }
 
-/// The port of `host:port` when the host is this machine.
-fn local_port(hostport: &str) -> Option<u16> {
+/// The addresses and port of `host:port` when the host is this machine.
+fn local_port(hostport: &str) -> Option<(Vec<IpAddr>, u16)> {
     let (host, port) = hostport.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let local = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
-    local.then(|| port.parse().ok()).flatten()
+    let hosts = local_hosts(host);
+    let port = port.parse().ok()?;
+    (!hosts.is_empty()).then_some((hosts, port))
 }
 
 /// Every listening TCP socket of this network namespace.
@@ -133,13 +163,12 @@ fn parse_addr(hex: &str) -> Option<IpAddr> {
         .map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok())
         .collect();
     let bytes: Vec<u8> = words?.iter().flat_map(|w| w.to_le_bytes()).collect();
+    // A v4-mapped listener (`::ffff:127.0.0.1`) is its v4 address.
     match bytes.len() {
         4 => Some(IpAddr::V4(Ipv4Addr::new(
             bytes[0], bytes[1], bytes[2], bytes[3],
         ))),
-        16 => Some(IpAddr::V6(Ipv6Addr::from(
-            <[u8; 16]>::try_from(bytes).ok()?,
-        ))),
+        16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)).to_canonical()),
         _ => None,
     }
 }
@@ -227,11 +256,35 @@ mod tests {
 
     #[test]
     fn only_this_machines_hosts_are_checked() {
-        assert_eq!(local_port("127.0.0.1:8080"), Some(8080));
-        assert_eq!(local_port("localhost:81"), Some(81));
-        assert_eq!(local_port("[::1]:82"), Some(82));
-        assert_eq!(local_port("0.0.0.0:83"), Some(83));
-        assert_eq!(local_port("db.internal:5432"), None);
-        assert_eq!(local_port("10.0.0.5:5432"), None);
+        let port = |hp| local_port(hp).map(|(_, p)| p);
+        assert_eq!(port("127.0.0.1:8080"), Some(8080));
+        assert_eq!(port("localhost:81"), Some(81));
+        assert_eq!(port("[::1]:82"), Some(82));
+        assert_eq!(port("0.0.0.0:83"), Some(83));
+        assert_eq!(port("[::ffff:127.0.0.1]:84"), Some(84));
+        assert_eq!(port("db.internal:5432"), None);
+        assert_eq!(port("10.0.0.5:5432"), None);
+    }
+
+    #[test]
+    fn a_listener_on_another_address_is_not_the_probes() {
+        let at = |addr: &str| Listener {
+            addr: addr.parse().unwrap(),
+            port: 80,
+            inode: 1,
+        };
+        let (lo4, _) = local_port("127.0.0.1:80").unwrap();
+        let (localhost, _) = local_port("localhost:80").unwrap();
+        let (lo6, _) = local_port("[::1]:80").unwrap();
+        assert!(at("127.0.0.1").serves(&lo4));
+        assert!(at("0.0.0.0").serves(&lo4));
+        assert!(at("::").serves(&lo4), "[::] takes both families");
+        assert!(!at("127.0.0.2").serves(&lo4));
+        assert!(!at("192.0.2.2").serves(&lo4));
+        assert!(!at("::1").serves(&lo4));
+        assert!(at("::1").serves(&localhost) && at("127.0.0.1").serves(&localhost));
+        assert!(!at("0.0.0.0").serves(&lo6));
+        let mapped = parse_addr("0000000000000000FFFF00000100007F").unwrap();
+        assert_eq!(mapped, IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
 }

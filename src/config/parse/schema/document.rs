@@ -155,7 +155,11 @@ fn api() -> Value {
                 key(
                     "A bearer token (at least 16 characters) every request must send as `Authorization: Bearer TOKEN`.",
                     None,
-                    expanded(json!({ "type": "string", "minLength": 16 })),
+                    // All digits, it is a YAML number; the parser takes it as text.
+                    expanded(json!({ "anyOf": [
+                        { "type": "string", "minLength": 16 },
+                        { "type": "integer", "minimum": 1_000_000_000_000_000u64 },
+                    ]})),
                 ),
             ),
             (
