@@ -233,3 +233,75 @@ fn at_the_cap_the_connection_that_waited_longest_makes_room() {
         );
     }
 }
+
+#[test]
+fn a_crowd_of_tokenless_probes_cannot_make_the_next_probe_fail() {
+    // Under api.public_health anyone may ask /healthz; 80 connections
+    // asking it back to back (more than the 64 kept) must not leave the
+    // kubelet's next probe a 503.
+    let port = free_port();
+    let yaml = format!(
+        "api: {{ listen: 127.0.0.1:{port}, token: {TOKEN}, public_health: true }}\nservices:\n{WEB}"
+    );
+    let _inst = start(&yaml);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let crowd: Vec<_> = (0..80)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                        continue;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut r = BufReader::new(s.try_clone().unwrap());
+                    // Pipelined, keep-alive, for as long as it is kept.
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        // Eight at a time: always one in hand for the server.
+                        let ask = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(8);
+                        if s.write_all(&ask).is_err()
+                            || (0..8).any(|_| quiet_answer(&mut r).is_none())
+                        {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for _ in 0..30 {
+        let answer = get(port, "/healthz");
+        if answer.status != 200 {
+            refused += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in crowd {
+        let _ = t.join();
+    }
+    assert_eq!(refused, 0, "probes refused while the crowd asked");
+}
+
+/// An answer's status, its body read past; none once the connection is
+/// closed (made room for another) — without the panics of `read_answer`.
+fn quiet_answer(r: &mut impl std::io::BufRead) -> Option<u16> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok().filter(|&n| n > 0)?;
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        r.read_line(&mut header).ok().filter(|&n| n > 0)?;
+        let header = header.trim_end().to_ascii_lowercase();
+        if header.is_empty() {
+            break;
+        }
+        if let Some(n) = header.strip_prefix("content-length:") {
+            length = n.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).ok()?;
+    Some(status)
+}

@@ -103,6 +103,8 @@ struct Api {
     token: Option<Secret>,
     /// `/healthz` and `/readyz` answered without the token, in brief.
     public_health: bool,
+    /// The last brief answer: when, alive, ready.
+    brief: std::sync::Mutex<Option<(Instant, bool, bool)>>,
     slots: Arc<Slots>,
 }
 
@@ -122,6 +124,7 @@ pub async fn serve(listener: Listener, tx: mpsc::Sender<Incoming>) {
         tx,
         token: listener.token,
         public_health: listener.public_health,
+        brief: std::sync::Mutex::new(None),
         slots: Arc::new(Slots::new()),
     });
     loop {
@@ -201,7 +204,12 @@ async fn handle(req: hyper::Request<Body>, api: &Arc<Api>, busy: &mut Busy) -> H
     if let Some(refusal) = ambiguous(&req).or(refused) {
         return refusal;
     }
-    busy.served();
+    // A probe without the token is served, but does not count as served:
+    // a crowd of them cannot keep its connections from being the first to
+    // make room for a new one (the kubelet's next probe).
+    if !brief {
+        busy.served();
+    }
     let last_event_id = match req.headers().get("last-event-id") {
         None => None,
         Some(id) => match id.to_str().ok().and_then(|v| v.trim().parse().ok()) {
@@ -229,12 +237,47 @@ async fn handle(req: hyper::Request<Body>, api: &Arc<Api>, busy: &mut Busy) -> H
             Ok(reply) => routes::reply(reply),
             Err(refusal) => *refusal,
         },
+        Route::Healthz | Route::Readyz if brief => match brief_health(api).await {
+            Ok((alive, ready)) => routes::brief_health(&route, alive, ready),
+            Err(refusal) => *refusal,
+        },
         Route::Healthz | Route::Readyz => match ask(api, Request::Health).await {
-            Ok(reply) => routes::health(&route, reply.into_response(), brief),
+            Ok(reply) => routes::health(&route, reply.into_response()),
             Err(refusal) => *refusal,
         },
         Route::Events { since } => sse::events(api, busy, since).await,
     }
+}
+
+/// How long a brief health answer is reused for requests without the
+/// token: a flood of them costs the daemon one question per this long, and
+/// each is answered at once, so its connection is busy for no time.
+const BRIEF_HEALTH_TTL: Duration = Duration::from_millis(500);
+
+/// (alive, ready) for a request without the token: the daemon's last
+/// answer if it is fresh, else a new one.
+async fn brief_health(api: &Api) -> Result<(bool, bool), Refusal> {
+    let cached = *api.brief.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, alive, ready)) = cached
+        && at.elapsed() < BRIEF_HEALTH_TTL
+    {
+        return Ok((alive, ready));
+    }
+    let reply = ask(api, Request::Health).await?;
+    let Response::Health(report) = reply.into_response() else {
+        let message = "the daemon gave no health report";
+        return Err(Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            message,
+        )));
+    };
+    let (alive, ready) = (
+        report.system.health != "critical",
+        report.not_ready.is_empty(),
+    );
+    *api.brief.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), alive, ready));
+    Ok((alive, ready))
 }
 
 /// The daemon's answer to `request`, or the response that says why none

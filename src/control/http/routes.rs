@@ -182,10 +182,8 @@ pub(super) fn reply(reply: Reply) -> HttpResponse {
     }
 }
 
-/// `/healthz` or `/readyz` from a `health` reply; `brief`: the status
-/// alone (`{"type":"health","status":"ok"}` or `"unavailable"`), for a
-/// probe without the token under `api.public_health`.
-pub(super) fn health(route: &Route, response: Response, brief: bool) -> HttpResponse {
+/// `/healthz` or `/readyz` from a `health` reply.
+pub(super) fn health(route: &Route, response: Response) -> HttpResponse {
     let Response::Health(report) = &response else {
         return from_response(&response);
     };
@@ -193,14 +191,24 @@ pub(super) fn health(route: &Route, response: Response, brief: bool) -> HttpResp
         Route::Readyz => report.not_ready.is_empty(),
         _ => report.system.health != "critical",
     };
-    let mut answer = match brief {
-        true => {
-            let status = if up { "ok" } else { "unavailable" };
-            let body = format!("{{\"type\":\"health\",\"status\":\"{status}\"}}\n");
-            json(StatusCode::OK, Bytes::from(body))
-        }
-        false => from_response(&response),
+    let mut answer = from_response(&response);
+    if !up {
+        *answer.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    answer
+}
+
+/// `/healthz` or `/readyz` in brief, for a probe without the token under
+/// `api.public_health`: the status code and `{"type":"health","status":
+/// "ok"}` (or `"unavailable"`), no names.
+pub(super) fn brief_health(route: &Route, alive: bool, ready: bool) -> HttpResponse {
+    let up = match route {
+        Route::Readyz => ready,
+        _ => alive,
     };
+    let status = if up { "ok" } else { "unavailable" };
+    let body = format!("{{\"type\":\"health\",\"status\":\"{status}\"}}\n");
+    let mut answer = json(StatusCode::OK, Bytes::from(body));
     if !up {
         *answer.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
