@@ -22,12 +22,22 @@ struct Init {
 
 impl Init {
     fn start(yaml: &str) -> Init {
-        let dir = tempfile::tempdir().unwrap();
+        Init::start_in(tempfile::tempdir().unwrap(), yaml, false)
+    }
+
+    /// In `dir`; `no_cgroups`: with cgroups hidden (a tmpfs over
+    /// /sys/fs/cgroup in the namespace's own mounts), as in most containers.
+    fn start_in(dir: tempfile::TempDir, yaml: &str, no_cgroups: bool) -> Init {
         std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
         let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+        let hide = if no_cgroups {
+            "mount -t tmpfs none /sys/fs/cgroup && "
+        } else {
+            ""
+        };
         let child = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"])
-            .args([BIN, "up", "services.yaml"])
+            .args(["sh", "-c", &format!("{hide}exec {BIN} up services.yaml")])
             .current_dir(dir.path())
             .env_remove("SENTINELD_STATE_DIR")
             .env("NO_COLOR", "1")
@@ -463,5 +473,41 @@ fn signal_32_which_glibc_keeps_does_not_end_sentineld_unannounced() {
     assert!(
         !mask_has(a, "SigIgn:", 32),
         "services get it at its default"
+    );
+}
+
+#[test]
+fn nested_orphans_get_one_grace_not_one_each() {
+    // Without cgroups (most containers), a daemon that left its session is
+    // an orphan of PID 1 once its service stops; each of its generations,
+    // all ignoring SIGTERM, is reparented as its parent is killed. One
+    // grace (5 s) for all of them, not 5 s per generation.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, next) in [("g1", "sh g2.sh"), ("g2", "sh g3.sh"), ("g3", "sleep 300")] {
+        let script = format!("trap '' TERM; {next} & wait\n");
+        std::fs::write(dir.path().join(format!("{name}.sh")), script).unwrap();
+    }
+    let mut init = Init::start_in(
+        dir,
+        "services:
+  app:
+    command: setsid sh g1.sh & exec sleep 300
+    stop: { timeout: 1s }
+",
+        true,
+    );
+    init.inst.wait_running("app", None);
+    wait_until(Duration::from_secs(10), "four generations", || {
+        init.processes().len() >= 6
+    });
+    let t0 = Instant::now();
+    kill(init.pid, libc::SIGTERM);
+    assert_eq!(init.wait_exit().code(), Some(0), "{}", init.inst.up_log());
+    // 1 s stop + 5 s grace + the log flush; four graces would be 21 s.
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(12),
+        "{took:?}\n{}",
+        init.inst.up_log()
     );
 }

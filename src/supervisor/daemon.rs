@@ -106,6 +106,8 @@ pub(super) struct Daemon {
     pub oom_kills: Option<u64>,
     /// Adopted orphans were sent SIGTERM at shutdown; SIGKILL after this.
     pub orphan_deadline: Option<Instant>,
+    /// That grace is spent: orphans adopted since are killed at once.
+    pub orphan_grace_over: bool,
     pub finished: bool,
     /// The pgid registry, a line per change.
     pub registry: registry::Recorder,
@@ -183,6 +185,7 @@ impl Daemon {
             notify,
             oom_kills: super::effects::read_oom_kills(),
             orphan_deadline: None,
+            orphan_grace_over: false,
             finished: false,
             registry,
             sweep_due: false,

@@ -33,6 +33,7 @@ pub mod registry;
 mod reload;
 mod resources;
 mod selfnotify;
+mod shutdown;
 mod signals;
 pub mod spawn;
 mod status;
@@ -47,7 +48,6 @@ use tokio::sync::mpsc;
 
 use daemon::Daemon;
 pub use daemon::Options;
-use effects::kill;
 pub use signals::{hold as hold_signals, release as release_signals};
 use timers::Key;
 
@@ -60,8 +60,6 @@ use crate::strategy::admission::{Limits, MIN_CONNECTIONS};
 use crate::strategy::machine::{Event, Timer};
 use crate::strategy::system::Input;
 
-/// How long adopted orphans get after SIGTERM at shutdown before SIGKILL.
-const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 /// How long the socket's removal is waited for at shutdown.
 const UNLINK_WAIT: Duration = Duration::from_secs(1);
 /// How long the log thread gets at shutdown to write what is left (less
@@ -100,15 +98,7 @@ impl Daemon {
                 Key::HookLimit => self.hook_timed_out(i),
             }
         }
-        if self.orphan_deadline.is_some_and(|d| d <= now) {
-            self.orphan_deadline = None;
-            for pid in reaper::adopted_children(&self.by_pid) {
-                kill(pid, libc::SIGKILL);
-            }
-            for pid in self.hooks() {
-                effects::signal_group(pid, libc::SIGKILL);
-            }
-        }
+        self.orphan_grace_due(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -116,46 +106,6 @@ impl Daemon {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// Hooks still running.
-    fn hooks(&self) -> Vec<i32> {
-        self.rt.iter().filter_map(|r| r.hook).collect()
-    }
-
-    /// Once every service is down at shutdown, the hooks still running and
-    /// the orphans we adopted as subreaper: SIGTERM, then SIGKILL after a
-    /// grace period.
-    fn advance_shutdown(&mut self, now: Instant) {
-        if !self.system.finished() || self.finished {
-            return;
-        }
-        let orphans = reaper::adopted_children(&self.by_pid);
-        let hooks = self.hooks();
-        if orphans.is_empty() && hooks.is_empty() {
-            self.finished = true;
-            return;
-        }
-        if self.orphan_deadline.is_none() {
-            let (o, h) = (orphans.len(), hooks.len());
-            tracing::info!("stopping {h} hook(s) and {o} adopted orphan process(es)");
-            for pid in hooks {
-                effects::signal_group(pid, libc::SIGTERM);
-                effects::signal_group(pid, libc::SIGCONT);
-            }
-            for pid in orphans {
-                kill(pid, libc::SIGTERM);
-                kill(pid, libc::SIGCONT);
-            }
-            self.orphan_deadline = Some(now + ORPHAN_GRACE);
-        }
-    }
-
-    fn begin_shutdown(&mut self, now: Instant) {
-        if !self.system.shutting_down() {
-            tracing::info!("stopping all services");
-        }
-        self.feed(now, Input::Shutdown);
     }
 }
 
