@@ -139,3 +139,23 @@ fn a_manager_that_never_reads_cannot_stop_the_loop() {
     let warned = log.matches("cannot notify our own supervisor").count();
     assert_eq!(warned, 1, "one warning, not one per message: {log}");
 }
+
+#[test]
+fn the_variable_the_api_token_came_from_is_kept_from_the_services() {
+    // In a container the token comes from the environment (a Secret); the
+    // services inherit sentineld's: not that variable.
+    let port = free_port();
+    let token = "from-the-environment-0123456789";
+    let yaml = format!(
+        "api: {{ listen: 127.0.0.1:{port}, token: \"${{API_SECRET}}\" }}\nservices:\n  a:\n    command: env; exec sleep 300\n"
+    );
+    let inst = Instance::start_with(tempfile::tempdir().unwrap(), &yaml, |up| {
+        up.env("API_SECRET", token).env("OTHER_VAR", "kept");
+    });
+    inst.wait_running("a", None);
+    wait_until(Duration::from_secs(10), "a's environment", || {
+        inst.log("a").contains("OTHER_VAR=kept")
+    });
+    let env = inst.log("a");
+    assert!(!env.contains("API_SECRET") && !env.contains(token), "{env}");
+}

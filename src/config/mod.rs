@@ -63,6 +63,10 @@ pub struct ApiSpec {
     /// `/healthz` and `/readyz` answer without the token, with their
     /// status and no names: for probes that cannot send a secret header.
     pub public_health: bool,
+    /// The variables `token` was expanded from (`${SENTINELD_API_TOKEN}`):
+    /// kept from the services' environment, which is sentineld's own.
+    #[serde(skip)]
+    pub token_vars: Vec<String>,
 }
 
 impl ApiSpec {

@@ -139,6 +139,11 @@ impl Daemon {
         options: Options,
     ) -> Result<(Daemon, probes::AsyncResults, super::reload::LoadedRx), RunError> {
         let mut base_env = options.env;
+        // The API's token, when it came from sentineld's environment, is
+        // not every service's to read (`/proc/PID/environ`, a crash dump).
+        if let Some(api) = &plan.api {
+            base_env.retain(|(k, _)| !api.token_vars.iter().any(|v| v.as_bytes() == k.as_slice()));
+        }
         let notify = probes::bind_notify(state_dir.root()).map(|(sock, name)| {
             base_env.push((b"NOTIFY_SOCKET".to_vec(), name.into_bytes()));
             sock

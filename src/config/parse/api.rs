@@ -25,6 +25,7 @@ impl Parser<'_> {
         }
         let mut listen = None;
         let mut public_health = false;
+        let mut token_vars = Vec::new();
         let (mut token, mut token_node, mut file_node) = (None, None, None);
         let mut ok = true;
         for (key, val) in fields {
@@ -33,6 +34,7 @@ impl Parser<'_> {
                 "listen" => self.listen(val, &path).map(|a| listen = Some((a, val))),
                 "token" => {
                     token_node = Some(val);
+                    token_vars = referenced_vars(val);
                     self.string(val, &path).map(|t| token = Some(t))
                 }
                 "public_health" => {
@@ -75,6 +77,7 @@ impl Parser<'_> {
             listen,
             token: token.map(Secret::new),
             public_health,
+            token_vars,
         })
     }
 
@@ -109,4 +112,32 @@ impl Parser<'_> {
 
 fn default_listen() -> SocketAddr {
     ApiSpec::DEFAULT_LISTEN.parse().expect("a valid address")
+}
+
+/// The names of the `${NAME}` and `${NAME:-default}` references in a
+/// scalar (`$$` is a literal dollar).
+fn referenced_vars(node: &Node) -> Vec<String> {
+    let crate::config::yaml::NodeKind::Scalar { value, .. } = &node.kind else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut rest = value.as_str();
+    while let Some(pos) = rest.find('$') {
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+            continue;
+        }
+        let Some(inner) = after.strip_prefix('{') else {
+            rest = after;
+            continue;
+        };
+        let end = inner.find('}').unwrap_or(inner.len());
+        let name = inner[..end].split(":-").next().unwrap_or_default();
+        if !name.is_empty() {
+            out.push(name.to_string());
+        }
+        rest = &inner[end..];
+    }
+    out
 }
