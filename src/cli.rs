@@ -203,7 +203,14 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
     page.render_synopsis_section(&mut out)?;
     page.render_description_section(&mut out)?;
     page.render_options_section(&mut out)?;
-    page.render_subcommands_section(&mut out)?;
+    // Each command has its section below (clap_mangen would point at pages
+    // of their own, `sentineld-up(1)`, which do not exist).
+    out.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let about = about.replace('\\', "\\\\").replace('\n', " ");
+        out.extend_from_slice(format!(".TP\n\\fB{}\\fR\n{about}\n", sub.get_name()).as_bytes());
+    }
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         let title = format!("sentineld {}", sub.get_name());
         out.extend_from_slice(format!(".SH \"{}\"\n", title.to_uppercase()).as_bytes());

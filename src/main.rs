@@ -91,7 +91,13 @@ fn run(cli: Cli) -> Result<i32, CommandError> {
         Command::Stop { name, json } => action(Request::Stop { name }, json),
         Command::Restart { name, json } => action(Request::Restart { name }, json),
         Command::Reset { name, json } => action(Request::Reset { name }, json),
-        Command::Signal { name, signal, json } => action(Request::Signal { name, signal }, json),
+        Command::Signal { name, signal, json } => {
+            // Not a signal: bad input (exit 2), said before any daemon is asked.
+            if let Err(e) = sentineld::config::units::parse_signal(&signal) {
+                return Err(CommandError::BadInput(format!("sentineld: {e}")));
+            }
+            action(Request::Signal { name, signal }, json)
+        }
         Command::Reload { dry_run, json } => action(Request::Reload { dry_run }, json),
         Command::Down { json } => action(Request::Down, json),
         Command::Events { name, follow, json } => commands::events(&dir, name, follow, json.on),

@@ -179,6 +179,8 @@ fn signal_reaches_the_main_process_and_bad_ones_are_refused() {
     };
     refused(&["signal", "web", "NOPE"], "unknown signal \"NOPE\"");
     refused(&["signal", "web", "99"], "99 is not a signal number");
+    // Not a signal is bad input, as a bad flag: exit 2.
+    assert_eq!(inst.cli(&["signal", "web", "NOPE"]).status.code(), Some(2));
     refused(&["signal", "nosuch", "HUP"], "unknown service \"nosuch\"");
     assert!(inst.cli(&["stop", "web"]).status.success());
     refused(
