@@ -204,9 +204,10 @@ async fn handle(req: hyper::Request<Body>, api: &Arc<Api>, busy: &mut Busy) -> H
     if let Some(refusal) = ambiguous(&req).or(refused) {
         return refusal;
     }
-    // A probe without the token is served, but does not count as served:
-    // a crowd of them cannot keep its connections from being the first to
-    // make room for a new one (the kubelet's next probe).
+    // A probe without the token is answered, but neither counts as
+    // served nor holds its connection: a crowd of them cannot keep their
+    // connections from being the first to make room for a new one (the
+    // kubelet's next probe).
     if !brief {
         busy.served();
     }
