@@ -378,6 +378,20 @@ fn nothing_of_the_namespace_outlives_a_killed_pid_1() {
     wait_until(Duration::from_secs(10), "the namespace empty", || {
         in_namespace(ns.clone()).is_empty()
     });
+    // The killed daemon could not remove its cgroups: the next `up` of the
+    // state dir takes them over and its `down` removes them.
+    let dir = init.inst.dir.path();
+    let up = Command::new(BIN)
+        .args(["up", "-d", "services.yaml"])
+        .current_dir(dir)
+        .output();
+    assert!(up.unwrap().status.success());
+    let down = Command::new(BIN)
+        .arg("down")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{down:?}");
 }
 
 /// Bytes `pid` has read so far (`/proc/PID/io`).
