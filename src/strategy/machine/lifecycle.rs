@@ -290,7 +290,7 @@ impl Service {
     pub(super) fn stop(&mut self, then: Then, now: Instant, ctx: &mut Context) {
         // A start waiting for the fallback to go is called off.
         self.handover = false;
-        self.call_off_pre_start();
+        let pre_start = self.call_off_pre_start();
         self.stop_probes();
         self.pending_cause = None;
         self.pending_restart = None;
@@ -335,7 +335,11 @@ impl Service {
             Phase::Exited | Phase::Failed { .. } if then == Then::Stay => {}
             _ => {
                 if then == Then::Stay && self.phase != Phase::Stopped {
-                    self.record("stopped", "stopped: nothing of it was running".into());
+                    let msg = match pre_start {
+                        Some(pid) => format!("stopped: its pre_start (pid {pid}) was killed"),
+                        None => "stopped: nothing of it was running".into(),
+                    };
+                    self.record("stopped", msg);
                 }
                 self.phase = Phase::Stopped;
                 self.after_down(then, now, ctx);

@@ -109,15 +109,16 @@ impl Service {
 
     /// A stop: a `pre_start` that runs is killed, and its end starts
     /// nothing; the next start runs it again.
-    pub(super) fn call_off_pre_start(&mut self) {
+    /// The pre-start's pid, if one ran and was killed.
+    pub(super) fn call_off_pre_start(&mut self) -> Option<Pid> {
         self.pre_started = false;
         self.pre_start_again = false;
         self.spawning[Role::PreStart as usize] = false;
         self.cancel(Timer::PreStart);
-        if let Some((pid, end)) = &mut self.pre_start {
-            *end = PreStartEnd::CalledOff;
-            let pid = *pid;
-            self.signal(pid, libc::SIGKILL, Target::Group);
-        }
+        let (pid, end) = self.pre_start.as_mut()?;
+        *end = PreStartEnd::CalledOff;
+        let pid = *pid;
+        self.signal(pid, libc::SIGKILL, Target::Group);
+        Some(pid)
     }
 }

@@ -103,6 +103,8 @@ fn a_stop_kills_the_pre_start_and_nothing_starts_a_restart_runs_a_new_one() {
     rt.exit_pre_start(ExitStatus::Signal(libc::SIGKILL), "");
     assert!(rt.spawned().is_empty() && rt.svc.is_down());
     assert!(rt.reply(stop).is_some());
+    let said = format!("stopped: its pre_start (pid {first}) was killed");
+    assert!(messages(&rt).contains(&said), "{:?}", messages(&rt));
     assert!(rt.svc.last_failure.is_none());
 
     // A restart while the start's pre-start runs is that start: never a
