@@ -65,7 +65,7 @@ fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
         let first = first.strip_prefix("error: ").unwrap_or(first);
         let message = first.split_whitespace().collect::<Vec<_>>().join(" ");
         let json = serde_json::json!({ "type": "error", "kind": "usage", "message": message });
-        commands::err(&format!("{json}\n"));
+        commands::err(format!("{json}\n"));
         return Err(ExitCode::from(2));
     }
     let _ = error.print();
@@ -125,8 +125,7 @@ fn run(cli: Cli) -> Result<i32, CommandError> {
 
 /// Generated text to stdout; a closed pipe (`| head`) is not an error.
 fn write_out(bytes: &[u8]) -> Result<i32, CommandError> {
-    use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(bytes);
+    commands::out(bytes);
     Ok(0)
 }
 
@@ -141,7 +140,7 @@ fn finish(result: Result<i32, CommandError>, json: bool) -> ExitCode {
             } else {
                 format!("sentineld: {e}")
             };
-            commands::err(&format!("{text}\n"));
+            commands::err(format!("{text}\n"));
             ExitCode::from(e.exit_code() as u8)
         }
     }

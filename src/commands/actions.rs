@@ -20,7 +20,7 @@ pub fn simple(state_dir: &Path, request: Request, json: bool) -> Result<i32, Com
     match response {
         Response::Done { .. } if json => super::print_json(&response),
         Response::Done { message, .. } => {
-            super::out(&format!("{message}\n"));
+            super::out(format!("{message}\n"));
             Ok(0)
         }
         // A services file with errors: the same exit status and messages

@@ -3,7 +3,6 @@
 //! one rendering and cannot disagree.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
@@ -18,7 +17,7 @@ pub fn metrics(state_dir: &Path, json: bool) -> Result<i32, CommandError> {
         other => return Err(CommandError::from_reply(other)),
     };
     if !json {
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        super::out(text);
         return Ok(0);
     }
     let samples = samples(&text).map_err(|line| {

@@ -110,20 +110,20 @@ impl CommandError {
 
 /// `text` on stdout. A closed pipe (`| head -1`) is not an error of ours,
 /// and must not turn a done action into a failure (`print!` panics).
-pub fn out(text: &str) {
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+pub fn out(text: impl AsRef<[u8]>) {
+    let _ = std::io::stdout().lock().write_all(text.as_ref());
 }
 
 /// `text` on stderr, as [`out`].
-pub fn err(text: &str) {
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+pub fn err(text: impl AsRef<[u8]>) {
+    let _ = std::io::stderr().lock().write_all(text.as_ref());
 }
 
 /// One JSON value and a newline on stdout; a closed pipe is not an error.
 pub fn print_json(value: &impl serde::Serialize) -> Result<i32, CommandError> {
     let mut line = serde_json::to_string(value).expect("replies serialize");
     line.push('\n');
-    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    out(line);
     Ok(0)
 }
 
@@ -131,7 +131,7 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<i32, CommandError> {
 pub fn openapi(json: bool) -> Result<i32, CommandError> {
     let yaml = crate::control::http::OPENAPI;
     if !json {
-        let _ = std::io::stdout().lock().write_all(yaml.as_bytes());
+        out(yaml);
         return Ok(0);
     }
     let doc: serde_json::Value = serde_yaml::from_str(yaml)

@@ -40,7 +40,7 @@ pub fn status(
         let rows: Vec<_> = report.services.iter().map(table::row).collect();
         table::render(&rows, &style)
     };
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    super::out(out);
     Ok(0)
 }
 
@@ -62,7 +62,7 @@ fn status_table(state_dir: &Path, color: ColorChoice) -> Result<i32, CommandErro
             "\nthe last reload failed at {e}\n  (nothing changed; `sentineld reload --dry-run` shows every error)\n"
         ));
     }
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    super::out(out);
     Ok(0)
 }
 

@@ -40,21 +40,21 @@ pub fn check(
     if json {
         super::print_json(&resolved)?;
     } else {
-        super::out(&serde_yaml::to_string(&resolved).expect("plans serialize"));
+        super::out(serde_yaml::to_string(&resolved).expect("plans serialize"));
     }
     for warning in warnings(&plan) {
         match json {
-            true => super::err(&format!(
+            true => super::err(format!(
                 "{}\n",
                 serde_json::to_string(&warning).expect("serializes")
             )),
-            false => super::err(&format!("{warning}\n")),
+            false => super::err(format!("{warning}\n")),
         }
     }
     if !json {
         let n = plan.services.len();
         let s = if n == 1 { "" } else { "s" };
-        super::err(&format!("{}: ok, {n} service{s}\n", file.display()));
+        super::err(format!("{}: ok, {n} service{s}\n", file.display()));
     }
     Ok(0)
 }
