@@ -273,10 +273,7 @@ async fn brief_health(api: &Api) -> Result<(bool, bool), Refusal> {
             message,
         )));
     };
-    let (alive, ready) = (
-        report.system.health != "critical",
-        report.not_ready.is_empty(),
-    );
+    let (alive, ready) = (report.alive(), report.ready());
     *api.brief.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), alive, ready));
     Ok((alive, ready))
 }

@@ -414,6 +414,18 @@ pub struct HealthReport {
     pub not_ready: Vec<String>,
 }
 
+impl HealthReport {
+    /// `/healthz`: up unless the root gave up.
+    pub fn alive(&self) -> bool {
+        self.system.health != "critical"
+    }
+
+    /// `/readyz`: every readiness check passes.
+    pub fn ready(&self) -> bool {
+        self.not_ready.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SystemInfo {
     /// `healthy`, `degraded` or `critical`.

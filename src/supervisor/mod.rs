@@ -371,7 +371,7 @@ async fn event_loop(
         // However the shutdown began: `down`, a signal, exit_on_critical.
         if !stopping && daemon.system.shutting_down() {
             stopping = true;
-            probes::notify_self("STOPPING=1");
+            selfnotify::notify_self("STOPPING=1");
         }
         if std::mem::take(&mut daemon.sweep_due) {
             reaper::reap_all(daemon, Instant::now());

@@ -6,7 +6,37 @@
 
 use std::time::Duration;
 
-use super::probes::notify_self;
+/// Tell our own supervisor (systemd `Type=notify`) about us, if it asked.
+/// Never waits: a manager that does not read its socket (a full queue)
+/// loses the message rather than stop the event loop. A failure is logged
+/// once, and again only after a send has worked since.
+pub(super) fn notify_self(state: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FAILING: AtomicBool = AtomicBool::new(false);
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET").filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|sock| {
+        sock.set_nonblocking(true)?;
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(state.as_bytes(), &addr)
+        } else {
+            sock.send_to(state.as_bytes(), std::path::Path::new(&path))
+        }
+    });
+    match sent {
+        Ok(_) => FAILING.store(false, Ordering::Relaxed),
+        Err(e) if !FAILING.swap(true, Ordering::Relaxed) => {
+            let what = state.lines().next().unwrap_or_default();
+            let path = path.to_string_lossy();
+            tracing::warn!("cannot notify our own supervisor at {path:?} ({what}): {e}");
+        }
+        Err(_) => {}
+    }
+}
 
 /// How often to send WATCHDOG=1: half of `WATCHDOG_USEC`, as sd_notify(3)
 /// advises; none if it is unset, not a number, zero, or meant for another

@@ -188,8 +188,8 @@ pub(super) fn health(route: &Route, response: Response) -> HttpResponse {
         return from_response(&response);
     };
     let up = match route {
-        Route::Readyz => report.not_ready.is_empty(),
-        _ => report.system.health != "critical",
+        Route::Readyz => report.ready(),
+        _ => report.alive(),
     };
     let mut answer = from_response(&response);
     if !up {
