@@ -201,9 +201,9 @@ pub struct ServiceSpec {
     /// The group this service is a child of; none: the root.
     pub group: Option<String>,
     /// Signals sent to sentineld that it passes on to this service's main
-    /// process (SIGUSR1, SIGUSR2, SIGWINCH), as numbers.
-    #[serde(serialize_with = "ser_signal_numbers")]
-    pub forward_signals: Vec<i32>,
+    /// process (SIGUSR1, SIGUSR2, SIGWINCH).
+    #[serde(serialize_with = "recovery::ser_signals")]
+    pub forward_signals: Vec<Signal>,
 }
 
 impl ServiceSpec {
@@ -458,11 +458,6 @@ impl Default for LogSpec {
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
-fn ser_signal_numbers<S: serde::Serializer>(sigs: &[i32], s: S) -> Result<S::Ok, S::Error> {
-    let name = |&n: &i32| Signal::try_from(n).map_or("?", |sig| sig.as_str());
-    s.collect_seq(sigs.iter().map(name))
 }
 
 fn ser_signal<S: serde::Serializer>(sig: &Signal, s: S) -> Result<S::Ok, S::Error> {

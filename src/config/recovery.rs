@@ -126,6 +126,6 @@ impl Default for EscalationSpec {
     }
 }
 
-fn ser_signals<S: serde::Serializer>(sigs: &[Signal], s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn ser_signals<S: serde::Serializer>(sigs: &[Signal], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(sigs.iter().map(|x| x.as_str()))
 }

@@ -161,7 +161,12 @@ impl Daemon {
         let (sig, name) = (origin.signal, describe(origin));
         let mut sent = 0;
         for i in 0..self.rt.len() {
-            if !self.rt[i].spec.forward_signals.contains(&sig) {
+            if !self.rt[i]
+                .spec
+                .forward_signals
+                .iter()
+                .any(|&s| s as i32 == sig)
+            {
                 continue;
             }
             let Phase::Running { pid, .. } = self.system.services[i].phase else {

@@ -158,25 +158,25 @@ impl Parser<'_> {
 
     /// `forward_signals: [USR1, WINCH]`: only the signals sentineld has no
     /// use of its own for; a repeat is no error.
-    fn forward_signals(&mut self, node: &Node, path: &str) -> Option<Vec<i32>> {
+    fn forward_signals(&mut self, node: &Node, path: &str) -> Option<Vec<Signal>> {
         use crate::strategy::signals::FORWARDABLE;
         let sigs = self.list(node, path, |this, v, p| {
-            let sig = this.parsed(v, p, units::parse_signal)? as i32;
-            if FORWARDABLE.contains(&sig) {
+            let sig = this.parsed(v, p, units::parse_signal)?;
+            if FORWARDABLE.contains(&(sig as i32)) {
                 return Some(sig);
             }
             let why = match sig {
-                libc::SIGTERM | libc::SIGINT => "it stops sentineld",
-                libc::SIGHUP => "it reloads sentineld",
+                Signal::SIGTERM | Signal::SIGINT => "it stops sentineld",
+                Signal::SIGHUP => "it reloads sentineld",
                 _ => "sentineld does not catch it for its services",
             };
-            let name = units::parse_signal(&sig.to_string()).map_or("?", |s| s.as_str());
+            let name = sig.as_str();
             let msg =
                 format!("{name} cannot be forwarded: {why}; expected SIGUSR1, SIGUSR2 or SIGWINCH");
             this.err(v, p, msg);
             None
         })?;
-        let mut out: Vec<i32> = Vec::with_capacity(sigs.len());
+        let mut out: Vec<Signal> = Vec::with_capacity(sigs.len());
         for sig in sigs {
             if !out.contains(&sig) {
                 out.push(sig);
