@@ -29,8 +29,7 @@ pub fn up(
     }
     let mut plan = crate::config::load(file)?;
     if let Some(dir) = state_dir {
-        plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
-        plan.state_dir_from_flag = true;
+        plan.place_state_dir(dir);
     }
     let mut budget = supervisor::budget::Budget::of(&plan);
     if !budget.fit() {

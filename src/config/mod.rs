@@ -54,6 +54,15 @@ pub struct Plan {
     pub state_dir_from_flag: bool,
 }
 
+impl Plan {
+    /// The state dir `--state-dir` or `SENTINELD_STATE_DIR` gives, in place
+    /// of the file's.
+    pub fn place_state_dir(&mut self, dir: PathBuf) {
+        self.state_dir = std::path::absolute(&dir).unwrap_or(dir);
+        self.state_dir_from_flag = true;
+    }
+}
+
 /// `api:`: where the HTTP API listens and the token it asks for.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiSpec {

@@ -28,7 +28,7 @@ pub fn check(
 ) -> Result<i32, CommandError> {
     let mut plan = crate::config::load(file)?;
     if let Some(dir) = state_dir {
-        plan.state_dir = std::path::absolute(&dir).unwrap_or(dir);
+        plan.place_state_dir(dir);
     }
     let resolved = Resolved {
         plan: &plan,
