@@ -171,6 +171,11 @@ fn metrics_json_gives_the_samples_of_the_prometheus_text() {
     }
 }
 
+fn check_json(file: &std::path::Path) -> Output {
+    let mut check = Command::new(BIN);
+    check.args(["check", "--json"]).arg(file).output().unwrap()
+}
+
 #[test]
 fn check_json_is_the_resolved_plan_and_errors_have_locations() {
     let dir = tempfile::tempdir().unwrap();
@@ -180,11 +185,7 @@ fn check_json_is_the_resolved_plan_and_errors_have_locations() {
         "services:\n  web:\n    command: sleep 5\n  api:\n    command: [sleep, '6']\n    depends_on: { web: started }\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--json"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = check_json(&file);
     let plan = json(&out);
     assert_eq!(plan["services"][0]["name"], "web");
     assert_eq!(
@@ -207,11 +208,7 @@ fn check_json_is_the_resolved_plan_and_errors_have_locations() {
         "services:\n  web:\n    command: sleep 5\n    restrat: always\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "--json"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = check_json(&file);
     assert_eq!(out.status.code(), Some(2));
     let error: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(error["type"], "error");

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,25 +28,17 @@ impl Init {
     /// /sys/fs/cgroup in the namespace's own mounts), as in most containers.
     fn start_in(dir: tempfile::TempDir, yaml: &str, no_cgroups: bool) -> Init {
         std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
-        let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
         let hide = if no_cgroups {
             "mount -t tmpfs none /sys/fs/cgroup && "
         } else {
             ""
         };
-        let child = Command::new("unshare")
+        let mut unshare = Command::new("unshare");
+        unshare
             .args(["--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"])
-            .args(["sh", "-c", &format!("{hide}exec {BIN} up services.yaml")])
-            .current_dir(dir.path())
-            .env_remove("SENTINELD_STATE_DIR")
-            .env("NO_COLOR", "1")
-            .env("SENTINELD_SEED", SEED)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("unshare (util-linux) runs");
+            .args(["sh", "-c", &format!("{hide}exec {BIN} up services.yaml")]);
+        as_test_daemon(&mut unshare, dir.path());
+        let child = unshare.spawn().expect("unshare (util-linux) runs");
         let outer = child.id() as i32;
         let mut inst = Instance {
             dir,
@@ -70,6 +61,15 @@ impl Init {
     /// Every process of the namespace: (pid here, state letter).
     fn processes(&self) -> Vec<(i32, char)> {
         in_namespace(pid_ns(self.pid))
+    }
+
+    /// Until `name`'s log holds `text` (a trap set, a signal received).
+    fn wait_logged(&self, name: &str, text: &str) {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{text:?} from {name}"),
+            || self.inst.log(name).contains(text),
+        );
     }
 
     /// The exit status, within 20 s.
@@ -164,9 +164,8 @@ fn sigterm_as_pid_1_stops_everything_in_order_and_exits_0() {
 ",
     );
     // Their traps are set before they say so.
-    wait_until(Duration::from_secs(10), "both up", || {
-        init.inst.log("web").contains("web up") && init.inst.log("db").contains("db up")
-    });
+    init.wait_logged("web", "web up");
+    init.wait_logged("db", "db up");
     kill(init.pid, libc::SIGTERM);
     let status = init.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", init.inst.up_log());
@@ -219,9 +218,7 @@ fn a_signal_with_no_use_stops_the_services_then_exits_128_plus_n() {
     command: trap 'echo app stopped; exit 0' TERM; echo app up; while :; do sleep 0.05; done
 ",
     );
-    wait_until(Duration::from_secs(10), "app up", || {
-        init.inst.log("app").contains("app up")
-    });
+    init.wait_logged("app", "app up");
     // Forwardable but forwarded to nobody: ignored, sentineld stays.
     kill(init.pid, libc::SIGUSR2);
     kill(init.pid, libc::SIGQUIT);
@@ -286,19 +283,13 @@ fn forwarded_signals_reach_only_the_services_that_list_them() {
     command: exec sleep 300
 ",
     );
-    wait_until(Duration::from_secs(10), "listener's traps", || {
-        init.inst.log("listener").contains("listening")
-    });
+    init.wait_logged("listener", "listening");
     // sleep dies of SIGUSR1: it must not get it.
     let bystander = init.inst.wait_running("bystander", None);
     kill(init.pid, libc::SIGUSR1);
-    wait_until(Duration::from_secs(10), "USR1 forwarded", || {
-        init.inst.log("listener").contains("got USR1")
-    });
+    init.wait_logged("listener", "got USR1");
     kill(init.pid, libc::SIGWINCH);
-    wait_until(Duration::from_secs(10), "WINCH forwarded", || {
-        init.inst.log("listener").contains("got WINCH")
-    });
+    init.wait_logged("listener", "got WINCH");
     // Not restarted: the same pid, still running (pids as the namespace
     // numbers them).
     let now = init.inst.service("bystander");
@@ -427,17 +418,12 @@ fn a_sigterm_before_the_handlers_are_in_place_is_not_lost() {
     let dir = tempfile::tempdir().unwrap();
     let yaml_len = yaml.len();
     std::fs::write(dir.path().join("services.yaml"), yaml).unwrap();
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut child = Command::new("unshare")
+    let mut unshare = Command::new("unshare");
+    unshare
         .args(["--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"])
-        .args([BIN, "up", "services.yaml"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .unwrap();
+        .args([BIN, "up", "services.yaml"]);
+    as_test_daemon(&mut unshare, dir.path());
+    let mut child = unshare.spawn().unwrap();
     let outer = child.id() as i32;
     let mut pid = 0;
     // Once it has read the file (`rchar` counts what read(2) returned), it

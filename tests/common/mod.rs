@@ -220,11 +220,6 @@ impl Instance {
     }
 
     pub fn launch_with(&mut self, configure: impl FnOnce(&mut Command)) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("up.log"))
-            .unwrap();
         let mut up = Command::new(BIN);
         let limits = self.limits.clone();
         // SAFETY: only setrlimit between fork and exec, on data made before.
@@ -242,15 +237,7 @@ impl Instance {
                 Ok(())
             })
         };
-        up.args(["up", "services.yaml"])
-            .current_dir(self.dir.path())
-            .env_remove("SENTINELD_STATE_DIR")
-            .env("NO_COLOR", "1")
-            .env("SENTINELD_SEED", SEED)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0);
+        as_test_daemon(up.args(["up", "services.yaml"]), self.dir.path());
         configure(&mut up);
         self.child = Some(up.spawn().unwrap());
         wait_until(Duration::from_secs(10), "the control socket", || {
@@ -429,6 +416,25 @@ impl Drop for Instance {
             }
         }
     }
+}
+
+/// `cmd` (an `up`, or what runs one) as the tests run a daemon: in `dir`,
+/// its output appended to `dir/up.log`, the seed fixed, no colour, no
+/// state dir from the environment, in a process group of its own.
+pub fn as_test_daemon(cmd: &mut Command, dir: &Path) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("up.log"))
+        .unwrap();
+    cmd.current_dir(dir)
+        .env_remove("SENTINELD_STATE_DIR")
+        .env("NO_COLOR", "1")
+        .env("SENTINELD_SEED", SEED)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0);
 }
 
 /// Where a cgroup of our own could be made, if cgroup v2 is writable here.
