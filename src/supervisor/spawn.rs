@@ -118,9 +118,7 @@ impl SpawnSpec {
                     .find(|(k, _)| *k == b"PATH")
                     .map(|(_, v)| v.to_vec())
             })
-            .unwrap_or_else(|| {
-                b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_vec()
-            });
+            .unwrap_or_else(|| DEFAULT_PATH.as_bytes().to_vec());
         let own = BaseEnv::new(env).0.to_vec();
         let user = spec.user.as_ref().map(|u| {
             let name = CString::new(u.name.as_bytes()).unwrap_or_default();
@@ -145,26 +143,37 @@ impl SpawnSpec {
         match &self.program {
             ProgramRef::Path(p) => Ok(p.clone()),
             ProgramRef::Search(name) => {
-                for dir in self.path_var.split(|b| *b == b':') {
-                    let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-                    let mut full = dir.to_vec();
-                    full.push(b'/');
-                    full.extend_from_slice(name);
-                    let c = CString::new(full).expect("no NUL");
-                    // SAFETY: c is a valid NUL-terminated string.
-                    if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
-                        let p = Path::new(OsStr::from_bytes(c.as_bytes()));
-                        if !p.is_dir() {
-                            return Ok(c);
-                        }
-                    }
-                }
-                Err(SpawnError::NotFound {
+                search_path(&self.path_var, name).ok_or_else(|| SpawnError::NotFound {
                     program: String::from_utf8_lossy(name).into_owned(),
                 })
             }
         }
     }
+}
+
+/// What a spawn searches when neither the service nor sentineld has a
+/// `PATH`.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The program a spawn runs for a bare `name`: the first `DIR/name` of
+/// `path_var` (an empty entry is the current directory) that this user may
+/// execute and that is not a directory. `check` asks the same.
+pub fn search_path(path_var: &[u8], name: &[u8]) -> Option<CString> {
+    for dir in path_var.split(|b| *b == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let mut full = dir.to_vec();
+        full.push(b'/');
+        full.extend_from_slice(name);
+        let c = CString::new(full).ok()?;
+        // SAFETY: c is a valid NUL-terminated string.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+            let p = Path::new(OsStr::from_bytes(c.as_bytes()));
+            if !p.is_dir() {
+                return Some(c);
+            }
+        }
+    }
+    None
 }
 
 /// The steps of a child between clone and exec that can fail.

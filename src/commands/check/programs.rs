@@ -10,12 +10,10 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{Check, Command, Plan, ServiceSpec};
-
-/// What spawn uses when neither the service nor sentineld has a `PATH`.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::supervisor::spawn::{DEFAULT_PATH, search_path};
 
 /// (YAML path, message) for each command whose program cannot run.
 pub fn warnings(plan: &Plan) -> Vec<(Vec<String>, String)> {
@@ -88,18 +86,15 @@ fn problem(command: &Command, spec: &ServiceSpec) -> Option<String> {
         .cloned()
         .or_else(|| std::env::var("PATH").ok())
         .unwrap_or_else(|| DEFAULT_PATH.to_string());
-    let mut not_executable: Option<PathBuf> = None;
-    for dir in path_var.split(':') {
-        let full = Path::new(if dir.is_empty() { "." } else { dir }).join(&program);
-        match std::fs::metadata(&full) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) if executable(&full) => return None,
-            Ok(_) => {
-                not_executable.get_or_insert(full);
-            }
-            Err(_) => {}
-        }
+    if search_path(path_var.as_bytes(), program.as_bytes()).is_some() {
+        return None;
     }
+    // Not found as spawn looks: is there a file of that name, just not
+    // one this user may run?
+    let not_executable = path_var
+        .split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(&program))
+        .find(|full| std::fs::metadata(full).is_ok_and(|m| !m.is_dir()));
     Some(match not_executable {
         Some(f) => format!(
             "program {program:?} not found in PATH: {} is not executable",
