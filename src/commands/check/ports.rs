@@ -227,8 +227,7 @@ fn descends_from(mut pid: u32, ancestor: u32) -> bool {
 
 fn ppid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+    crate::supervisor::registry::stat_field(&stat, 4)?.parse().ok()
 }
 
 fn comm(pid: u32) -> Option<String> {
