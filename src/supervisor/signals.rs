@@ -109,13 +109,13 @@ fn describe(origin: &Origin) -> String {
     }
 }
 
-/// `SIGTERM`, `SIGRTMIN+3`, or the number.
+/// `SIGRTMIN+3` for a realtime signal; else the name every event uses
+/// ([`crate::strategy::classify::signal_name`]).
 pub(super) fn signal_name(sig: i32) -> String {
     let rtmin = libc::SIGRTMIN();
-    match nix::sys::signal::Signal::try_from(sig) {
-        Ok(s) => s.as_str().to_string(),
-        Err(_) if sig >= rtmin => format!("SIGRTMIN+{}", sig - rtmin),
-        Err(_) => format!("signal {sig}"),
+    match sig >= rtmin {
+        true => format!("SIGRTMIN+{}", sig - rtmin),
+        false => crate::strategy::classify::signal_name(sig),
     }
 }
 
