@@ -227,7 +227,9 @@ fn descends_from(mut pid: u32, ancestor: u32) -> bool {
 
 fn ppid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    crate::supervisor::registry::stat_field(&stat, 4)?.parse().ok()
+    crate::supervisor::registry::stat_field(&stat, 4)?
+        .parse()
+        .ok()
 }
 
 fn comm(pid: u32) -> Option<String> {
